@@ -1,0 +1,120 @@
+"""The ``owui-bridge`` command: ``chat``, ``check`` and (with platform adapters) ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from adapters.console.chat import run_chat
+from adapters.runtime import make_client, open_runtime, start_live_events
+from bridge.config import ConfigError, Settings, load_settings
+from bridge.errors import BridgeError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="owui-bridge", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML file with settings")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="talk to the model from this terminal")
+    chat.add_argument("--thread", help="resume (or name) a thread; default: a new one")
+    chat.add_argument("--model", help="model id for a new thread (default OPENWEBUI_MODEL)")
+    commands.add_parser("check", help="validate settings and reach Open WebUI")
+    return parser
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.bridge_log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Request lines at INFO drown the conversation; warnings still show.
+    for noisy in ("httpx", "socketio", "engineio", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, settings_level(settings)))
+
+
+def settings_level(settings: Settings) -> int:
+    return logging.getLevelName(settings.bridge_log_level)  # type: ignore[no-any-return]
+
+
+async def _chat(settings: Settings, thread: str | None, model: str | None) -> int:
+    if not (model or settings.openwebui_model):
+        print("owui-bridge: set OPENWEBUI_MODEL or pass --model", file=sys.stderr)
+        return 2
+    async with open_runtime(settings, model=model) as runtime:
+        failures = await run_chat(runtime.bridge, thread, model=model)
+    return 1 if failures else 0
+
+
+async def _check(settings: Settings) -> int:
+    """Report each check on its own line; exit 1 if any failed."""
+    ok = True
+
+    def report(name: str, passed: bool, detail: str) -> None:
+        nonlocal ok
+        ok = ok and passed
+        print(f"{'ok  ' if passed else 'FAIL'} {name}: {detail}")
+
+    client = make_client(settings)
+    try:
+        try:
+            server = await client.connect()
+        except BridgeError as exc:
+            report("open webui", False, f"{settings.openwebui_url}: {exc}")
+            return 1
+        report("open webui", True, f"{settings.openwebui_url} version {server.version}")
+        try:
+            await client.models()
+            live = await start_live_events(settings, client)
+            follow = "live events" if live else "polling"
+            if live:
+                await live.close()
+            report(
+                "auth", True, f"{client.auth_mode.replace('_', ' ')}; answers followed by {follow}"
+            )
+        except BridgeError as exc:
+            report("auth", False, str(exc))
+            return 1
+        if settings.openwebui_model:
+            try:
+                await client.model(settings.openwebui_model)
+                report("model", True, f"{settings.openwebui_model} is available")
+            except BridgeError as exc:
+                report("model", False, str(exc))
+        else:
+            report("model", False, "OPENWEBUI_MODEL is not set")
+        for knowledge_id in settings.openwebui_knowledge_ids:
+            try:
+                knowledge = await client.knowledge(knowledge_id)
+                report("knowledge", True, f"{knowledge_id} ({knowledge.get('name', '?')})")
+            except BridgeError as exc:
+                report("knowledge", False, str(exc))
+    finally:
+        await client.aclose()
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"owui-bridge: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    try:
+        if args.command == "chat":
+            return asyncio.run(_chat(settings, args.thread, args.model))
+        return asyncio.run(_check(settings))
+    except BridgeError as exc:
+        print(f"owui-bridge: {exc.user_message} ({exc})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

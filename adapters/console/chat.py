@@ -1,0 +1,78 @@
+"""``owui-bridge chat``: a terminal conversation through the same core and storage."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import secrets
+import sys
+import uuid
+from typing import TextIO
+
+from adapters.console.reply import CONSOLE, ConsoleReply
+from bridge.core import Bridge
+from bridge.events import PlatformEvent, ThreadKey
+
+NEW_THREAD = "/new"
+QUIT = {"/quit", "/exit"}
+
+
+def new_thread_name() -> str:
+    return f"console-{secrets.token_hex(4)}"
+
+
+def thread_key(name: str) -> ThreadKey:
+    return ThreadKey(platform="console", workspace="", channel="terminal", thread=name)
+
+
+async def _read_line(stream: TextIO, prompt: str | None) -> str | None:
+    def read() -> str | None:
+        if prompt:
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+        line = stream.readline()
+        return None if line == "" else line.rstrip("\n")
+
+    return await asyncio.to_thread(read)
+
+
+async def run_chat(
+    bridge: Bridge,
+    thread: str | None,
+    *,
+    model: str | None = None,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
+    """Converse until end of input; returns the number of failed turns."""
+    interactive = stdin.isatty()
+    name = thread or new_thread_name()
+    stderr.write(f"[bridge] thread {name} (resume it with --thread {name})\n")
+    user = getpass.getuser()
+    failures = 0
+    while True:
+        line = await _read_line(stdin, "you> " if interactive else None)
+        if line is None or line.strip() in QUIT:
+            return failures
+        text = line.strip()
+        if not text:
+            continue
+        if text == NEW_THREAD:
+            name = new_thread_name()
+            stderr.write(f"[bridge] new thread {name}\n")
+            continue
+        message_id = str(uuid.uuid4())
+        event = PlatformEvent(
+            event_id=message_id,
+            thread=thread_key(name),
+            message_id=message_id,
+            author_id=user,
+            author_name="",  # one speaker: no name prefix needed
+            text=text,
+            model=model,
+        )
+        task = await bridge.submit(event, ConsoleReply(stdout, stderr), CONSOLE)
+        result = await task if task else None
+        if result is None or result.error is not None:
+            failures += 1

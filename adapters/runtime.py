@@ -1,0 +1,94 @@
+"""Wiring: settings → Open WebUI client, live events, storage, core.
+
+Lives with the adapters because it is the one place that knows every layer;
+the core and storage stay ignorant of each other's implementations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from bridge.config import Settings
+from bridge.core import Bridge, CoreOptions
+from bridge.flows import flow_for
+from bridge.live import LiveEvents
+from bridge.openwebui import Credentials, OpenWebUIClient, ServerInfo
+from bridge.store import Store
+from storage import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    client: OpenWebUIClient
+    server: ServerInfo
+    store: Store
+    bridge: Bridge
+    live: LiveEvents | None
+
+
+def make_client(settings: Settings) -> OpenWebUIClient:
+    key = settings.openwebui_api_key
+    password = settings.openwebui_password
+    return OpenWebUIClient(
+        settings.openwebui_url,
+        Credentials(
+            token=key.get_secret_value() if key else None,
+            email=settings.openwebui_email,
+            password=password.get_secret_value() if password else None,
+        ),
+        timeout=settings.openwebui_request_timeout,
+        retries=settings.openwebui_retries,
+    )
+
+
+async def start_live_events(settings: Settings, client: OpenWebUIClient) -> LiveEvents | None:
+    """Live events when a JWT allows them; polling otherwise (or when asked)."""
+    if settings.openwebui_follow == "polling":
+        return None
+    if client.jwt is None:
+        if settings.openwebui_follow == "events":
+            log.warning("OPENWEBUI_FOLLOW=events needs a JWT (not an API key); polling instead")
+        return None
+    live = LiveEvents(client.base_url, client.jwt)
+    try:
+        await live.start()
+    except Exception as exc:
+        log.warning("live events unavailable (%s); following answers by polling", exc)
+        return None
+    return live
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, model: str | None = None) -> AsyncIterator[Runtime]:
+    async with AsyncExitStack() as stack:
+        client = make_client(settings)
+        stack.push_async_callback(client.aclose)
+        server = await client.connect()
+        live = await start_live_events(settings, client)
+        if live is not None:
+            stack.push_async_callback(live.close)
+        store = await open_store(settings.bridge_database)
+        stack.push_async_callback(store.close)
+        options = CoreOptions(
+            default_model=model or settings.openwebui_model or "",
+            answer_timeout=settings.bridge_answer_timeout,
+            max_concurrent_turns=settings.bridge_max_concurrent_turns,
+            title_generation=settings.bridge_title_generation,
+            poll_interval=settings.openwebui_poll_interval,
+            knowledge_ids=tuple(settings.openwebui_knowledge_ids),
+            filter_ids=tuple(settings.openwebui_filter_ids),
+        )
+        bridge = Bridge(client, store, flow_for(client), options, live=live)
+        log.info(
+            "connected to Open WebUI %s (%s auth, answers followed by %s)",
+            server.version,
+            client.auth_mode,
+            bridge.follow_mode,
+        )
+        yield Runtime(settings, client, server, store, bridge, live)

@@ -1,0 +1,151 @@
+"""Settings from the environment and an optional TOML file, validated at start.
+
+Names are the environment variable names; in the TOML file the same names are
+written in lower case (``openwebui_url = "…"``). The environment wins over the
+file. Errors name the setting and never repeat its value: a bad value may be a
+secret pasted into the wrong variable.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message lists each bad setting by name."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    openwebui_url: str = Field(
+        "http://localhost:8080", validation_alias=AliasChoices("OPENWEBUI_URL", "openwebui_url")
+    )
+    openwebui_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENWEBUI_API_KEY", "openwebui_api_key")
+    )
+    openwebui_email: str | None = Field(
+        None, validation_alias=AliasChoices("OPENWEBUI_EMAIL", "openwebui_email")
+    )
+    openwebui_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENWEBUI_PASSWORD", "openwebui_password")
+    )
+    openwebui_model: str | None = Field(
+        None, validation_alias=AliasChoices("OPENWEBUI_MODEL", "openwebui_model")
+    )
+    # Knowledge collections every answer may draw on (comma-separated ids).
+    openwebui_knowledge_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("OPENWEBUI_KNOWLEDGE_IDS", "openwebui_knowledge_ids"),
+    )
+    openwebui_filter_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("OPENWEBUI_FILTER_IDS", "openwebui_filter_ids"),
+    )
+    # How answers are followed: live events need a JWT; "auto" uses them when possible.
+    openwebui_follow: Literal["auto", "events", "polling"] = Field(
+        "auto", validation_alias=AliasChoices("OPENWEBUI_FOLLOW", "openwebui_follow")
+    )
+    openwebui_poll_interval: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        validation_alias=AliasChoices("OPENWEBUI_POLL_INTERVAL", "openwebui_poll_interval"),
+    )
+    openwebui_request_timeout: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=AliasChoices("OPENWEBUI_REQUEST_TIMEOUT", "openwebui_request_timeout"),
+    )
+    openwebui_retries: int = Field(
+        3, ge=0, le=10, validation_alias=AliasChoices("OPENWEBUI_RETRIES", "openwebui_retries")
+    )
+    bridge_answer_timeout: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("BRIDGE_ANSWER_TIMEOUT", "bridge_answer_timeout")
+    )
+    bridge_max_concurrent_turns: int = Field(
+        8,
+        ge=1,
+        le=256,
+        validation_alias=AliasChoices("BRIDGE_MAX_CONCURRENT_TURNS", "bridge_max_concurrent_turns"),
+    )
+    bridge_title_generation: bool = Field(
+        True, validation_alias=AliasChoices("BRIDGE_TITLE_GENERATION", "bridge_title_generation")
+    )
+    bridge_database: Path = Field(
+        Path("./owui-bridge.db"),
+        validation_alias=AliasChoices("BRIDGE_DATABASE", "bridge_database"),
+    )
+    bridge_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=AliasChoices("BRIDGE_LOG_LEVEL", "bridge_log_level")
+    )
+
+    @field_validator("openwebui_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("openwebui_knowledge_ids", "openwebui_filter_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("bridge_log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, then values passed in (the TOML file).
+        return (env_settings, init_settings)
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.openwebui_api_key is not None or (
+            self.openwebui_email is not None and self.openwebui_password is not None
+        )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings; raise ``ConfigError`` naming every bad setting."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values = {k.lower(): v for k, v in tomllib.loads(config_file.read_text()).items()}
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    if (settings.openwebui_email is None) != (settings.openwebui_password is None):
+        raise ConfigError("OPENWEBUI_EMAIL and OPENWEBUI_PASSWORD must be set together")
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        lines.append(f"{name}: {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,225 @@
+"""The orchestration core: one thread ↔ one chat, one answer per question.
+
+Turns of one thread run one at a time in arrival order; turns of different
+threads run concurrently, bounded by a semaphore. Every turn ends in exactly
+one ``finish`` or ``fail`` at the reply handle and a done/failed turn record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from bridge import tree
+from bridge.errors import BridgeError, user_message
+from bridge.events import PlatformEvent, ThreadKey
+from bridge.flows import TurnFlow, TurnRequest
+from bridge.follow import AnswerFollower
+from bridge.live import LiveEvents
+from bridge.openwebui import OpenWebUIClient
+from bridge.pacing import PacedReply
+from bridge.reply import Capabilities, ReplyHandle
+from bridge.store import Conversation, DuplicateTurn, Store, TurnStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoreOptions:
+    default_model: str
+    answer_timeout: float = 300.0
+    max_concurrent_turns: int = 8
+    title_generation: bool = True
+    poll_interval: float = 0.5
+    knowledge_ids: tuple[str, ...] = ()
+    filter_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class TurnResult:
+    status: TurnStatus
+    chat_id: str | None = None
+    answer: str = ""
+    error: BaseException | None = None
+    increments: int = 0
+    first_text_at: float | None = None  # monotonic time the reply handle first got text
+    tree_problems: list[str] = field(default_factory=list)
+
+
+class Bridge:
+    def __init__(
+        self,
+        client: OpenWebUIClient,
+        store: Store,
+        flow: TurnFlow,
+        options: CoreOptions,
+        *,
+        live: LiveEvents | None = None,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._flow = flow
+        self._options = options
+        self._live = live
+        server = client.server
+        self._follower = AnswerFollower(
+            client,
+            marks_done=server.marks_answers_done if server else True,
+            poll_interval=options.poll_interval,
+            timeout=options.answer_timeout,
+        )
+        self._slots = asyncio.Semaphore(options.max_concurrent_turns)
+        self._tails: dict[ThreadKey, asyncio.Task[TurnResult | None]] = {}
+
+    @property
+    def follow_mode(self) -> str:
+        return "events" if self._live is not None else "polling"
+
+    async def submit(
+        self, event: PlatformEvent, reply: ReplyHandle, capabilities: Capabilities
+    ) -> asyncio.Task[TurnResult | None] | None:
+        """Queue the event's turn behind its thread's running turn. Returns None for a
+        delivery seen before; the task's result is None if the message already had a turn."""
+        if not await self._store.claim_event(event.thread.platform, event.event_id):
+            log.info("duplicate delivery %s ignored", event.event_id)
+            return None
+        previous = self._tails.get(event.thread)
+        task = asyncio.create_task(self._run_after(previous, event, reply, capabilities))
+        self._tails[event.thread] = task
+        task.add_done_callback(lambda t: self._forget(event.thread, t))
+        return task
+
+    def _forget(self, key: ThreadKey, task: asyncio.Task[TurnResult | None]) -> None:
+        if self._tails.get(key) is task:
+            del self._tails[key]
+
+    async def _run_after(
+        self,
+        previous: asyncio.Task[TurnResult | None] | None,
+        event: PlatformEvent,
+        reply: ReplyHandle,
+        capabilities: Capabilities,
+    ) -> TurnResult | None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        async with self._slots:
+            return await self._turn(event, reply, capabilities)
+
+    async def _turn(
+        self, event: PlatformEvent, reply: ReplyHandle, capabilities: Capabilities
+    ) -> TurnResult | None:
+        conversation = await self._store.get_conversation(event.thread)
+        if conversation is None:
+            model = event.model or self._options.default_model
+            conversation = await self._store.create_conversation(event.thread, model)
+        try:
+            turn = await self._store.start_turn(
+                conversation.id, event.message_id, str(uuid.uuid4()), str(uuid.uuid4())
+            )
+        except DuplicateTurn:
+            log.info("message %s already has a turn", event.message_id)
+            return None
+
+        paced = PacedReply(reply, capabilities)
+        result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
+        try:
+            await paced.start()
+            await self._answer(
+                conversation, event, turn.user_message_id, turn.assistant_message_id, paced, result
+            )
+            await self._store.complete_turn(turn.id)
+            result.status = TurnStatus.DONE
+        except Exception as exc:  # every failure ends in one message and a failed turn
+            result.status, result.error = TurnStatus.FAILED, exc
+            if not isinstance(exc, BridgeError):
+                log.exception("turn for %s failed unexpectedly", event.message_id)
+            else:
+                log.warning("turn for %s failed: %s", event.message_id, exc)
+            await self._store.fail_turn(turn.id, f"{type(exc).__name__}: {exc}"[:500])
+            await self._close_failed_answer(result.chat_id, turn.assistant_message_id)
+            try:
+                await paced.fail(user_message(exc))
+            except Exception:
+                log.exception("could not tell the thread that the turn failed")
+        return result
+
+    async def _answer(
+        self,
+        conversation: Conversation,
+        event: PlatformEvent,
+        user_id: str,
+        assistant_id: str,
+        paced: PacedReply,
+        result: TurnResult,
+    ) -> None:
+        events = self._live.subscribe(assistant_id) if self._live else None
+        try:
+            request = TurnRequest(
+                chat_id=conversation.chat_id,
+                parent_id=conversation.last_answer_id if conversation.chat_id else None,
+                user_message_id=user_id,
+                assistant_message_id=assistant_id,
+                content=question_text(event),
+                model=conversation.model,
+                session_id=(self._live.session_id if self._live else None) or str(uuid.uuid4()),
+                title_generation=self._options.title_generation,
+                knowledge_ids=self._options.knowledge_ids,
+                filter_ids=self._options.filter_ids,
+            )
+            chat_id = await self._flow.start(request)
+            result.chat_id = chat_id
+            if conversation.chat_id != chat_id:
+                await self._store.set_chat_id(conversation.id, chat_id)
+
+            async def on_text(text: str) -> None:
+                if result.first_text_at is None:
+                    result.first_text_at = time.monotonic()
+                await paced.update(text)
+
+            state = await self._follower.follow(chat_id, assistant_id, on_text, events)
+            result.increments = state.increments
+        finally:
+            if self._live:
+                self._live.unsubscribe(assistant_id)
+
+        chat = await self._flow.finalise(chat_id, assistant_id)
+        history = (chat.get("chat") or {}).get("history") or {}
+        stored = tree.message_text((history.get("messages") or {}).get(assistant_id) or {})
+        result.tree_problems = tree.problems(history)
+        if result.tree_problems:
+            log.error("chat %s tree problems after turn: %s", chat_id, result.tree_problems)
+        if (
+            stored != paced.shown_text
+            and paced.shown_text
+            and not stored.startswith(paced.shown_text)
+        ):
+            log.warning("streamed text diverged from the stored answer in chat %s", chat_id)
+        result.answer = stored
+        await paced.finish(stored)
+
+    async def _close_failed_answer(self, chat_id: str | None, assistant_id: str) -> None:
+        """Leave no answer half-open: 0.6.x does not mark a failed answer done."""
+        if chat_id is None:
+            return
+        try:
+            await self._flow.finalise(chat_id, assistant_id)
+        except Exception as exc:  # the user already gets the real error
+            log.warning("could not close failed answer in chat %s: %s", chat_id, exc)
+
+
+def question_text(event: PlatformEvent) -> str:
+    """What the model and the admin see for the question: earlier thread messages
+    when the bot joins late, and the author's name so speakers can be told apart."""
+    lines: list[str] = []
+    if event.context:
+        lines.append("Earlier in this thread:")
+        lines.extend(f"{m.author_name}: {m.text}" for m in event.context)
+        lines.append("")
+    if event.author_name:
+        lines.append(f"{event.author_name}: {event.text}")
+    else:
+        lines.append(event.text)
+    return "\n".join(lines)

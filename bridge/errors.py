@@ -1,0 +1,60 @@
+"""The bridge's exceptions: one root, a few kinds, one sentence each.
+
+    BridgeError
+    ├── OpenWebUIUnavailable   Open WebUI cannot be reached (after retries)
+    ├── AuthRejected           Open WebUI refused our credentials
+    ├── RequestRejected        Open WebUI refused a request (4xx we cannot fix by retrying)
+    │   └── ModelUnknown       the configured model does not exist
+    ├── AnswerFailed           the model or Open WebUI reported an error for this answer
+    ├── AnswerTimedOut         the answer did not finish within the configured time
+    └── PlatformRateLimited    the chat platform asked us to slow down beyond our patience
+
+Third-party errors are translated where they enter (the Open WebUI client,
+the adapters); the core only sees these. ``user_message`` is what the thread
+shows; ``str(error)`` is for logs and never contains a secret.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    user_message = "Something went wrong while answering. Please try again."
+
+
+class OpenWebUIUnavailable(BridgeError):
+    user_message = "Open WebUI is not reachable right now. Please try again in a few minutes."
+
+
+class AuthRejected(BridgeError):
+    user_message = (
+        "The bridge could not sign in to Open WebUI. An admin needs to check its credentials."
+    )
+
+
+class RequestRejected(BridgeError):
+    user_message = (
+        "Open WebUI rejected the request. An admin can find the details in the bridge log."
+    )
+
+
+class ModelUnknown(RequestRejected):
+    user_message = "The configured model is not available in Open WebUI."
+
+
+class AnswerFailed(BridgeError):
+    user_message = "The model could not answer this message. Please try again."
+
+
+class AnswerTimedOut(BridgeError):
+    user_message = "The answer took too long and was stopped. Please try again."
+
+
+class PlatformRateLimited(BridgeError):
+    user_message = "The chat platform is rate limiting the bridge. Please try again shortly."
+
+
+def user_message(error: BaseException) -> str:
+    """The one short sentence a user sees for ``error``."""
+    if isinstance(error, BridgeError):
+        return error.user_message
+    return BridgeError.user_message

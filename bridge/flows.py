@@ -1,0 +1,148 @@
+"""How a turn gets into an Open WebUI chat, per server generation.
+
+- 0.12.x: the server inserts the turn itself (``user_message`` + ``parent_id``):
+  one request, atomic, nothing else in the chat is touched.
+- 0.6.x: the tutorial's flow. We write the question and an empty answer into
+  the chat (read-modify-write of the whole history, since a partial history
+  replaces the stored one), trigger the completion, and afterwards mark the
+  answer ``done`` ourselves, which that version leaves to the web UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge import tree
+from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected
+from bridge.openwebui import OpenWebUIClient
+
+NEW_CHAT_TITLE = "New Chat"
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    chat_id: str | None  # None: this turn creates the chat
+    parent_id: str | None  # the thread's last answer; None for the first turn
+    user_message_id: str
+    assistant_message_id: str
+    content: str
+    model: str
+    session_id: str
+    title_generation: bool = True
+    knowledge_ids: tuple[str, ...] = ()
+    filter_ids: tuple[str, ...] = ()
+    features: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    def completion_payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "stream": True,
+            "messages": messages,
+            "id": self.assistant_message_id,
+            "session_id": self.session_id,
+            "background_tasks": {"title_generation": self.title_generation and not self.chat_id},
+            "features": self.features,
+            "variables": self.variables,
+            "filter_ids": list(self.filter_ids),
+        }
+        if self.knowledge_ids:
+            payload["files"] = [{"type": "collection", "id": k} for k in self.knowledge_ids]
+        if self.chat_id:
+            payload["chat_id"] = self.chat_id
+        return payload
+
+
+class TurnFlow(Protocol):
+    async def start(self, request: TurnRequest) -> str:
+        """Put the turn into the chat and start the answer; returns the chat id."""
+        ...
+
+    async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
+        """Make the stored answer complete; returns the final chat object."""
+        ...
+
+
+async def _start_completion(client: OpenWebUIClient, payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return await client.start_completion(payload)
+    except ModelUnknown:
+        raise
+    except RequestRejected as exc:
+        # With a chat id the server refuses the request only when the answer
+        # itself could not start (upstream error, bad parameters).
+        raise AnswerFailed(str(exc)) from exc
+
+
+class ServerManagedFlow:
+    def __init__(self, client: OpenWebUIClient) -> None:
+        self._client = client
+
+    async def start(self, request: TurnRequest) -> str:
+        user = tree.user_message(
+            request.user_message_id, request.parent_id, request.content, request.model
+        )
+        payload = request.completion_payload([{"role": "user", "content": request.content}])
+        payload["parent_id"] = request.parent_id
+        payload["user_message"] = {
+            key: user[key] for key in ("id", "role", "content", "models", "parentId")
+        }
+        data = await _start_completion(self._client, payload)
+        chat_id = data.get("chat_id") or request.chat_id
+        if not chat_id:
+            raise AnswerFailed(f"Open WebUI did not return a chat id: {str(data)[:200]}")
+        return str(chat_id)
+
+    async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
+        return await self._client.get_chat(chat_id)
+
+
+class ClientTreeFlow:
+    def __init__(self, client: OpenWebUIClient) -> None:
+        self._client = client
+
+    async def start(self, request: TurnRequest) -> str:
+        user = tree.user_message(
+            request.user_message_id, request.parent_id, request.content, request.model
+        )
+        answer = tree.assistant_placeholder(
+            request.assistant_message_id, request.user_message_id, request.model
+        )
+        if request.chat_id is None:
+            history = tree.add_turn(tree.empty_history(), user, answer)
+            document = tree.chat_document(history, title=NEW_CHAT_TITLE, model=request.model)
+            chat_id = str((await self._client.create_chat(document))["id"])
+        else:
+            chat_id = request.chat_id
+            stored = await self._client.get_chat(chat_id)
+            history = tree.add_turn(_history(stored), user, answer)
+            await self._client.update_chat(chat_id, tree.history_fields(history))
+        messages = tree.completion_messages(history, request.user_message_id)
+        await _start_completion(
+            self._client, request.completion_payload(messages) | {"chat_id": chat_id}
+        )
+        return chat_id
+
+    async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
+        stored = await self._client.get_chat(chat_id)
+        history = _history(stored)
+        message = (history.get("messages") or {}).get(assistant_message_id)
+        if message is None or message.get("done") is True:
+            return stored
+        history = tree.with_message(history, assistant_message_id, done=True)
+        # Only history keys are sent: 0.6.x merges top-level chat keys.
+        await self._client.update_chat(chat_id, tree.history_fields(history))
+        return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
+
+
+def _history(chat: dict[str, Any]) -> tree.History:
+    history = (chat.get("chat") or {}).get("history")
+    return history if isinstance(history, dict) else tree.empty_history()
+
+
+def flow_for(client: OpenWebUIClient) -> TurnFlow:
+    server = client.server
+    if server is not None and server.server_managed_turns:
+        return ServerManagedFlow(client)
+    return ClientTreeFlow(client)

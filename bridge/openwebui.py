@@ -1,0 +1,259 @@
+"""HTTP client for Open WebUI: auth, retries, and error translation at the edge.
+
+Everything Open WebUI can throw at us becomes one of ``bridge.errors`` here;
+nothing above this module sees httpx exceptions or status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from bridge.errors import (
+    AuthRejected,
+    BridgeError,
+    ModelUnknown,
+    OpenWebUIUnavailable,
+    RequestRejected,
+)
+
+log = logging.getLogger(__name__)
+
+AuthMode = Literal["api_key", "jwt"]
+_RETRY_STATUS = {502, 503, 504}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", self.version)[:3])
+
+    @property
+    def server_managed_turns(self) -> bool:
+        """0.12.x inserts a turn itself from ``user_message`` + ``parent_id``."""
+        return self.version_tuple >= (0, 12)
+
+    @property
+    def marks_answers_done(self) -> bool:
+        """0.6.x leaves ``done: false`` for the web UI to write; we must finalise."""
+        return self.version_tuple >= (0, 12)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str | None = None  # API key (sk-…) or JWT
+    email: str | None = None
+    password: str | None = None
+
+    @property
+    def mode(self) -> AuthMode:
+        if self.email and self.password:
+            return "jwt"
+        return "api_key" if (self.token or "").startswith("sk-") else "jwt"
+
+
+class OpenWebUIClient:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self._token = credentials.token
+        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._retries = retries
+        self._backoff = backoff
+        self._signin_lock = asyncio.Lock()
+        self.requests_sent = 0  # counted for the benchmark and tests
+        self.server: ServerInfo | None = None
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        return self._credentials.mode
+
+    @property
+    def jwt(self) -> str | None:
+        return self._token if self.auth_mode == "jwt" else None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- connection ---------------------------------------------------------
+
+    async def connect(self) -> ServerInfo:
+        """Reach the server, sign in if configured, and learn its version."""
+        data = await self.request("GET", "/api/version", auth=False)
+        self.server = ServerInfo(version=str(data.get("version", "0")))
+        if self._credentials.email and self._credentials.password and self._token is None:
+            await self._sign_in()
+        if self._token is None:
+            raise AuthRejected("no Open WebUI credentials configured")
+        return self.server
+
+    async def _sign_in(self) -> None:
+        async with self._signin_lock:
+            data = await self.request(
+                "POST",
+                "/api/v1/auths/signin",
+                json={"email": self._credentials.email, "password": self._credentials.password},
+                auth=False,
+            )
+            self._token = str(data["token"])
+
+    # -- endpoints ----------------------------------------------------------
+
+    async def models(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/api/models")
+        return list(data.get("data", [])) if isinstance(data, dict) else list(data)
+
+    async def model(self, model_id: str) -> dict[str, Any]:
+        """The model as the chat endpoint sees it; ``ModelUnknown`` if absent."""
+        for model in await self.models():
+            if model.get("id") == model_id:
+                return model
+        raise ModelUnknown(f"model {model_id!r} is not available in Open WebUI")
+
+    async def model_info(self, model_id: str) -> dict[str, Any] | None:
+        """Workspace settings of a custom model (None for a plain upstream model)."""
+        try:
+            data = await self.request("GET", "/api/v1/models/model", params={"id": model_id})
+        except RequestRejected:
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def knowledge(self, knowledge_id: str) -> dict[str, Any]:
+        data = await self.request("GET", f"/api/v1/knowledge/{knowledge_id}")
+        if not isinstance(data, dict):
+            raise RequestRejected(f"knowledge {knowledge_id!r} not found")
+        return data
+
+    async def get_chat(self, chat_id: str) -> dict[str, Any]:
+        data = await self.request("GET", f"/api/v1/chats/{chat_id}")
+        if not isinstance(data, dict):
+            raise RequestRejected(f"chat {chat_id} not found")
+        return data
+
+    async def create_chat(self, chat: Mapping[str, Any]) -> dict[str, Any]:
+        data = await self.request("POST", "/api/v1/chats/new", json={"chat": chat})
+        return dict(data)
+
+    async def update_chat(self, chat_id: str, chat: Mapping[str, Any]) -> dict[str, Any]:
+        data = await self.request("POST", f"/api/v1/chats/{chat_id}", json={"chat": chat})
+        return dict(data)
+
+    async def start_completion(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        # Not retried on 5xx: a completion that reached the server may be running.
+        data = await self.request("POST", "/api/chat/completions", json=payload, retry=False)
+        if isinstance(data, dict) and data.get("status") is False:
+            raise RequestRejected(str(data.get("error") or data.get("detail") or data)[:300])
+        return data if isinstance(data, dict) else {}
+
+    async def running_tasks(self, chat_id: str) -> list[str]:
+        data = await self.request("GET", f"/api/tasks/chat/{chat_id}")
+        return [str(t) for t in (data or {}).get("task_ids", [])]
+
+    async def stop_chat_tasks(self, chat_id: str) -> None:
+        if self.server is not None and self.server.server_managed_turns:
+            await self.request("POST", f"/api/tasks/chat/{chat_id}/stop", json={})
+            return
+        # 0.6.x has no per-chat stop: stop each running task.
+        for task_id in await self.running_tasks(chat_id):
+            await self.request("POST", f"/api/tasks/stop/{task_id}", json={})
+
+    # -- transport ----------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        auth: bool = True,
+        retry: bool = True,
+    ) -> Any:
+        attempt = 0
+        reauthed = False
+        while True:
+            headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
+            try:
+                self.requests_sent += 1
+                response = await self._http.request(
+                    method, self.base_url + path, json=json, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                # Connect failures never reached the server: always safe to retry.
+                safe = retry or isinstance(exc, httpx.ConnectError)
+                if safe and attempt < self._retries:
+                    attempt += 1
+                    await self._sleep(attempt)
+                    continue
+                raise OpenWebUIUnavailable(
+                    f"{method} {path}: {type(exc).__name__} contacting Open WebUI"
+                ) from None
+            status = response.status_code
+            if status in _RETRY_STATUS and retry and attempt < self._retries:
+                attempt += 1
+                await self._sleep(attempt)
+                continue
+            if status == 401 and auth and not reauthed and self._credentials.password:
+                # An expired JWT: sign in again once.
+                reauthed = True
+                await self._sign_in()
+                continue
+            return self._result(method, path, response)
+
+    async def _sleep(self, attempt: int) -> None:
+        await asyncio.sleep(self._backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+
+    @staticmethod
+    def _result(method: str, path: str, response: httpx.Response) -> Any:
+        status = response.status_code
+        if status < 400:
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise OpenWebUIUnavailable(f"{method} {path}: answer is not JSON") from None
+        detail = _detail(response)
+        where = f"{method} {path}: {status} {detail}"
+        error: BridgeError
+        if status in (401, 403) and "not found" not in detail.lower():
+            error = AuthRejected(where)
+        elif "model not found" in detail.lower() or "model_not_found" in detail.lower():
+            error = ModelUnknown(where)
+        elif status >= 500:
+            error = OpenWebUIUnavailable(where)
+        else:
+            error = RequestRejected(where)
+        raise error
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("error") or body.get("message") or body
+        if isinstance(detail, dict):
+            detail = detail.get("message") or detail
+        return str(detail)[:300]
+    return str(body)[:300]

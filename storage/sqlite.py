@@ -1,0 +1,281 @@
+"""``bridge.store.Store`` on one aiosqlite connection."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from bridge.events import ThreadKey
+from bridge.store import Conversation, DuplicateTurn, Turn, TurnStatus
+from storage.migrations import check_not_too_new, migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+_CONVERSATION_COLUMNS = (
+    "id, platform, workspace, channel, thread, chat_id, last_answer_id, model, "
+    "created_at, updated_at"
+)
+_TURN_COLUMNS = (
+    "id, conversation_id, platform_message_id, user_message_id, assistant_message_id, "
+    "status, error, created_at, updated_at"
+)
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        key=ThreadKey(
+            platform=row["platform"],
+            workspace=row["workspace"],
+            channel=row["channel"],
+            thread=row["thread"],
+        ),
+        chat_id=row["chat_id"],
+        last_answer_id=row["last_answer_id"],
+        model=row["model"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _turn(row: sqlite3.Row) -> Turn:
+    return Turn(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        platform_message_id=row["platform_message_id"],
+        user_message_id=row["user_message_id"],
+        assistant_message_id=row["assistant_message_id"],
+        status=TurnStatus(row["status"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class SqliteStore:
+    """Implements ``bridge.store.Store``; build it with ``open_store``.
+
+    Every method holds ``_lock``: the connection runs in autocommit mode, so a
+    statement issued by one coroutine while another has a BEGIN open would join
+    (and could be rolled back with) the other's transaction.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        # Caller holds _lock. IMMEDIATE takes the write lock up front, so a second
+        # process waits on busy_timeout instead of failing mid-transaction.
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
+            raise
+        await self._conn.execute("COMMIT")
+
+    async def _fetchone(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        async with self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _fetchall(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run one statement (atomic on its own); returns the number of rows changed."""
+        async with self._conn.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        # INSERT OR IGNORE is a single atomic statement, also across processes:
+        # exactly one claimant sees a changed row.
+        async with self._lock:
+            changed = await self._write(
+                "INSERT OR IGNORE INTO processed_events (platform, event_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (platform, event_id, time.time()),
+            )
+        return changed == 1
+
+    async def _get_conversation(self, key: ThreadKey) -> Conversation | None:
+        row = await self._fetchone(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
+            " WHERE platform = ? AND workspace = ? AND channel = ? AND thread = ?",
+            (key.platform, key.workspace, key.channel, key.thread),
+        )
+        return None if row is None else _conversation(row)
+
+    async def get_conversation(self, key: ThreadKey) -> Conversation | None:
+        async with self._lock:
+            return await self._get_conversation(key)
+
+    async def create_conversation(self, key: ThreadKey, model: str) -> Conversation:
+        now = time.time()
+        async with self._lock:
+            # OR IGNORE + SELECT: whoever inserted first wins, everyone reads that row.
+            await self._write(
+                "INSERT OR IGNORE INTO conversations"
+                " (platform, workspace, channel, thread, model, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.platform, key.workspace, key.channel, key.thread, model, now, now),
+            )
+            conversation = await self._get_conversation(key)
+        if conversation is None:  # only if someone deleted it between the statements
+            raise RuntimeError(f"conversation for {key} vanished right after creation")
+        return conversation
+
+    async def set_chat_id(self, conversation_id: int, chat_id: str) -> None:
+        async with self._lock:
+            changed = await self._write(
+                "UPDATE conversations SET chat_id = ?, updated_at = ? WHERE id = ?",
+                (chat_id, time.time(), conversation_id),
+            )
+        if changed == 0:
+            raise LookupError(f"no conversation {conversation_id}")
+
+    async def _get_turn(self, turn_id: int) -> Turn | None:
+        row = await self._fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
+        return None if row is None else _turn(row)
+
+    async def find_turn(self, conversation_id: int, platform_message_id: str) -> Turn | None:
+        async with self._lock:
+            row = await self._fetchone(
+                f"SELECT {_TURN_COLUMNS} FROM turns"
+                " WHERE conversation_id = ? AND platform_message_id = ?",
+                (conversation_id, platform_message_id),
+            )
+        return None if row is None else _turn(row)
+
+    async def start_turn(
+        self,
+        conversation_id: int,
+        platform_message_id: str,
+        user_message_id: str,
+        assistant_message_id: str,
+    ) -> Turn:
+        now = time.time()
+        async with self._lock:
+            try:
+                async with self._conn.execute(
+                    "INSERT INTO turns (conversation_id, platform_message_id, user_message_id,"
+                    " assistant_message_id, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        conversation_id,
+                        platform_message_id,
+                        user_message_id,
+                        assistant_message_id,
+                        TurnStatus.RUNNING.value,
+                        now,
+                        now,
+                    ),
+                ) as cur:
+                    turn_id = cur.lastrowid
+            except sqlite3.IntegrityError as exc:
+                # Only the UNIQUE conflict is a duplicate; a foreign-key failure
+                # (unknown conversation) is a caller bug and propagates as is.
+                if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
+                    raise DuplicateTurn(
+                        f"message {platform_message_id!r} already has a turn"
+                        f" in conversation {conversation_id}"
+                    ) from exc
+                raise
+            turn = None if turn_id is None else await self._get_turn(turn_id)
+        if turn is None:
+            raise RuntimeError("inserted turn could not be read back")
+        return turn
+
+    async def complete_turn(self, turn_id: int) -> None:
+        async with self._lock, self._transaction():
+            row = await self._fetchone(
+                "SELECT conversation_id, assistant_message_id FROM turns WHERE id = ?",
+                (turn_id,),
+            )
+            if row is None:
+                raise LookupError(f"no turn {turn_id}")
+            now = time.time()
+            await self._write(
+                "UPDATE turns SET status = ?, error = NULL, updated_at = ? WHERE id = ?",
+                (TurnStatus.DONE.value, now, turn_id),
+            )
+            await self._write(
+                "UPDATE conversations SET last_answer_id = ?, updated_at = ? WHERE id = ?",
+                (row["assistant_message_id"], now, row["conversation_id"]),
+            )
+
+    async def fail_turn(self, turn_id: int, error: str) -> None:
+        async with self._lock:
+            changed = await self._write(
+                "UPDATE turns SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (TurnStatus.FAILED.value, error, time.time(), turn_id),
+            )
+        if changed == 0:
+            raise LookupError(f"no turn {turn_id}")
+
+    async def unfinished_turns(self) -> list[Turn]:
+        async with self._lock:
+            rows = await self._fetchall(
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE status = ? ORDER BY id",
+                (TurnStatus.RUNNING.value,),
+            )
+        return [_turn(row) for row in rows]
+
+    async def turns(self, conversation_id: int) -> list[Turn]:
+        # ORDER BY id, not created_at: ids are monotonic, clock readings can tie or step back.
+        async with self._lock:
+            rows = await self._fetchall(
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id",
+                (conversation_id,),
+            )
+        return [_turn(row) for row in rows]
+
+    async def prune_events(self, older_than: float) -> int:
+        async with self._lock:
+            return await self._write(
+                "DELETE FROM processed_events WHERE received_at < ?", (older_than,)
+            )
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            await self._conn.close()
+
+
+async def open_store(path: str | Path) -> SqliteStore:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: autocommit, so our explicit BEGIN/COMMIT are the only
+    # transactions (sqlite3's implicit BEGIN would otherwise wrap stray statements).
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        # Refuse a too-new database before journal_mode=WAL, which rewrites its header.
+        await check_not_too_new(conn)
+        async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+            row = await cur.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise RuntimeError(f"could not enable WAL on {path}: journal_mode={row!r}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        # NORMAL is durable across application crashes in WAL mode; only a power
+        # loss can drop the last commits, which is an acceptable trade for speed.
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await migrate(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return SqliteStore(conn)

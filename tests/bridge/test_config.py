@@ -1,0 +1,81 @@
+"""Settings: defaults, the TOML file, env precedence, and errors that never echo secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, load_settings
+
+ALL_VARS = [
+    "OPENWEBUI_URL", "OPENWEBUI_API_KEY", "OPENWEBUI_EMAIL", "OPENWEBUI_PASSWORD",
+    "OPENWEBUI_MODEL", "OPENWEBUI_KNOWLEDGE_IDS", "BRIDGE_DATABASE", "BRIDGE_LOG_LEVEL",
+    "BRIDGE_ANSWER_TIMEOUT", "OPENWEBUI_FOLLOW",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ALL_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.openwebui_url == "http://localhost:8080"
+    assert settings.bridge_database == Path("owui-bridge.db")
+    assert settings.bridge_log_level == "INFO"
+    assert not settings.has_credentials
+
+
+def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENWEBUI_URL", "https://owui.example/")
+    monkeypatch.setenv("OPENWEBUI_API_KEY", "sk-abc")
+    monkeypatch.setenv("OPENWEBUI_KNOWLEDGE_IDS", "k1, k2")
+    monkeypatch.setenv("BRIDGE_LOG_LEVEL", "debug")
+    settings = load_settings()
+    assert settings.openwebui_url == "https://owui.example"
+    assert settings.openwebui_api_key is not None
+    assert settings.openwebui_api_key.get_secret_value() == "sk-abc"
+    assert settings.openwebui_knowledge_ids == ["k1", "k2"]
+    assert settings.bridge_log_level == "DEBUG"
+    assert "sk-abc" not in repr(settings)
+
+
+def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text('openwebui_model = "from-file"\nOPENWEBUI_URL = "http://file:1"\n')
+    monkeypatch.setenv("OPENWEBUI_URL", "http://env:2")
+    settings = load_settings(config)
+    assert settings.openwebui_model == "from-file"
+    assert settings.openwebui_url == "http://env:2"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OPENWEBUI_URL": "sk-secret-in-wrong-place"}, "OPENWEBUI_URL"),
+        ({"BRIDGE_ANSWER_TIMEOUT": "sk-secret-in-wrong-place"}, "BRIDGE_ANSWER_TIMEOUT"),
+        ({"OPENWEBUI_FOLLOW": "sk-secret-in-wrong-place"}, "OPENWEBUI_FOLLOW"),
+        ({"OPENWEBUI_EMAIL": "a@b.c"}, "OPENWEBUI_PASSWORD"),
+    ],
+)
+def test_errors_name_the_setting_not_the_value(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert named in str(caught.value)
+    assert "sk-secret" not in str(caught.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("openwebui_url = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
