@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+import tomllib
 from pathlib import Path
+
+from pydantic import ValidationError
+from slack_sdk.errors import SlackApiError
 
 from adapters.console.chat import run_chat
 from adapters.runtime import make_client, open_runtime, start_live_events
-from bridge.config import ConfigError, Settings, load_settings
+from adapters.slack.app import SlackAdapter, identify
+from adapters.slack.app import make_client as make_slack_client
+from adapters.slack.settings import SlackSettings
+from bridge.config import ConfigError, Settings, describe_validation_error, load_settings
 from bridge.errors import BridgeError
 
 
@@ -21,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="talk to the model from this terminal")
     chat.add_argument("--thread", help="resume (or name) a thread; default: a new one")
     chat.add_argument("--model", help="model id for a new thread (default OPENWEBUI_MODEL)")
-    commands.add_parser("check", help="validate settings and reach Open WebUI")
+    commands.add_parser("check", help="validate settings and reach Open WebUI and platforms")
+    commands.add_parser("run", help="serve every platform whose credentials are set")
     return parser
 
 
@@ -40,6 +49,38 @@ def settings_level(settings: Settings) -> int:
     return logging.getLevelName(settings.bridge_log_level)  # type: ignore[no-any-return]
 
 
+def _slack_settings(config: Path | None) -> SlackSettings:
+    values = {k.lower(): v for k, v in tomllib.loads(config.read_text()).items()} if config else {}
+    try:
+        settings = SlackSettings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    if settings.problems():
+        raise ConfigError("; ".join(settings.problems()))
+    return settings
+
+
+async def _run(settings: Settings, slack: SlackSettings) -> int:
+    if not slack.enabled:
+        print("owui-bridge: no platform configured (set SLACK_BOT_TOKEN)", file=sys.stderr)
+        return 2
+    if not settings.openwebui_model:
+        print("owui-bridge: set OPENWEBUI_MODEL", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_runtime(settings) as runtime:
+        adapter = SlackAdapter(runtime.bridge, slack)
+        await adapter.start()
+        try:
+            await stop.wait()
+        finally:
+            await adapter.stop()
+    return 0
+
+
 async def _chat(settings: Settings, thread: str | None, model: str | None) -> int:
     if not (model or settings.openwebui_model):
         print("owui-bridge: set OPENWEBUI_MODEL or pass --model", file=sys.stderr)
@@ -49,7 +90,7 @@ async def _chat(settings: Settings, thread: str | None, model: str | None) -> in
     return 1 if failures else 0
 
 
-async def _check(settings: Settings) -> int:
+async def _check(settings: Settings, slack: SlackSettings) -> int:
     """Report each check on its own line; exit 1 if any failed."""
     ok = True
 
@@ -94,6 +135,14 @@ async def _check(settings: Settings) -> int:
                 report("knowledge", False, str(exc))
     finally:
         await client.aclose()
+    if slack.enabled:
+        try:
+            identity = await identify(make_slack_client(slack))
+            report("slack", True, f"bot {identity.user_id} in team {identity.team_id}")
+            if identity.missing_scopes:
+                report("slack scopes", False, "missing " + ", ".join(identity.missing_scopes))
+        except SlackApiError as exc:
+            report("slack", False, f"auth.test failed: {exc.response.get('error')}")
     return 0 if ok else 1
 
 
@@ -101,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+        slack = _slack_settings(args.config)
     except ConfigError as exc:
         print(f"owui-bridge: {exc}", file=sys.stderr)
         return 2
@@ -108,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(settings, args.thread, args.model))
-        return asyncio.run(_check(settings))
+        if args.command == "run":
+            return asyncio.run(_run(settings, slack))
+        return asyncio.run(_check(settings, slack))
     except BridgeError as exc:
         print(f"owui-bridge: {exc.user_message} ({exc})", file=sys.stderr)
         return 1

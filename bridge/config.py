@@ -137,13 +137,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         settings = Settings(**values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_validation_error(exc)) from None
     if (settings.openwebui_email is None) != (settings.openwebui_password is None):
         raise ConfigError("OPENWEBUI_EMAIL and OPENWEBUI_PASSWORD must be set together")
     return settings
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         name = str(error["loc"][0]).upper() if error["loc"] else "settings"

@@ -74,6 +74,10 @@ class Bridge:
         self._slots = asyncio.Semaphore(options.max_concurrent_turns)
         self._tails: dict[ThreadKey, asyncio.Task[TurnResult | None]] = {}
 
+    async def knows_thread(self, key: ThreadKey) -> bool:
+        """Whether the thread is a conversation already (so replies continue it)."""
+        return await self._store.get_conversation(key) is not None
+
     @property
     def follow_mode(self) -> str:
         return "events" if self._live is not None else "polling"
@@ -86,6 +90,11 @@ class Bridge:
         if not await self._store.claim_event(event.thread.platform, event.event_id):
             log.info("duplicate delivery %s ignored", event.event_id)
             return None
+        # The mapping exists from the moment a thread is accepted, so a follow-up
+        # arriving while the first answer runs is recognised as part of it.
+        if await self._store.get_conversation(event.thread) is None:
+            model = event.model or self._options.default_model
+            await self._store.create_conversation(event.thread, model)
         previous = self._tails.get(event.thread)
         task = asyncio.create_task(self._run_after(previous, event, reply, capabilities))
         self._tails[event.thread] = task
@@ -112,9 +121,7 @@ class Bridge:
         self, event: PlatformEvent, reply: ReplyHandle, capabilities: Capabilities
     ) -> TurnResult | None:
         conversation = await self._store.get_conversation(event.thread)
-        if conversation is None:
-            model = event.model or self._options.default_model
-            conversation = await self._store.create_conversation(event.thread, model)
+        assert conversation is not None, "created in submit()"
         try:
             turn = await self._store.start_turn(
                 conversation.id, event.message_id, str(uuid.uuid4()), str(uuid.uuid4())

@@ -27,7 +27,8 @@ from bridge.errors import (
 log = logging.getLogger(__name__)
 
 AuthMode = Literal["api_key", "jwt"]
-_RETRY_STATUS = {502, 503, 504}
+_RETRY_STATUS = {429, 502, 503, 504}
+_MAX_RETRY_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,9 @@ class OpenWebUIClient:
                     f"{method} {path}: {type(exc).__name__} contacting Open WebUI"
                 ) from None
             status = response.status_code
-            if status in _RETRY_STATUS and retry and attempt < self._retries:
+            if status in _RETRY_STATUS and (retry or status == 429) and attempt < self._retries:
                 attempt += 1
-                await self._sleep(attempt)
+                await self._sleep(attempt, response.headers.get("retry-after"))
                 continue
             if status == 401 and auth and not reauthed and self._credentials.password:
                 # An expired JWT: sign in again once.
@@ -219,7 +220,10 @@ class OpenWebUIClient:
                 continue
             return self._result(method, path, response)
 
-    async def _sleep(self, attempt: int) -> None:
+    async def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
+        if retry_after and retry_after.isdigit():
+            await asyncio.sleep(min(float(retry_after), _MAX_RETRY_AFTER))
+            return
         await asyncio.sleep(self._backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
 
     @staticmethod

@@ -47,11 +47,18 @@ class PacedReply:
 
     async def _flush(self) -> None:
         async with self._lock:
+            # A slow platform call (e.g. a 429 waited out) may have held the lock
+            # past this update's slot: keep the spacing from the last one sent.
+            wait = self._last_sent + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             text, self._pending = self._pending, None
             if text is None or text == self._sent_text:
                 return
             self._last_sent = time.monotonic()
             await self._handle.update(text)
+            # Counted from when the platform took it: a retried call ends late.
+            self._last_sent = time.monotonic()
             self._sent_text = text
             self.updates_sent += 1
 

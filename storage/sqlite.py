@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -254,6 +255,20 @@ class SqliteStore:
             await self._conn.close()
 
 
+async def _enable_wal(conn: aiosqlite.Connection) -> Any:
+    # Switching to WAL needs a moment of exclusive access and does not wait on
+    # busy_timeout, so a second process opening the file at once retries.
+    for attempt in range(50):
+        try:
+            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+                return await cur.fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            await asyncio.sleep(0.05)
+    return None
+
+
 async def open_store(path: str | Path) -> SqliteStore:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)
@@ -266,8 +281,7 @@ async def open_store(path: str | Path) -> SqliteStore:
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         # Refuse a too-new database before journal_mode=WAL, which rewrites its header.
         await check_not_too_new(conn)
-        async with conn.execute("PRAGMA journal_mode = WAL") as cur:
-            row = await cur.fetchone()
+        row = await _enable_wal(conn)
         if row is None or str(row[0]).lower() != "wal":
             raise RuntimeError(f"could not enable WAL on {path}: journal_mode={row!r}")
         await conn.execute("PRAGMA foreign_keys = ON")

@@ -56,11 +56,9 @@ class RecordingReply:
 def settings_for(
     server: RunningOpenWebUI, db: Path, follow: Follow = "events", **extra: Any
 ) -> Settings:
-    credentials: dict[str, Any] = (
-        {"openwebui_email": server.admin_email, "openwebui_password": server.admin_password}
-        if follow == "events"
-        else {"openwebui_api_key": server.api_key}
-    )
+    # A JWT gives live events; an API key means polling. (Signing in per test
+    # would hit Open WebUI's sign-in rate limit; tests/e2e covers email+password.)
+    credentials = {"openwebui_api_key": server.jwt if follow == "events" else server.api_key}
     values: dict[str, Any] = {
         "openwebui_url": server.url,
         "openwebui_model": MODEL,

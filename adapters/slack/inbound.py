@@ -1,0 +1,81 @@
+"""Which Slack events the bridge answers, and for which thread. Pure: no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Message subtypes that are still a person talking; every other subtype (edits,
+# deletions, joins, bot messages) is not a question.
+ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    team: str
+    channel: str
+    channel_type: str  # "channel", "group", "im", "mpim"
+    user: str
+    text: str
+    ts: str
+    thread_ts: str | None
+
+    @property
+    def thread(self) -> str:
+        return self.thread_ts or self.ts
+
+    @property
+    def is_dm(self) -> bool:
+        return self.channel_type == "im"
+
+    @property
+    def delivery_id(self) -> str:
+        """One id for one user message, shared by its ``message`` and ``app_mention``
+        events and by Slack's retries of either."""
+        return f"{self.channel}:{self.ts}"
+
+
+def parse(body: dict[str, Any]) -> SlackMessage | None:
+    """The person's message in an Events API body, or None if it is not one."""
+    event = body.get("event") or {}
+    if event.get("type") not in ("message", "app_mention"):
+        return None
+    if event.get("bot_id") or event.get("subtype") not in ANSWERED_SUBTYPES:
+        return None
+    user, text, ts = event.get("user"), event.get("text"), event.get("ts")
+    if not user or not ts or not (text or "").strip():
+        return None
+    channel = str(event.get("channel") or "")
+    channel_type = event.get("channel_type") or ("im" if channel.startswith("D") else "channel")
+    return SlackMessage(
+        team=str(body.get("team_id") or event.get("team") or ""),
+        channel=channel,
+        channel_type=str(channel_type),
+        user=str(user),
+        text=str(text),
+        ts=str(ts),
+        thread_ts=event.get("thread_ts"),
+    )
+
+
+def mentions(message: SlackMessage, bot_user_id: str) -> bool:
+    return f"<@{bot_user_id}" in message.text
+
+
+@dataclass(frozen=True)
+class Decision:
+    answer: bool
+    needs_context: bool = False  # the bot joins an existing thread: give the model its history
+
+
+def decide(message: SlackMessage, bot_user_id: str, *, known_thread: bool) -> Decision:
+    if message.user == bot_user_id:
+        return Decision(False)
+    if known_thread:
+        return Decision(True)
+    if message.is_dm:
+        # A DM thread the bridge never saw (e.g. from before it was installed) joins now.
+        return Decision(True, needs_context=message.thread_ts is not None)
+    if mentions(message, bot_user_id):
+        return Decision(True, needs_context=message.thread_ts is not None)
+    return Decision(False)

@@ -1,0 +1,248 @@
+"""The Slack adapter end to end: a real Bolt app (Socket Mode and HTTP mode) talking
+to a local Slack-compatible server, the real core, real Open WebUI, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.runtime import Runtime, open_runtime
+from adapters.slack.app import SlackAdapter
+from adapters.slack.settings import SlackSettings
+from bridge import tree
+from bridge.split import join_split
+from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
+from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
+from tests.harness.model_server import parse_directives, reply_text
+from tests.harness.openwebui import RunningOpenWebUI
+
+SECRET = "test-signing-secret"
+CHANNEL = "C100"
+DM = "D200"
+ALICE, BOB = "UALICE", "UBOB"
+
+
+def answer_for(question: str) -> str:
+    directives, clean = parse_directives(question)
+    return reply_text(clean.strip(), directives)
+
+
+class Harness:
+    def __init__(self, fake: FakeSlack, adapter: SlackAdapter, runtime: Runtime, mode: str):
+        self.fake, self.adapter, self.runtime, self.mode = fake, adapter, runtime, mode
+
+    async def deliver(self, body: dict[str, Any], retry: int | None = None) -> None:
+        if self.mode == "socket":
+            await self.fake.send_event(
+                body, retry_attempt=retry or 0, retry_reason="timeout" if retry else None
+            )
+        else:
+            status, _ = await self.fake.post_event(
+                f"http://127.0.0.1:{self.adapter.http_port}/slack/events",
+                body,
+                SECRET,
+                retry_num=retry,
+            )
+            assert status == 200
+
+    async def say(
+        self, channel: str, user: str, text: str, thread_ts: str | None = None, *, both: bool = True
+    ) -> str:
+        ts, message, mention = self.fake.user_says(channel, user, text, thread_ts=thread_ts)
+        await self.deliver(message)
+        if mention is not None and both:
+            await self.deliver(mention)
+        return ts
+
+    async def answers(
+        self, channel: str, thread: str, count: int, timeout: float = 60
+    ) -> list[Message]:
+        def done() -> bool:
+            replies = self.fake.bot_replies(channel, thread)
+            finished = [m for m in replies if m.stream_state != "streaming"]
+            return len(finished) >= count and len(self.runtime.bridge._tails) == 0
+
+        await self.fake.wait_for(done, timeout=timeout, what=f"{count} answers")
+        return self.fake.bot_replies(channel, thread)
+
+
+@asynccontextmanager
+async def slack_bridge(
+    server: RunningOpenWebUI, tmp: Path, mode: str, **slack: Any
+) -> AsyncIterator[Harness]:
+    async with FakeSlack() as fake:
+        fake.add_user(ALICE, "Alice")
+        fake.add_user(BOB, "Bob")
+        async with open_runtime(settings_for(server, tmp / "slack.db")) as runtime:
+            settings = SlackSettings(
+                bot_token="xoxb-test",
+                api_url=fake.api_url,
+                http_host="127.0.0.1",
+                http_port=0,
+                update_interval=0.2,
+                **({"app_token": "xapp-test"} if mode == "socket" else {"signing_secret": SECRET}),
+                **slack,
+            )
+            adapter = SlackAdapter(runtime.bridge, settings)
+            await adapter.start()
+            try:
+                if mode == "socket":
+                    await fake.wait_for_socket()
+                yield Harness(fake, adapter, runtime, mode)
+            finally:
+                await adapter.stop()
+
+
+MODES = ["socket", "http"]
+Make = Callable[..., Any]
+
+
+@pytest.fixture
+def make(openwebui: RunningOpenWebUI, tmp_path: Path) -> Make:
+    return lambda mode, **kw: slack_bridge(openwebui, tmp_path, mode, **kw)
+
+
+def chat_for(openwebui: RunningOpenWebUI, harness: Harness) -> dict[str, Any]:
+    db = sqlite3.connect(harness.runtime.settings.bridge_database)
+    (chat_id,) = db.execute("select chat_id from conversations").fetchone()
+    db.close()
+    return fetch_chat(openwebui, chat_id)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_mention_then_follow_up_in_thread(
+    openwebui: RunningOpenWebUI, make: Make, mode: str
+) -> None:
+    async with make(mode) as h:
+        q1 = f"<@{BOT_USER_ID}> what is the plan? [[words=40]] [[delay=0.05]]"
+        thread = await h.say(CHANNEL, ALICE, q1)
+        first = await h.answers(CHANNEL, thread, 1)
+        await h.say(CHANNEL, ALICE, "and then?", thread_ts=thread)
+        replies = await h.answers(CHANNEL, thread, 2)
+
+        assert [m.text for m in replies] == [
+            answer_for("Alice: what is the plan? [[words=40]] [[delay=0.05]]"),
+            answer_for("Alice: and then?"),
+        ]
+        assert first[0].streamed and len(first[0].versions) >= 2  # streamed in steps
+        assert all(m.thread_ts == thread for m in replies)
+        history = history_of(chat_for(openwebui, h))
+        chain = tree.branch(history, history["currentId"])
+        assert [m["content"] for m in chain[::2]] == [
+            "Alice: what is the plan? [[words=40]] [[delay=0.05]]",
+            "Alice: and then?",
+        ]
+        assert tree.problems(history) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_dm_conversation(make: Make, mode: str) -> None:
+    async with make(mode) as h:
+        thread = await h.say(DM, ALICE, "hello in private")
+        await h.answers(DM, thread, 1)
+        await h.say(DM, ALICE, "second private", thread_ts=thread)
+        replies = await h.answers(DM, thread, 2)
+        assert [m.text for m in replies] == [
+            answer_for("Alice: hello in private"),
+            answer_for("Alice: second private"),
+        ]
+
+
+async def test_mention_in_someone_elses_thread_brings_context(
+    openwebui: RunningOpenWebUI, make: Make
+) -> None:
+    async with make("socket") as h:
+        root, _, _ = h.fake.user_says(CHANNEL, BOB, "Deploy failed on node 7")
+        h.fake.user_says(CHANNEL, ALICE, "It was the disk, I think", thread_ts=root)
+        await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> summarise please", thread_ts=root)
+        await h.answers(CHANNEL, root, 1)
+        history = history_of(chat_for(openwebui, h))
+        question = tree.branch(history, history["currentId"])[0]["content"]
+        assert "Bob: Deploy failed on node 7" in question
+        assert "Alice: It was the disk, I think" in question
+        assert question.endswith("Alice: summarise please")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_duplicates_and_retries_get_one_answer(make: Make, mode: str) -> None:
+    async with make(mode) as h:
+        ts, message, mention = h.fake.user_says(CHANNEL, ALICE, f"<@{BOT_USER_ID}> once only")
+        assert mention is not None
+        await h.deliver(message)
+        await h.deliver(mention)
+        await h.deliver(mention, retry=1)
+        await h.deliver(message, retry=2)
+        replies = await h.answers(CHANNEL, ts, 1)
+        await asyncio.sleep(0.5)
+        assert len(h.fake.bot_replies(CHANNEL, ts)) == len(replies) == 1
+
+
+async def test_streaming_refused_falls_back_to_paced_updates_and_survives_429(
+    make: Make,
+) -> None:
+    async with make("socket") as h:
+        h.fake.streaming_enabled = False
+        h.fake.rate_limit_next("chat.update", retry_after=1)
+        q = f"<@{BOT_USER_ID}> long one [[words=120]] [[delay=0.03]]"
+        ts = await h.say(CHANNEL, ALICE, q)
+        replies = await h.answers(CHANNEL, ts, 1)
+        assert [m.text for m in replies] == [answer_for(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))]
+        assert not replies[0].streamed
+        assert replies[0].updates >= 1
+        # Intermediate edits are paced by SLACK_UPDATE_INTERVAL; the final one lands at once.
+        sent = [c for c in h.fake.calls_of("chat.update") if c not in h.fake.rate_limited]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(sent[:-1])]
+        assert all(g >= 0.15 for g in gaps), gaps
+        assert h.fake.rate_limited  # the 429 happened and was waited out
+
+
+async def test_long_answer_is_split_at_boundaries(openwebui: RunningOpenWebUI, make: Make) -> None:
+    async with make("socket") as h:
+        q = f"<@{BOT_USER_ID}> huge [[chars=20000]] [[code]] [[delay=0]]"
+        ts = await h.say(CHANNEL, ALICE, q)
+        await h.answers(CHANNEL, ts, 2)
+        replies = h.fake.bot_replies(CHANNEL, ts)
+        assert len(replies) >= 2
+        assert all(len(m.text) <= 12_000 for m in replies)
+        history = history_of(chat_for(openwebui, h))
+        stored = tree.message_text(history["messages"][history["currentId"]])
+        assert join_split([m.text for m in replies]) == stored
+        for m in replies:
+            assert m.text.count("```") % 2 == 0  # fences balanced in every message
+
+
+async def test_other_bots_are_ignored(make: Make) -> None:
+    async with make("socket") as h:
+        ts = await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> hi")
+        await h.answers(CHANNEL, ts, 1)
+        bot_message = h.fake.message_event(
+            CHANNEL,
+            "UOTHER",
+            f"<@{BOT_USER_ID}> loop?",
+            thread_ts=ts,
+            bot_id="BOTHER",
+            subtype="bot_message",
+        )
+        await h.deliver(bot_message)
+        await asyncio.sleep(1)
+        assert len(h.fake.bot_replies(CHANNEL, ts)) == 1
+
+
+async def test_bad_signature_and_stale_timestamp_are_refused(make: Make) -> None:
+    async with make("http") as h:
+        url = f"http://127.0.0.1:{h.adapter.http_port}/slack/events"
+        _, body, _ = h.fake.user_says(CHANNEL, ALICE, f"<@{BOT_USER_ID}> forged")
+        status, _ = await h.fake.post_event(url, body, SECRET, bad_signature=True)
+        assert status == 401
+        status, _ = await h.fake.post_event(url, body, SECRET, timestamp=int(time.time()) - 400)
+        assert status == 401
+        await asyncio.sleep(1)
+        assert h.fake.count("chat.startStream") == 0 and h.fake.count("chat.postMessage") == 0

@@ -1,0 +1,1045 @@
+"""A local Slack-compatible server for tests: Web API, Socket Mode and signed HTTP events.
+
+Point a real ``AsyncWebClient(base_url=fake.api_url)`` (and through it a Bolt ``AsyncApp``)
+at it, then look at what a person would see with ``thread_view``. It runs in the test's own
+event loop::
+
+    fake = FakeSlack()
+    await fake.start()
+    client = AsyncWebClient(token="xoxb-test", base_url=fake.api_url)
+    ...
+    await fake.stop()
+
+Behaviour taken from Slack is credited where it is implemented. Error names that could not be
+confirmed against Slack's documentation are marked "unverified"; they are all configurable or
+injectable with ``fail_next`` so a test never depends on the guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+JSON = dict[str, Any]
+
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+TEAM_ID = "T1"
+APP_ID = "A1"
+DEFAULT_SCOPES = (
+    "app_mentions:read",
+    "assistant:write",
+    "channels:history",
+    "chat:write",
+    "groups:history",
+    "im:history",
+    "users:read",
+)
+# Real Slack ts values are "seconds.microseconds"; start at a fixed, readable point.
+_TS_ORIGIN_US = 1_700_000_000_000_000
+_TS_STEP_US = 100
+# Parameters Slack accepts as JSON strings in form-encoded bodies (slack_sdk sends them as JSON
+# objects when it posts JSON, as strings when it posts forms).
+_JSON_PARAMS = ("blocks", "chunks", "attachments", "metadata")
+
+
+class Call(NamedTuple):
+    """One Web API call as the server saw it; unpacks as ``(method, params, at)``.
+
+    ``params`` merges query string and body; the token (header or param) is under ``"token"``.
+    ``at`` is ``time.monotonic()`` on arrival, for pacing assertions.
+    """
+
+    method: str
+    params: JSON
+    at: float
+
+
+class Status(NamedTuple):
+    channel: str
+    thread_ts: str
+    status: str
+    at: float
+
+
+@dataclass
+class Envelope:
+    """A Socket Mode envelope sent to the app, and the app's ack if it came."""
+
+    envelope_id: str
+    payload: JSON
+    retry_attempt: int
+    retry_reason: str
+    sent_at: float
+    acked_at: float | None = None
+    ack_payload: JSON | None = None
+
+
+@dataclass
+class Message:
+    """One message as a person in the channel would see it."""
+
+    channel: str
+    ts: str
+    user: str | None
+    text: str  # what is visible now (see FakeSlack._visible)
+    thread_ts: str | None = None  # set on replies only; parents get it in the Slack shape
+    bot_id: str | None = None
+    subtype: str | None = None
+    blocks: list[JSON] | None = None
+    streamed: bool = False  # created by chat.startStream
+    streaming: bool = False  # stream open: chat.stopStream not called yet
+    deleted: bool = False
+    # Every visible text this message has had, oldest first: post/start, then each
+    # chat.update / chat.appendStream / chat.stopStream.
+    versions: list[str] = field(default_factory=list)
+    # Non-text stream chunks (task_update, plan_update, blocks) in arrival order.
+    chunks: list[JSON] = field(default_factory=list)
+    stream_parts: list[str] = field(default_factory=list)
+
+    @property
+    def bot(self) -> bool:
+        return self.bot_id is not None
+
+    @property
+    def updates(self) -> int:
+        """How many times the visible text was changed after the message appeared."""
+        return max(len(self.versions) - 1, 0)
+
+    @property
+    def stream_state(self) -> str | None:
+        if not self.streamed:
+            return None
+        return "streaming" if self.streaming else "stopped"
+
+
+class SlackError(Exception):
+    """Raised inside handlers to answer ``{"ok": false, "error": ...}``."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+Handler = Callable[[JSON], JSON]
+
+
+class FakeSlack:
+    """Slack Web API + Socket Mode server on 127.0.0.1, plus helpers to feed events."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.rate_limited: list[Call] = []  # calls answered 429 (also in ``calls``)
+        self.scopes: list[str] = list(DEFAULT_SCOPES)
+        self.users: dict[str, JSON] = {}
+        self.channel_names: dict[str, str] = {}
+        self.statuses: list[Status] = []
+        self.envelopes: list[Envelope] = []
+        # Switches a test may flip.
+        self.streaming_enabled = True
+        # Unverified: what Slack answers chat.startStream where streaming is unavailable.
+        self.streaming_disabled_error = "feature_not_enabled"
+        self.valid_tokens: set[str] | None = None  # None: any token is accepted
+        self.max_text_len = 40_000  # chat.postMessage docs: text truncated/refused past this
+        self.max_markdown_len = 12_000  # markdown_text / markdown block limit (docs)
+        self.socket_connections = 0  # WebSockets ever accepted (reconnects count)
+
+        self._messages: dict[str, list[Message]] = defaultdict(list)
+        self._rate_limits: dict[str, deque[int]] = defaultdict(deque)
+        self._failures: dict[str, deque[tuple[str, int]]] = defaultdict(deque)
+        self._last_us = _TS_ORIGIN_US
+        self._event_counter = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self._pending: dict[str, tuple[Envelope, asyncio.Future[None]]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.add_user(BOT_USER_ID, "owui-bot", is_bot=True)
+        self._handlers: dict[str, Handler] = {
+            "auth.test": self._auth_test,
+            "apps.connections.open": self._connections_open,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.delete": self._delete,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
+            "assistant.threads.setStatus": self._set_status,
+            "conversations.replies": self._replies,
+            "conversations.history": self._history,
+            "conversations.info": self._conversation_info,
+            "users.info": self._users_info,
+        }
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def socket_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/socket"
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/socket", self._socket)
+        # A short shutdown timeout: open WebSockets must not hold stop() for a minute.
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        await self.close_sockets()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- configuration ----------------------------------------------------------
+
+    def add_user(
+        self,
+        user_id: str,
+        display_name: str,
+        *,
+        real_name: str | None = None,
+        name: str | None = None,
+        is_bot: bool = False,
+    ) -> JSON:
+        """Add a user to the table users.info answers from (Slack's user object shape)."""
+        real = real_name if real_name is not None else display_name
+        user = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": name or display_name.lower().replace(" ", "."),
+            "deleted": False,
+            "real_name": real,
+            "is_bot": is_bot,
+            "profile": {
+                "display_name": display_name,
+                "display_name_normalized": display_name,
+                "real_name": real,
+                "real_name_normalized": real,
+                "team": TEAM_ID,
+            },
+        }
+        self.users[user_id] = user
+        return user
+
+    def add_channel(self, channel_id: str, name: str) -> None:
+        self.channel_names[channel_id] = name
+
+    def rate_limit_next(self, method: str, retry_after: int = 1, *, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with HTTP 429 + ``Retry-After``."""
+        self._rate_limits[method].extend([retry_after] * times)
+
+    def fail_next(self, method: str, error: str, *, times: int = 1, status: int = 200) -> None:
+        """Answer the next ``times`` calls of ``method`` with ``{"ok": false, "error": error}``.
+
+        Slack answers most errors with HTTP 200; pass ``status`` for 5xx-style failures.
+        """
+        self._failures[method].extend([(error, status)] * times)
+
+    # -- what happened ----------------------------------------------------------
+
+    def count(self, method: str) -> int:
+        return sum(1 for call in self.calls if call.method == method)
+
+    def calls_of(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def message(self, channel: str, ts: str) -> Message | None:
+        for message in self._messages[channel]:
+            if message.ts == ts:
+                return message
+        return None
+
+    def channel_view(self, channel: str) -> list[Message]:
+        """Every visible message in the channel (top level and replies), ordered by ts."""
+        return sorted(
+            (m for m in self._messages[channel] if not m.deleted), key=lambda m: _ts_us(m.ts)
+        )
+
+    def thread_view(self, channel: str, thread_ts: str) -> list[Message]:
+        """The thread's parent and replies, ordered by ts, deleted ones left out."""
+        return [
+            m for m in self.channel_view(channel) if m.ts == thread_ts or m.thread_ts == thread_ts
+        ]
+
+    def bot_replies(self, channel: str, thread_ts: str) -> list[Message]:
+        """The bot's own messages in the thread (the parent excluded)."""
+        return [
+            m
+            for m in self.thread_view(channel, thread_ts)
+            if m.bot_id == BOT_ID and m.ts != thread_ts
+        ]
+
+    def status_of(self, channel: str, thread_ts: str) -> str | None:
+        """The last assistant.threads.setStatus status for the thread (``""`` = cleared)."""
+        for status in reversed(self.statuses):
+            if status.channel == channel and status.thread_ts == thread_ts:
+                return status.status
+        return None
+
+    async def wait_for(
+        self, predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"
+    ) -> None:
+        """Poll ``predicate`` until truthy; Bolt runs listeners after the ack, so tests wait."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"FakeSlack: timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    async def wait_for_calls(
+        self, method: str, count: int = 1, *, timeout: float = 5.0
+    ) -> list[Call]:
+        await self.wait_for(
+            lambda: self.count(method) >= count, timeout=timeout, what=f"{count}x {method}"
+        )
+        return self.calls_of(method)
+
+    # -- Web API ----------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or str(params.get("token") or "")
+        if token:
+            params["token"] = token
+        call = Call(method, params, time.monotonic())
+        self.calls.append(call)
+
+        if self._rate_limits[method]:
+            # Slack: HTTP 429, Retry-After in seconds, body error "ratelimited".
+            retry_after = self._rate_limits[method].popleft()
+            self.rate_limited.append(call)
+            return self._json(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
+        if self._failures[method]:
+            error, status = self._failures[method].popleft()
+            return self._json({"ok": False, "error": error}, status=status)
+        try:
+            self._check_token(method, token)
+            # Unknown methods answer ok so Bolt never trips over something harmless.
+            body = self._handlers.get(method, _ok)(params)
+        except SlackError as exc:
+            body = {"ok": False, "error": exc.error}
+        return self._json(body)
+
+    def _json(
+        self, body: JSON, *, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        # Slack sends the token's scopes on every Web API response.
+        all_headers = {"x-oauth-scopes": ",".join(self.scopes), **(headers or {})}
+        return web.json_response(body, status=status, headers=all_headers)
+
+    def _check_token(self, method: str, token: str) -> None:
+        if not token:
+            raise SlackError("not_authed")
+        if self.valid_tokens is not None and token not in self.valid_tokens:
+            raise SlackError("invalid_auth")
+        # apps.connections.open takes only the app-level token, and that token is good for
+        # little else (Slack answers not_allowed_token_type both ways).
+        is_app_token = token.startswith("xapp-")
+        if (method == "apps.connections.open") != is_app_token and method != "auth.test":
+            raise SlackError("not_allowed_token_type")
+
+    def _auth_test(self, params: JSON) -> JSON:
+        return {
+            "ok": True,
+            "url": "https://fake-team.slack.com/",
+            "team": "Fake Team",
+            "user": self.users[BOT_USER_ID]["name"],
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _connections_open(self, params: JSON) -> JSON:
+        return {"ok": True, "url": f"{self.socket_url}?ticket={uuid.uuid4()}&app_id={APP_ID}"}
+
+    def _post_message(self, params: JSON) -> JSON:
+        channel = _require(params, "channel", "channel_not_found")
+        blocks = self._check_content(params)
+        thread_ts = _opt_str(params, "thread_ts")
+        message = Message(
+            channel=channel,
+            ts=self._next_ts(),
+            user=BOT_USER_ID,
+            text=_visible(params),
+            thread_ts=thread_ts,
+            bot_id=BOT_ID,
+            blocks=blocks,
+        )
+        message.versions.append(message.text)
+        self._messages[channel].append(message)
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message.ts,
+            "message": self._slack_shape(message),
+        }
+
+    def _update(self, params: JSON) -> JSON:
+        message = self._own_message(params, "cant_update_message")
+        if message.streaming:
+            # Unverified error name; Slack does not let a live stream be edited under it.
+            raise SlackError("streaming_state_conflict")
+        blocks = self._check_content(params)
+        # Replace semantics: the new call's content is the whole message.
+        message.blocks = blocks
+        message.text = _visible(params)
+        message.versions.append(message.text)
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "text": message.text,
+            "message": self._slack_shape(message),
+        }
+
+    def _delete(self, params: JSON) -> JSON:
+        message = self._own_message(params, "cant_delete_message")
+        message.deleted = True
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _start_stream(self, params: JSON) -> JSON:
+        if not self.streaming_enabled:
+            raise SlackError(self.streaming_disabled_error)
+        channel = _require(params, "channel", "channel_not_found")
+        thread_ts = _require(params, "thread_ts", "invalid_arguments")
+        # Slack requires both recipients outside DMs (docs: "Required when streaming to
+        # channels"); it reports the team first, then the user (seen in the wild, e.g.
+        # openclaw/openclaw#21213), and also for private channels and group DMs.
+        if not channel.startswith("D"):
+            if not params.get("recipient_team_id"):
+                raise SlackError("missing_recipient_team_id")
+            if not params.get("recipient_user_id"):
+                raise SlackError("missing_recipient_user_id")
+        text, chunks = self._stream_delta(params)
+        message = Message(
+            channel=channel,
+            ts=self._next_ts(),
+            user=BOT_USER_ID,
+            text=text,
+            thread_ts=thread_ts,
+            bot_id=BOT_ID,
+            streamed=True,
+            streaming=True,
+            stream_parts=[text],
+            chunks=chunks,
+        )
+        message.versions.append(text)
+        self._messages[channel].append(message)
+        return {"ok": True, "channel": channel, "ts": message.ts}
+
+    def _append_stream(self, params: JSON) -> JSON:
+        message = self._streaming_message(params)
+        self._extend_stream(message, params)
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _stop_stream(self, params: JSON) -> JSON:
+        message = self._streaming_message(params)
+        self._extend_stream(message, params)
+        blocks = params.get("blocks")
+        if isinstance(blocks, list) and blocks:
+            _check_blocks(blocks, self.max_markdown_len)
+            message.blocks = blocks  # rendered under the streamed text
+        message.streaming = False
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": self._slack_shape(message),
+        }
+
+    def _set_status(self, params: JSON) -> JSON:
+        channel = _require(params, "channel_id", "channel_not_found")
+        thread_ts = _require(params, "thread_ts", "invalid_arguments")
+        self.statuses.append(
+            Status(channel, thread_ts, str(params.get("status", "")), time.monotonic())
+        )
+        return {"ok": True}
+
+    def _replies(self, params: JSON) -> JSON:
+        channel = _require(params, "channel", "channel_not_found")
+        ts = _require(params, "ts", "thread_not_found")
+        found = self.message(channel, ts)
+        if found is None or found.deleted:
+            raise SlackError("thread_not_found")
+        # The ts may name the parent or any reply: both give the whole thread.
+        thread = self.thread_view(channel, found.thread_ts or found.ts)
+        return self._page([self._slack_shape(m) for m in thread], params)
+
+    def _history(self, params: JSON) -> JSON:
+        channel = _require(params, "channel", "channel_not_found")
+        top = [m for m in self.channel_view(channel) if m.thread_ts in (None, m.ts)]
+        return self._page([self._slack_shape(m) for m in reversed(top)], params)
+
+    def _conversation_info(self, params: JSON) -> JSON:
+        channel = _require(params, "channel", "channel_not_found")
+        is_im = channel.startswith("D")
+        info: JSON = {
+            "id": channel,
+            "is_channel": channel.startswith("C"),
+            "is_group": channel.startswith("G"),
+            "is_im": is_im,
+            "is_mpim": False,
+            "is_private": not channel.startswith("C"),
+            "is_member": True,
+        }
+        if not is_im:
+            info["name"] = self.channel_names.get(channel, channel.lower())
+        return {"ok": True, "channel": info}
+
+    def _users_info(self, params: JSON) -> JSON:
+        user = self.users.get(str(params.get("user", "")))
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"ok": True, "user": user}
+
+    # -- Web API helpers --------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        self._last_us += _TS_STEP_US
+        return _format_ts(self._last_us)
+
+    def _own_message(self, params: JSON, not_yours: str) -> Message:
+        channel = _require(params, "channel", "channel_not_found")
+        message = self.message(channel, _require(params, "ts", "message_not_found"))
+        if message is None or message.deleted:
+            raise SlackError("message_not_found")
+        if message.bot_id != BOT_ID:
+            raise SlackError(not_yours)
+        return message
+
+    def _streaming_message(self, params: JSON) -> Message:
+        message = self._own_message(params, "message_not_found")
+        if not message.streaming:
+            # chat.appendStream / chat.stopStream docs list this error.
+            raise SlackError("message_not_in_streaming_state")
+        return message
+
+    def _check_content(self, params: JSON) -> list[JSON] | None:
+        """Slack's content rules for chat.postMessage / chat.update."""
+        text = params.get("text")
+        markdown = params.get("markdown_text")
+        blocks = params.get("blocks")
+        if not text and not markdown and not blocks and not params.get("attachments"):
+            raise SlackError("no_text")
+        if isinstance(text, str) and len(text) > self.max_text_len:
+            raise SlackError("msg_too_long")
+        if isinstance(markdown, str) and len(markdown) > self.max_markdown_len:
+            raise SlackError("msg_too_long")
+        if blocks is None:
+            return None
+        if not isinstance(blocks, list):
+            raise SlackError("invalid_blocks_format")
+        _check_blocks(blocks, self.max_markdown_len)
+        return blocks
+
+    def _stream_delta(self, params: JSON) -> tuple[str, list[JSON]]:
+        """Text a stream call adds: ``markdown_text`` and/or ``markdown_text`` chunks.
+
+        slack_sdk's ``chat_stream()`` helper sends ``chunks=[{"type": "markdown_text",
+        "text": ...}]``; direct calls usually send ``markdown_text``.
+        """
+        parts: list[str] = []
+        markdown = params.get("markdown_text")
+        if isinstance(markdown, str):
+            if len(markdown) > self.max_markdown_len:
+                raise SlackError("msg_too_long")
+            parts.append(markdown)
+        other: list[JSON] = []
+        for chunk in params.get("chunks") or []:
+            if isinstance(chunk, dict) and chunk.get("type") == "markdown_text":
+                parts.append(str(chunk.get("text", "")))
+            elif isinstance(chunk, dict):
+                other.append(chunk)
+        return "".join(parts), other
+
+    def _extend_stream(self, message: Message, params: JSON) -> None:
+        text, chunks = self._stream_delta(params)
+        message.chunks.extend(chunks)
+        if text:
+            message.stream_parts.append(text)
+            message.text = "".join(message.stream_parts)
+            message.versions.append(message.text)
+
+    def _slack_shape(self, message: Message) -> JSON:
+        """The message object conversations.replies / chat.postMessage return."""
+        shape: JSON = {"type": "message", "text": message.text, "ts": message.ts, "team": TEAM_ID}
+        if message.user is not None:
+            shape["user"] = message.user
+        if message.bot_id is not None:
+            shape["bot_id"] = message.bot_id
+            shape["app_id"] = APP_ID if message.bot_id == BOT_ID else "A_OTHER"
+        if message.subtype is not None:
+            shape["subtype"] = message.subtype
+        if message.blocks is not None:
+            shape["blocks"] = message.blocks
+        if message.thread_ts is not None and message.thread_ts != message.ts:
+            shape["thread_ts"] = message.thread_ts
+            parent = self.message(message.channel, message.thread_ts)
+            if parent is not None and parent.user is not None:
+                shape["parent_user_id"] = parent.user
+        else:
+            replies = [m for m in self.channel_view(message.channel) if m.thread_ts == message.ts]
+            if replies:
+                # Slack marks a thread parent with its own ts as thread_ts.
+                shape["thread_ts"] = message.ts
+                shape["reply_count"] = len(replies)
+                shape["reply_users"] = sorted({m.user for m in replies if m.user})
+                shape["reply_users_count"] = len(shape["reply_users"])
+                shape["latest_reply"] = replies[-1].ts
+        return shape
+
+    @staticmethod
+    def _page(messages: list[JSON], params: JSON) -> JSON:
+        # Cursor pagination like Slack's: an opaque next_cursor, "" at the end.
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 1000)
+        page = messages[start : start + limit]
+        more = start + limit < len(messages)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    # -- users' messages and event payloads -------------------------------------------
+
+    def user_says(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        channel_type: str | None = None,
+        ts: str | None = None,
+    ) -> tuple[str, JSON, JSON | None]:
+        """A person posts ``text``: store it and return what Slack would deliver.
+
+        Returns ``(ts, message_event_body, app_mention_body_or_None)``. Slack sends both a
+        ``message`` and an ``app_mention`` event (different event_ids) when a channel message
+        mentions the bot; in DMs it sends only the ``message`` event.
+        """
+        ts = self._claim_ts(ts)
+        message = Message(channel=channel, ts=ts, user=user, text=text, thread_ts=thread_ts)
+        message.versions.append(text)
+        self._messages[channel].append(message)
+        message_body = self.message_event(
+            channel, user, text, ts=ts, thread_ts=thread_ts, channel_type=channel_type
+        )
+        mention_body = None
+        if f"<@{BOT_USER_ID}>" in text and not channel.startswith("D"):
+            mention_body = self.app_mention_event(channel, user, text, ts=ts, thread_ts=thread_ts)
+        return ts, message_body, mention_body
+
+    def message_event(
+        self,
+        channel: str,
+        user: str | None,
+        text: str,
+        *,
+        ts: str | None = None,
+        thread_ts: str | None = None,
+        channel_type: str | None = None,
+        bot_id: str | None = None,
+        subtype: str | None = None,
+    ) -> JSON:
+        """An ``event_callback`` body carrying a ``message`` event (not stored).
+
+        ``channel_type`` defaults from the id: D… im, G… group, else channel. For the bot's
+        own echo pass ``user=BOT_USER_ID, bot_id=BOT_ID``; for another bot's post pass its
+        ``bot_id`` (and ``subtype="bot_message"`` for legacy integrations).
+        """
+        ts = ts or self._next_ts()
+        event: JSON = {
+            "type": "message",
+            "channel": channel,
+            "text": text,
+            "ts": ts,
+            "event_ts": ts,
+            "team": TEAM_ID,
+            "channel_type": channel_type or _channel_type(channel),
+        }
+        if user is not None:
+            event["user"] = user
+        if bot_id is None and subtype is None:
+            event["client_msg_id"] = str(uuid.uuid4())  # only people's messages carry one
+        if bot_id is not None:
+            event["bot_id"] = bot_id
+            event["app_id"] = APP_ID if bot_id == BOT_ID else "A_OTHER"
+            event["bot_profile"] = {"id": bot_id, "app_id": event["app_id"], "team_id": TEAM_ID}
+        if subtype is not None:
+            event["subtype"] = subtype
+        self._add_thread(event, channel, thread_ts)
+        return self.event_callback(event)
+
+    def app_mention_event(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        ts: str | None = None,
+        thread_ts: str | None = None,
+    ) -> JSON:
+        """An ``event_callback`` body carrying an ``app_mention`` (text should hold <@UBOT>)."""
+        ts = ts or self._next_ts()
+        event: JSON = {
+            "type": "app_mention",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "client_msg_id": str(uuid.uuid4()),
+            "team": TEAM_ID,
+            "channel": channel,
+            "event_ts": ts,
+        }
+        self._add_thread(event, channel, thread_ts)
+        return self.event_callback(event)
+
+    def event_callback(self, event: JSON) -> JSON:
+        """Wrap an event in the Events API envelope; every call gets a fresh event_id."""
+        self._event_counter += 1
+        return {
+            "token": "fake-verification-token",
+            "team_id": TEAM_ID,
+            "context_team_id": TEAM_ID,
+            "context_enterprise_id": None,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{self._event_counter:010d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": TEAM_ID,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": f"4-fake-{self._event_counter}",
+        }
+
+    def _add_thread(self, event: JSON, channel: str, thread_ts: str | None) -> None:
+        if thread_ts is None:
+            return
+        event["thread_ts"] = thread_ts
+        parent = self.message(channel, thread_ts)
+        if parent is not None and parent.user is not None:
+            event["parent_user_id"] = parent.user
+
+    def _claim_ts(self, ts: str | None) -> str:
+        if ts is None:
+            return self._next_ts()
+        # Keep later generated ts values after an explicit one, as Slack's clock would.
+        self._last_us = max(self._last_us, _ts_us(ts))
+        return ts
+
+    # -- Socket Mode ------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        # autoping answers the SDK's "sdk-ping-pong:<t>" pings with matching pongs, as Slack does.
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self.socket_connections += 1
+        # Shape of Slack's first frame (Socket Mode docs).
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {
+                    "host": "applink-fake",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": APP_ID},
+            }
+        )
+        try:
+            async for frame in ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                self._on_ack(json.loads(frame.data))
+        finally:
+            if ws in self._sockets:
+                self._sockets.remove(ws)
+        return ws
+
+    async def wait_for_socket(self, connections: int = 1, *, timeout: float = 5.0) -> None:
+        """Wait until ``connections`` WebSockets were ever accepted and one is open."""
+        await self.wait_for(
+            lambda: self.socket_connections >= connections and self._open_sockets(),
+            timeout=timeout,
+            what=f"Socket Mode connection #{connections}",
+        )
+
+    async def send_event(
+        self,
+        payload: JSON,
+        retry_attempt: int = 0,
+        retry_reason: str | None = None,
+        *,
+        timeout: float = 5.0,
+        wait_ack: bool = True,
+    ) -> str:
+        """Deliver an ``events_api`` envelope over Socket Mode; return its envelope_id.
+
+        Waits up to ``timeout`` for a connection and then (``wait_ack``) for the app's ack,
+        raising TimeoutError otherwise. Like Slack, first deliveries carry
+        ``retry_attempt: 0, retry_reason: ""`` (Bolt turns these into x-slack-retry-* headers).
+        """
+        await self.wait_for(self._open_sockets, timeout=timeout, what="a Socket Mode connection")
+        envelope = Envelope(
+            envelope_id=str(uuid.uuid4()),
+            payload=payload,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason or "",
+            sent_at=time.monotonic(),
+        )
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[envelope.envelope_id] = (envelope, future)
+        self.envelopes.append(envelope)
+        # Slack spreads envelopes over an app's connections; the newest is as good as any.
+        await self._open_sockets()[-1].send_json(
+            {
+                "envelope_id": envelope.envelope_id,
+                "payload": payload,
+                "type": "events_api",
+                "accepts_response_payload": False,
+                "retry_attempt": retry_attempt,
+                "retry_reason": envelope.retry_reason,
+            }
+        )
+        if wait_ack:
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"FakeSlack: no ack for envelope {envelope.envelope_id} in {timeout}s"
+                ) from None
+        return envelope.envelope_id
+
+    def _on_ack(self, frame: JSON) -> None:
+        # An ack is any frame naming a pending envelope_id (SocketModeResponse.to_dict()).
+        pending = self._pending.pop(str(frame.get("envelope_id")), None)
+        if pending is None:
+            return
+        envelope, future = pending
+        envelope.acked_at = time.monotonic()
+        envelope.ack_payload = frame.get("payload")
+        if not future.done():
+            future.set_result(None)
+
+    def envelope(self, envelope_id: str) -> Envelope:
+        for envelope in self.envelopes:
+            if envelope.envelope_id == envelope_id:
+                return envelope
+        raise KeyError(envelope_id)
+
+    async def request_reconnect(self, reason: str = "refresh_requested") -> None:
+        """Send Slack's ``disconnect`` frame; the SDK then opens a new connection."""
+        for ws in self._open_sockets():
+            await ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+            )
+
+    async def close_sockets(self) -> None:
+        """Drop every WebSocket from the server side (the SDK reconnects if it can)."""
+        for ws in list(self._sockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+    def _open_sockets(self) -> list[web.WebSocketResponse]:
+        return [ws for ws in self._sockets if not ws.closed]
+
+    # -- HTTP mode ---------------------------------------------------------------
+
+    async def post_event(
+        self,
+        app_url: str,
+        event_payload: JSON,
+        signing_secret: str,
+        *,
+        timestamp: int | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+    ) -> tuple[int, str]:
+        """POST a signed Events API body to the app (e.g. ``http://…/slack/events``).
+
+        Signs ``v0:{timestamp}:{body}`` with HMAC-SHA256 like Slack; ``timestamp`` (unix
+        seconds) lets a test send a stale request; retries carry X-Slack-Retry-Num/-Reason
+        (reason defaults to ``http_timeout``). Returns ``(status, response_text)``.
+        """
+        body = json.dumps(event_payload)
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        secret = signing_secret + "-wrong" if bad_signature else signing_secret
+        signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or "",
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(app_url, data=body, headers=headers) as response,
+        ):
+            return response.status, await response.text()
+
+
+# -- module helpers ----------------------------------------------------------------
+
+
+def _ok(params: JSON) -> JSON:
+    return {"ok": True}
+
+
+async def _read_params(request: web.Request) -> JSON:
+    params: JSON = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                params.update(body)
+        else:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    for key in _JSON_PARAMS:
+        value = params.get(key)
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            params[key] = json.loads(value)
+    return params
+
+
+def _require(params: JSON, key: str, error: str) -> str:
+    value = params.get(key)
+    if not value:
+        raise SlackError(error)
+    return str(value)
+
+
+def _opt_str(params: JSON, key: str) -> str | None:
+    value = params.get(key)
+    return str(value) if value else None
+
+
+def _visible(params: JSON) -> str:
+    """What Slack renders: markdown_text, else the blocks, else the text (a fallback then)."""
+    markdown = params.get("markdown_text")
+    if isinstance(markdown, str) and markdown:
+        return markdown
+    blocks = params.get("blocks")
+    if isinstance(blocks, list) and blocks:
+        return "\n".join(t for t in (_block_text(b) for b in blocks) if t)
+    return str(params.get("text") or "")
+
+
+def _block_text(node: Any) -> str:
+    """Visible text of a block: section/header/markdown/context/rich_text."""
+    if isinstance(node, list):
+        return "".join(_block_text(n) for n in node)
+    if not isinstance(node, dict):
+        return ""
+    kind = node.get("type")
+    if kind in ("plain_text", "mrkdwn", "text", "markdown"):
+        return str(node.get("text", ""))
+    if kind == "link":
+        return str(node.get("text") or node.get("url", ""))
+    if kind == "user":
+        return f"<@{node.get('user_id', '')}>"
+    if kind == "emoji":
+        return f":{node.get('name', '')}:"
+    if kind == "section":
+        texts = [_block_text(node.get("text"))] + [_block_text(f) for f in node.get("fields", [])]
+        return "\n".join(t for t in texts if t)
+    if kind == "header":
+        return _block_text(node.get("text"))
+    if kind == "context":
+        return " ".join(_block_text(e) for e in node.get("elements", []))
+    if kind in ("rich_text_list", "rich_text_quote", "rich_text_preformatted"):
+        return "\n".join(_block_text(e) for e in node.get("elements", []))
+    return _block_text(node.get("elements", []))
+
+
+def _check_blocks(blocks: list[Any], max_markdown: int) -> None:
+    # Block Kit limits from Slack's reference: 50 blocks a message, section text 3,000,
+    # header 150, markdown block 12,000 (cumulative per payload).
+    if len(blocks) > 50:
+        raise SlackError("invalid_blocks")
+    markdown_total = 0
+    for block in blocks:
+        if not isinstance(block, dict) or "type" not in block:
+            raise SlackError("invalid_blocks")
+        kind = block["type"]
+        text = block.get("text")
+        if kind == "section" and isinstance(text, dict) and len(text.get("text", "")) > 3000:
+            raise SlackError("invalid_blocks")
+        if kind == "header" and isinstance(text, dict) and len(text.get("text", "")) > 150:
+            raise SlackError("invalid_blocks")
+        if kind == "markdown":
+            markdown_total += len(str(text or ""))
+    if markdown_total > max_markdown:
+        raise SlackError("invalid_blocks")
+
+
+def _channel_type(channel: str) -> str:
+    return {"D": "im", "G": "group"}.get(channel[:1], "channel")
+
+
+def _ts_us(ts: str) -> int:
+    seconds, _, micros = ts.partition(".")
+    return int(seconds) * 1_000_000 + int(micros.ljust(6, "0")[:6])
+
+
+def _format_ts(us: int) -> str:
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+__all__ = [
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "TEAM_ID",
+    "Call",
+    "Envelope",
+    "FakeSlack",
+    "Message",
+    "Status",
+]
