@@ -20,9 +20,25 @@ class ConfigError(Exception):
     """Invalid configuration; the message lists each bad setting by name."""
 
 
-class Settings(BaseSettings):
+class EnvFirstSettings(BaseSettings):
+    """Settings read from the environment first, then from values passed in (the file)."""
+
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, then values passed in (the TOML file).
+        return (env_settings, init_settings)
+
+
+class Settings(EnvFirstSettings):
     openwebui_url: str = Field(
         "http://localhost:8080", validation_alias=AliasChoices("OPENWEBUI_URL", "openwebui_url")
     )
@@ -103,18 +119,6 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first, then values passed in (the TOML file).
-        return (env_settings, init_settings)
 
     @property
     def has_credentials(self) -> bool:

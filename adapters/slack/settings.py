@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.config import EnvFirstSettings
 
 
 def _alias(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-class SlackSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
+class SlackSettings(EnvFirstSettings):
     bot_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_BOT_TOKEN"))
     # With an app-level token the adapter uses Socket Mode; otherwise the HTTP Events API.
     app_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_APP_TOKEN"))
@@ -23,17 +22,6 @@ class SlackSettings(BaseSettings):
     # Seconds between two edits of one message in the post+update fallback.
     update_interval: float = Field(1.0, ge=0, validation_alias=_alias("SLACK_UPDATE_INTERVAL"))
     native_streaming: bool = Field(True, validation_alias=_alias("SLACK_NATIVE_STREAMING"))
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
 
     @property
     def enabled(self) -> bool:
