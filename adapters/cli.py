@@ -19,7 +19,7 @@ from adapters.slack.app import SlackAdapter, identify
 from adapters.slack.app import make_client as make_slack_client
 from adapters.slack.settings import SlackSettings
 from bridge.config import ConfigError, Settings, describe_validation_error, load_settings
-from bridge.errors import BridgeError
+from bridge.errors import AuthRejected, BridgeError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +103,12 @@ async def _check(settings: Settings, slack: SlackSettings) -> int:
     try:
         try:
             server = await client.connect()
+        except AuthRejected as exc:
+            # The server answered (its version is known); the sign-in did not work.
+            version = client.server.version if client.server else "?"
+            report("open webui", True, f"{settings.openwebui_url} version {version}")
+            report("auth", False, str(exc))
+            return 1
         except BridgeError as exc:
             report("open webui", False, f"{settings.openwebui_url}: {exc}")
             return 1

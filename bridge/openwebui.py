@@ -109,12 +109,16 @@ class OpenWebUIClient:
 
     async def _sign_in(self) -> None:
         async with self._signin_lock:
-            data = await self.request(
-                "POST",
-                "/api/v1/auths/signin",
-                json={"email": self._credentials.email, "password": self._credentials.password},
-                auth=False,
-            )
+            try:
+                data = await self.request(
+                    "POST",
+                    "/api/v1/auths/signin",
+                    json={"email": self._credentials.email, "password": self._credentials.password},
+                    auth=False,
+                )
+            except RequestRejected as exc:
+                # Open WebUI answers a wrong email or password with 400, not 401.
+                raise AuthRejected(str(exc)) from None
             self._token = str(data["token"])
 
     # -- endpoints ----------------------------------------------------------

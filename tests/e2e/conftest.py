@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -7,7 +13,50 @@ import pytest
 from tests.contract.bridge_fixtures import BridgeFactory, bridge_factory
 from tests.harness.openwebui import RunningOpenWebUI
 
+# Settings the user's shell might carry; the CLI under test must only see ours.
+_SETTING_PREFIXES = ("OPENWEBUI_", "BRIDGE_", "SLACK_", "DISCORD_")
+# The installed console script, as a user runs it.
+_SCRIPT = Path(sys.executable).with_name("owui-bridge")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "adapters.cli"]
+
 
 @pytest.fixture
 def make_bridge(openwebui: RunningOpenWebUI, tmp_path: Path) -> BridgeFactory:
     return bridge_factory(openwebui, tmp_path)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """Run the real ``owui-bridge`` command (stdin piped, not a tty) in ``tmp_path``."""
+
+    def run(*args: str, env: dict[str, str], stdin: str = "", timeout: float = 180) -> CliResult:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+        started = time.monotonic()
+        proc = subprocess.run(
+            [*COMMAND, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=clean | {"BRIDGE_DATABASE": str(tmp_path / "b.db")} | env,
+            cwd=tmp_path,
+            timeout=timeout,
+            check=False,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+    return run
