@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from adapters.runtime import Runtime, open_runtime
-from adapters.slack.app import SlackAdapter
+from adapters.slack.app import SCOPES, SlackAdapter
 from adapters.slack.settings import SlackSettings
 from bridge import tree
 from bridge.split import join_split
@@ -79,6 +79,7 @@ async def slack_bridge(
     server: RunningOpenWebUI, tmp: Path, mode: str, **slack: Any
 ) -> AsyncIterator[Harness]:
     async with FakeSlack() as fake:
+        fake.scopes = list(SCOPES)
         fake.add_user(ALICE, "Alice")
         fake.add_user(BOB, "Bob")
         async with open_runtime(settings_for(server, tmp / "slack.db")) as runtime:
@@ -156,10 +157,11 @@ async def test_dm_conversation(make: Make, mode: str) -> None:
         ]
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_mention_in_someone_elses_thread_brings_context(
-    openwebui: RunningOpenWebUI, make: Make
+    openwebui: RunningOpenWebUI, make: Make, mode: str
 ) -> None:
-    async with make("socket") as h:
+    async with make(mode) as h:
         root, _, _ = h.fake.user_says(CHANNEL, BOB, "Deploy failed on node 7")
         h.fake.user_says(CHANNEL, ALICE, "It was the disk, I think", thread_ts=root)
         await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> summarise please", thread_ts=root)
@@ -185,10 +187,11 @@ async def test_duplicates_and_retries_get_one_answer(make: Make, mode: str) -> N
         assert len(h.fake.bot_replies(CHANNEL, ts)) == len(replies) == 1
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_streaming_refused_falls_back_to_paced_updates_and_survives_429(
-    make: Make,
+    make: Make, mode: str
 ) -> None:
-    async with make("socket") as h:
+    async with make(mode) as h:
         h.fake.streaming_enabled = False
         h.fake.rate_limit_next("chat.update", retry_after=1)
         q = f"<@{BOT_USER_ID}> long one [[words=120]] [[delay=0.03]]"
@@ -204,8 +207,11 @@ async def test_streaming_refused_falls_back_to_paced_updates_and_survives_429(
         assert h.fake.rate_limited  # the 429 happened and was waited out
 
 
-async def test_long_answer_is_split_at_boundaries(openwebui: RunningOpenWebUI, make: Make) -> None:
-    async with make("socket") as h:
+@pytest.mark.parametrize("mode", MODES)
+async def test_long_answer_is_split_at_boundaries(
+    openwebui: RunningOpenWebUI, make: Make, mode: str
+) -> None:
+    async with make(mode) as h:
         q = f"<@{BOT_USER_ID}> huge [[chars=20000]] [[code]] [[delay=0]]"
         ts = await h.say(CHANNEL, ALICE, q)
         await h.answers(CHANNEL, ts, 2)
@@ -219,8 +225,9 @@ async def test_long_answer_is_split_at_boundaries(openwebui: RunningOpenWebUI, m
             assert m.text.count("```") % 2 == 0  # fences balanced in every message
 
 
-async def test_other_bots_are_ignored(make: Make) -> None:
-    async with make("socket") as h:
+@pytest.mark.parametrize("mode", MODES)
+async def test_other_bots_are_ignored(make: Make, mode: str) -> None:
+    async with make(mode) as h:
         ts = await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> hi")
         await h.answers(CHANNEL, ts, 1)
         bot_message = h.fake.message_event(
@@ -236,6 +243,7 @@ async def test_other_bots_are_ignored(make: Make) -> None:
         assert len(h.fake.bot_replies(CHANNEL, ts)) == 1
 
 
+# HTTP mode only: Socket Mode has no signatures (the app dialled out with its token).
 async def test_bad_signature_and_stale_timestamp_are_refused(make: Make) -> None:
     async with make("http") as h:
         url = f"http://127.0.0.1:{h.adapter.http_port}/slack/events"
@@ -246,3 +254,16 @@ async def test_bad_signature_and_stale_timestamp_are_refused(make: Make) -> None
         assert status == 401
         await asyncio.sleep(1)
         assert h.fake.count("chat.startStream") == 0 and h.fake.count("chat.postMessage") == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_failure_ends_in_one_short_message(make: Make, mode: str) -> None:
+    async with make(mode) as h:
+        ts = await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> break please [[fail=500]]")
+        await h.answers(CHANNEL, ts, 1)
+        await asyncio.sleep(0.5)
+        replies = h.fake.bot_replies(CHANNEL, ts)
+        assert [m.text for m in replies] == [
+            ":warning: The model could not answer this message. Please try again."
+        ]
+        assert h.fake.count("chat.startStream") == 0  # no half-streamed answer left behind

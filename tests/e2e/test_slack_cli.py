@@ -1,0 +1,125 @@
+"""``owui-bridge run`` and ``owui-bridge check`` as a user starts them, with Slack
+pointed at the local Slack-compatible server (the CLI runs as a real process)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.slack.app import SCOPES
+from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
+from tests.harness.model_server import parse_directives, reply_text
+from tests.harness.openwebui import RunningOpenWebUI, free_port
+
+SECRET = "cli-signing-secret"
+
+
+def base_env(openwebui: RunningOpenWebUI, fake: FakeSlack, tmp: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+    return clean | {
+        "OPENWEBUI_URL": openwebui.url,
+        "OPENWEBUI_API_KEY": openwebui.jwt,
+        "OPENWEBUI_MODEL": "fake-model",
+        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
+        "SLACK_BOT_TOKEN": "xoxb-cli",
+        "SLACK_API_URL": fake.api_url,
+    }
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, *args, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_run_serves_slack_until_stopped(
+    openwebui: RunningOpenWebUI, tmp_path: Path, mode: str
+) -> None:
+    async with FakeSlack() as fake:
+        fake.add_user("UALICE", "Alice")
+        env = base_env(openwebui, fake, tmp_path)
+        port = free_port()
+        if mode == "socket":
+            env["SLACK_APP_TOKEN"] = "xapp-cli"
+        else:
+            env |= {"SLACK_SIGNING_SECRET": SECRET, "BRIDGE_HTTP_HOST": "127.0.0.1",
+                    "BRIDGE_HTTP_PORT": str(port)}  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            ts, _message, mention = fake.user_says("C1", "UALICE", f"<@{BOT_USER_ID}> via run")
+            assert mention is not None
+            if mode == "socket":
+                await fake.wait_for_socket(timeout=60)
+                await fake.send_event(mention)
+            else:
+                url = f"http://127.0.0.1:{port}"
+                async with httpx.AsyncClient() as client:
+                    for _ in range(120):
+                        try:
+                            if (await client.get(f"{url}/healthz")).json() == {"ok": True}:
+                                break
+                        except httpx.TransportError:
+                            await asyncio.sleep(0.5)
+                status, _ = await fake.post_event(f"{url}/slack/events", mention, SECRET)
+                assert status == 200
+            await fake.wait_for(
+                lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
+                timeout=60, what="the answer",
+            )  # fmt: skip
+            directives, clean = parse_directives("Alice: via run")
+            assert [m.text for m in fake.bot_replies("C1", ts)] == [reply_text(clean, directives)]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
+        assert "xoxb-cli" not in out.decode() and "xapp-cli" not in out.decode()
+
+
+async def test_check_reports_slack_identity_and_missing_scopes(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    async with FakeSlack() as fake:
+        fake.scopes = list(SCOPES)
+        env = base_env(openwebui, fake, tmp_path) | {"SLACK_APP_TOKEN": "xapp-cli"}
+        code, out = await run_cli("check", env=env)
+        assert code == 0, out
+        assert f"ok   slack: bot {BOT_USER_ID} in team T1" in out
+
+        fake.scopes = [s for s in fake.scopes if s != "users:read"]
+        code, out = await run_cli("check", env=env)
+        assert code == 1, out
+        assert "FAIL slack scopes: missing users:read" in out
+
+        fake.valid_tokens = {"xoxb-other"}
+        code, out = await run_cli("check", env=env)
+        assert code == 1
+        assert "FAIL slack: auth.test failed: invalid_auth" in out
+        assert "xoxb-cli" not in out
+
+
+async def test_run_without_a_platform_says_what_to_set(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    async with FakeSlack() as fake:
+        env = base_env(openwebui, fake, tmp_path)
+        del env["SLACK_BOT_TOKEN"]
+        code, out = await run_cli("run", env=env)
+        assert code == 2
+        assert "SLACK_BOT_TOKEN" in out
+        env |= {"SLACK_BOT_TOKEN": "xoxb-cli"}  # HTTP mode without a signing secret
+        code, out = await run_cli("run", env=env)
+        assert code == 2
+        assert "SLACK_SIGNING_SECRET" in out
