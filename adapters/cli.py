@@ -21,6 +21,8 @@ from adapters.slack.settings import SlackSettings
 from bridge.config import ConfigError, Settings, describe_validation_error, load_settings
 from bridge.errors import AuthRejected, BridgeError
 
+SHUTDOWN_GRACE = 30.0  # seconds answers under way may take to finish on shutdown
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="owui-bridge", description=__doc__)
@@ -74,10 +76,18 @@ async def _run(settings: Settings, slack: SlackSettings) -> int:
     async with open_runtime(settings) as runtime:
         adapter = SlackAdapter(runtime.bridge, slack)
         await adapter.start()
+        # Answers a previous run left half-way are finished (or apologised for) now.
+        recovery = asyncio.create_task(
+            runtime.bridge.recover("slack", adapter.recovery_reply, adapter.capabilities)
+        )
         try:
             await stop.wait()
         finally:
-            await adapter.stop()
+            await adapter.stop()  # no new events from here on
+            recovery.cancel()
+            # Answers under way get a grace period; any still running are finished
+            # by the next start's recovery.
+            await runtime.bridge.drain(SHUTDOWN_GRACE)
     return 0
 
 

@@ -11,20 +11,26 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge import tree
-from bridge.errors import BridgeError, user_message
+from bridge.errors import BridgeError, TurnInterrupted, user_message
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.flows import TurnFlow, TurnRequest
 from bridge.follow import AnswerFollower
-from bridge.live import LiveEvents
+from bridge.live import Event, LiveEvents
 from bridge.openwebui import OpenWebUIClient
 from bridge.pacing import PacedReply
 from bridge.reply import Capabilities, ReplyHandle
-from bridge.store import Conversation, DuplicateTurn, Store, TurnStatus
+from bridge.store import Conversation, DuplicateTurn, Store, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
+
+
+# How the core reaches a thread again after a restart: None if it cannot.
+ReplyFactory = Callable[[ThreadKey, Turn], ReplyHandle | None]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,12 @@ class Bridge:
         )
         self._slots = asyncio.Semaphore(options.max_concurrent_turns)
         self._tails: dict[ThreadKey, asyncio.Task[TurnResult | None]] = {}
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the turns under way (for a clean shutdown)."""
+        pending = list(self._tails.values())
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
 
     async def knows_thread(self, key: ThreadKey) -> bool:
         """Whether the thread is a conversation already (so replies continue it)."""
@@ -132,26 +144,69 @@ class Bridge:
 
         paced = PacedReply(reply, capabilities)
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
-        try:
+
+        async def answer() -> None:
             await paced.start()
             await self._answer(
                 conversation, event, turn.user_message_id, turn.assistant_message_id, paced, result
             )
+
+        await self._settle(turn, paced, result, answer())
+        return result
+
+    async def _settle(
+        self, turn: Turn, paced: PacedReply, result: TurnResult, work: Awaitable[None]
+    ) -> None:
+        """Run a turn's work; record done, or fail with one message to the thread."""
+        try:
+            await work
             await self._store.complete_turn(turn.id)
             result.status = TurnStatus.DONE
         except Exception as exc:  # every failure ends in one message and a failed turn
             result.status, result.error = TurnStatus.FAILED, exc
             if not isinstance(exc, BridgeError):
-                log.exception("turn for %s failed unexpectedly", event.message_id)
+                log.exception("turn for %s failed unexpectedly", turn.platform_message_id)
             else:
-                log.warning("turn for %s failed: %s", event.message_id, exc)
+                log.warning("turn for %s failed: %s", turn.platform_message_id, exc)
             await self._store.fail_turn(turn.id, f"{type(exc).__name__}: {exc}"[:500])
             await self._close_failed_answer(result.chat_id, turn.assistant_message_id)
             try:
                 await paced.fail(user_message(exc))
             except Exception:
                 log.exception("could not tell the thread that the turn failed")
-        return result
+
+    async def recover(
+        self, platform: str, reply_for: ReplyFactory | None, capabilities: Capabilities
+    ) -> list[TurnResult]:
+        """Finish the turns of ``platform`` that an earlier run left running (a crash or
+        restart mid-answer): deliver the answer if Open WebUI completed or is still
+        writing it, else tell the thread to ask again. Without ``reply_for`` (no way
+        back to the thread) only the records are settled."""
+        results = []
+        for turn in await self._store.unfinished_turns():
+            conversation = await self._store.conversation_by_id(turn.conversation_id)
+            if conversation is None or conversation.key.platform != platform:
+                continue
+            handle = reply_for(conversation.key, turn) if reply_for else None
+            paced = PacedReply(handle or _NoThread(), capabilities)
+            result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
+            await self._settle(turn, paced, result, self._resume(turn, paced, result))
+            results.append(result)
+        return results
+
+    async def _resume(self, turn: Turn, paced: PacedReply, result: TurnResult) -> None:
+        chat_id, answer_id = result.chat_id, turn.assistant_message_id
+        if chat_id is None:
+            raise TurnInterrupted(f"turn {turn.id} never reached Open WebUI")
+        chat = await self._client.get_chat(chat_id)
+        message = (((chat.get("chat") or {}).get("history") or {}).get("messages") or {}).get(
+            answer_id
+        )
+        running = await self._client.running_tasks(chat_id)
+        if message is None or (not running and not _complete(message, self._follower)):
+            raise TurnInterrupted(f"answer {answer_id} was cut off by a restart")
+        await self._follow(chat_id, answer_id, paced, result, events=None)
+        await self._deliver(chat_id, answer_id, paced, result)
 
     async def _answer(
         self,
@@ -181,28 +236,39 @@ class Bridge:
             if conversation.chat_id != chat_id:
                 await self._store.set_chat_id(conversation.id, chat_id)
 
-            async def on_text(text: str) -> None:
-                if result.first_text_at is None:
-                    result.first_text_at = time.monotonic()
-                await paced.update(text)
-
-            state = await self._follower.follow(chat_id, assistant_id, on_text, events)
-            result.increments = state.increments
+            await self._follow(chat_id, assistant_id, paced, result, events)
         finally:
             if self._live:
                 self._live.unsubscribe(assistant_id)
+        await self._deliver(chat_id, assistant_id, paced, result)
 
+    async def _follow(
+        self,
+        chat_id: str,
+        assistant_id: str,
+        paced: PacedReply,
+        result: TurnResult,
+        events: asyncio.Queue[Event] | None,
+    ) -> None:
+        async def on_text(text: str) -> None:
+            if result.first_text_at is None:
+                result.first_text_at = time.monotonic()
+            await paced.update(text)
+
+        state = await self._follower.follow(chat_id, assistant_id, on_text, events)
+        result.increments = state.increments
+
+    async def _deliver(
+        self, chat_id: str, assistant_id: str, paced: PacedReply, result: TurnResult
+    ) -> None:
+        """Finalise the stored answer, check the tree, and show the stored text."""
         chat = await self._flow.finalise(chat_id, assistant_id)
         history = (chat.get("chat") or {}).get("history") or {}
         stored = tree.message_text((history.get("messages") or {}).get(assistant_id) or {})
         result.tree_problems = tree.problems(history)
         if result.tree_problems:
             log.error("chat %s tree problems after turn: %s", chat_id, result.tree_problems)
-        if (
-            stored != paced.shown_text
-            and paced.shown_text
-            and not stored.startswith(paced.shown_text)
-        ):
+        if paced.shown_text and not stored.startswith(paced.shown_text):
             log.warning("streamed text diverged from the stored answer in chat %s", chat_id)
         result.answer = stored
         await paced.finish(stored)
@@ -230,3 +296,27 @@ def question_text(event: PlatformEvent) -> str:
     else:
         lines.append(event.text)
     return "\n".join(lines)
+
+
+class _NoThread:
+    """Reply handle for a turn whose thread cannot be reached (e.g. a closed terminal)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def update(self, text: str) -> None:
+        pass
+
+    async def finish(self, text: str) -> None:
+        pass
+
+    async def fail(self, message: str) -> None:
+        pass
+
+
+def _complete(message: dict[str, Any], follower: AnswerFollower) -> bool:
+    """Whether a stored answer with no task behind it is whole."""
+    if message.get("done") is True:
+        return True
+    # 0.6.x never marks done: with no task running, stored text is the whole answer.
+    return not follower.marks_done and bool(tree.message_text(message))

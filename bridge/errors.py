@@ -7,6 +7,7 @@
     │   └── ModelUnknown       the configured model does not exist
     ├── AnswerFailed           the model or Open WebUI reported an error for this answer
     ├── AnswerTimedOut         the answer did not finish within the configured time
+    ├── TurnInterrupted        a restart cut the answer off before it was complete
     └── PlatformRateLimited    the chat platform asked us to slow down beyond our patience
 
 Third-party errors are translated where they enter (the Open WebUI client,
@@ -47,6 +48,10 @@ class AnswerFailed(BridgeError):
 
 class AnswerTimedOut(BridgeError):
     user_message = "The answer took too long and was stopped. Please try again."
+
+
+class TurnInterrupted(BridgeError):
+    user_message = "The bridge restarted before this answer was complete. Please ask again."
 
 
 class PlatformRateLimited(BridgeError):

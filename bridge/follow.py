@@ -75,7 +75,7 @@ class AnswerFollower:
         timeout: float,
     ) -> None:
         self._client = client
-        self._marks_done = marks_done
+        self.marks_done = marks_done
         self._poll_interval = poll_interval
         self._timeout = timeout
 
@@ -151,7 +151,7 @@ class AnswerFollower:
             state.done = True
         elif message.get("done") is True:
             state.done = True
-        elif not self._marks_done and unchanged and text:
+        elif not self.marks_done and unchanged and text:
             # 0.6.x never writes done: the answer is over when no task runs for the chat.
             state.done = not await self._client.running_tasks(chat_id)
 

@@ -18,7 +18,7 @@ that fence's re-open marker. ``join_split`` replays the original text and
 applies that rule; ``split_message`` never makes an unmarked cut that the rule
 would misread, so ``join_split(split_message(t, n)) == t`` for every ``t``.
 
-Fences are recognised leniently (any indentation, ``````` or ``~~~``, at least
+Fences are recognised leniently (any indentation, backticks or tildes, at least
 three, the closing run at least as long as the opening one) because answers
 often nest code blocks in list items. "Open at a point" means: the prefix up to
 that point, read line by line, leaves a fence open; the join side can compute
@@ -241,7 +241,7 @@ def _choose(doc: _Text, a: int, reopen: str, limit: int) -> tuple[int, _Fence | 
     for floor in (half, a):
         for kind in sorted(by_class):
             for p in by_class[kind]:
-                if p <= floor:
+                if p < floor:
                     break
                 found = attempt(p)
                 if found is not None:
@@ -259,15 +259,15 @@ def _choose(doc: _Text, a: int, reopen: str, limit: int) -> tuple[int, _Fence | 
 
 def _misread(doc: _Text, a: int, p: int) -> bool:
     """``join_split`` would take the unmarked cut at ``p`` for a marked one."""
-    piece = doc.text[a:p]
-    newline = piece.rfind("\n")
+    text = doc.text
+    newline = text.rfind("\n", a, p)
     if newline < 0:
         return False
-    fence = doc.open_at(a + newline)
+    fence = doc.open_at(newline)
     return (
         fence is not None
-        and piece[newline:] == fence.close(reopened=fence.start < a)
-        and doc.text.startswith(fence.reopen, p)
+        and text[newline:p] == fence.close(reopened=fence.start < a)
+        and text.startswith(fence.reopen, p)
     )
 
 
@@ -277,11 +277,9 @@ def join_split(chunks: list[str]) -> str:
     out: list[str] = []
     reopen = ""
     for index, chunk in enumerate(chunks):
-        if reopen:
-            if not chunk.startswith(reopen):
-                raise ValueError(f"message {index} does not re-open its code block")
-            chunk = chunk[len(reopen) :]
-            reopen = ""
+        # Set only when this chunk is known to start with it (checked below).
+        chunk = chunk[len(reopen) :]
+        reopen = ""
         newline = chunk.rfind("\n")
         if index + 1 < len(chunks) and newline >= 0:
             fence = replay.peek(chunk[:newline])

@@ -46,6 +46,8 @@ class Store(Protocol):
 
     async def get_conversation(self, key: ThreadKey) -> Conversation | None: ...
 
+    async def conversation_by_id(self, conversation_id: int) -> Conversation | None: ...
+
     async def create_conversation(self, key: ThreadKey, model: str) -> Conversation:
         """Create the mapping for ``key`` (chat id unknown yet); returns the existing
         one if another task created it first."""

@@ -121,6 +121,14 @@ class SqliteStore:
         async with self._lock:
             return await self._get_conversation(key)
 
+    async def conversation_by_id(self, conversation_id: int) -> Conversation | None:
+        async with self._lock:
+            row = await self._fetchone(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
+                (conversation_id,),
+            )
+        return None if row is None else _conversation(row)
+
     async def create_conversation(self, key: ThreadKey, model: str) -> Conversation:
         now = time.time()
         async with self._lock:

@@ -46,6 +46,8 @@ async def run_chat(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Converse until end of input; returns the number of failed turns."""
+    # A terminal from an earlier run is gone: only settle what it left running.
+    await bridge.recover("console", None, CONSOLE)
     interactive = stdin.isatty()
     name = thread or new_thread_name()
     stderr.write(f"[bridge] thread {name} (resume it with --thread {name})\n")

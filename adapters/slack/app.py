@@ -31,6 +31,7 @@ from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_me
 from bridge.core import Bridge
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey
 from bridge.reply import Capabilities
+from bridge.store import Turn
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,23 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def recovery_reply(self, key: ThreadKey, turn: Turn) -> SlackReply:
+        """A reply into ``key``'s thread for a turn an earlier run left unfinished.
+        The asker is not stored, so no native stream (it needs the recipient)."""
+        return SlackReply(
+            client=self.client,
+            channel=key.channel,
+            thread_ts=key.thread,
+            recipient_user_id="",
+            recipient_team_id=key.workspace,
+            limit=MESSAGE_LIMIT,
+            streaming=StreamingSwitch(enabled=False),
+        )
 
     @property
     def identity(self) -> Identity:

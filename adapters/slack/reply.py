@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridge.errors import PlatformRateLimited
 from bridge.split import split_message
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,13 @@ class SlackReply:
             log.warning("slack update failed in %s: %s", self.channel, _error(exc))
 
     async def finish(self, text: str) -> None:
-        await self._show(text, final=True)
+        try:
+            await self._show(text, final=True)
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                # The retry handler already waited out several Retry-After periods.
+                raise PlatformRateLimited(f"slack rate limit in {self.channel}") from exc
+            raise
         await self._clear_status()
 
     async def fail(self, message: str) -> None:

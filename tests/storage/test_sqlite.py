@@ -269,3 +269,9 @@ async def test_deleting_conversation_cascades_to_turns(store: SqliteStore) -> No
     # No Store method deletes; use the store's connection, which has foreign_keys on.
     await store._conn.execute("DELETE FROM conversations WHERE id = ?", (conv.id,))
     assert await store.turns(conv.id) == []
+
+
+async def test_conversation_by_id(store: SqliteStore) -> None:
+    conversation = await store.create_conversation(KEY, "m")
+    assert await store.conversation_by_id(conversation.id) == conversation
+    assert await store.conversation_by_id(conversation.id + 1000) is None
