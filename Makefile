@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+CMD    ?= chat
 
 .PHONY: install run test lint test-deps servers clean
 
@@ -14,8 +15,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# `make run` talks from the terminal; `make run CMD=run` serves Slack.
 run: install
-	$(BIN)/owui-bridge chat $(ARGS)
+	$(BIN)/owui-bridge $(CMD) $(ARGS)
 
 # Open WebUI 0.6.15 and 0.12.4 go to a cache outside the repository (reused);
 # Debian's chromium renders chats for the web-UI test.

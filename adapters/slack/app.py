@@ -25,7 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import inbound
-from adapters.slack.reply import SlackReply, StreamingSwitch
+from adapters.slack.reply import SlackFeatures, SlackReply
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
 from bridge.core import Bridge
@@ -87,7 +87,7 @@ class SlackAdapter:
         self._capabilities = Capabilities(
             max_message_length=MESSAGE_LIMIT, min_update_interval=settings.update_interval
         )
-        self._streaming = StreamingSwitch(enabled=settings.native_streaming)
+        self._features = SlackFeatures(streaming=settings.native_streaming)
         self._names: dict[str, str] = {}
         self._identity: Identity | None = None
         self.app = AsyncApp(
@@ -117,7 +117,7 @@ class SlackAdapter:
             recipient_user_id="",
             recipient_team_id=key.workspace,
             limit=MESSAGE_LIMIT,
-            streaming=StreamingSwitch(enabled=False),
+            features=SlackFeatures(streaming=False, markdown_text=self._features.markdown_text),
         )
 
     @property
@@ -200,7 +200,7 @@ class SlackAdapter:
             recipient_user_id=message.user,
             recipient_team_id=message.team or self.identity.team_id,
             limit=MESSAGE_LIMIT,
-            streaming=self._streaming,
+            features=self._features,
         )
         await self._bridge.submit(event, reply, self._capabilities)
 

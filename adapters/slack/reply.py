@@ -1,7 +1,8 @@
 """One answer in a Slack thread: native streaming, or post + paced updates.
 
 Native streaming (``chat.startStream`` / ``appendStream`` / ``stopStream``) is
-tried first. Where Slack refuses it, or once the answer outgrows one message
+tried first; messages carry standard Markdown (``markdown_text``), or mrkdwn
+where a workspace does not take it. Where Slack refuses it, or once the answer outgrows one message
 or stops being a pure extension of what was streamed, the reply continues as
 ordinary messages: the answer is split at paragraph/code-fence boundaries and
 each part is posted once and edited as it grows. A 429 is waited out by the
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.text import markdown_to_mrkdwn
 from bridge.errors import PlatformRateLimited
 from bridge.split import split_message
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
 # Errors that mean "this workspace/app/channel cannot stream", as opposed to a hiccup.
+# A workspace that ignores ``markdown_text`` answers as if there were no text.
+MARKDOWN_REFUSED = {"no_text", "invalid_arguments"}
 STREAMING_REFUSED = {
     "not_allowed",
     "not_allowed_token_type",
@@ -38,10 +42,12 @@ STREAMING_REFUSED = {
 
 
 @dataclass
-class StreamingSwitch:
-    """Shared by all replies: once Slack refuses native streaming, stop trying."""
+class SlackFeatures:
+    """What this workspace accepts, shared by all replies: once Slack refuses native
+    streaming or ``markdown_text``, stop trying and use the older way."""
 
-    enabled: bool = True
+    streaming: bool = True
+    markdown_text: bool = True
 
 
 @dataclass
@@ -58,7 +64,7 @@ class SlackReply:
     recipient_user_id: str
     recipient_team_id: str
     limit: int
-    streaming: StreamingSwitch = field(default_factory=StreamingSwitch)
+    features: SlackFeatures = field(default_factory=SlackFeatures)
     _stream_ts: str | None = None
     _streamed: str = ""
     _parts: list[_Part] = field(default_factory=list)
@@ -110,7 +116,7 @@ class SlackReply:
 
     async def _stream(self, text: str, *, final: bool) -> bool:
         """Extend the native stream; False when the text cannot go there."""
-        if self._parts or not self.streaming.enabled:
+        if self._parts or not self.features.streaming:
             return False
         if len(text) > self.limit or not text.startswith(self._streamed):
             return False
@@ -128,7 +134,7 @@ class SlackReply:
                 if _error(exc) not in STREAMING_REFUSED:
                     raise
                 log.info("native streaming refused (%s); posting and editing", _error(exc))
-                self.streaming.enabled = False
+                self.features.streaming = False
                 return False
             self._stream_ts = str(response["ts"])
         elif delta:
@@ -153,15 +159,37 @@ class SlackReply:
             if index < len(self._parts):
                 part = self._parts[index]
                 if part.shown != chunk:
-                    await self.client.chat_update(
-                        channel=self.channel, ts=part.ts, markdown_text=chunk
-                    )
+                    await self._send(chunk, ts=part.ts)
                     part.shown = chunk
             else:
-                response = await self.client.chat_postMessage(
-                    channel=self.channel, thread_ts=self.thread_ts, markdown_text=chunk
-                )
-                self._parts.append(_Part(ts=str(response["ts"]), shown=chunk))
+                ts = await self._send(chunk)
+                self._parts.append(_Part(ts=ts, shown=chunk))
+
+    async def _send(self, chunk: str, *, ts: str | None = None) -> str:
+        """Post (or, with ``ts``, edit) one message: standard Markdown where the
+        workspace takes ``markdown_text``, converted to mrkdwn where it does not."""
+        if self.features.markdown_text:
+            try:
+                return await self._call(ts, markdown=chunk)
+            except SlackApiError as exc:
+                if _error(exc) not in MARKDOWN_REFUSED:
+                    raise
+                log.info("markdown_text refused (%s); sending mrkdwn", _error(exc))
+                self.features.markdown_text = False
+        return await self._call(ts, mrkdwn=markdown_to_mrkdwn(chunk))
+
+    async def _call(
+        self, ts: str | None, *, markdown: str | None = None, mrkdwn: str | None = None
+    ) -> str:
+        if ts is not None:
+            await self.client.chat_update(
+                channel=self.channel, ts=ts, markdown_text=markdown, text=mrkdwn
+            )
+            return ts
+        response = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, markdown_text=markdown, text=mrkdwn
+        )
+        return str(response["ts"])
 
     async def _clear_status(self) -> None:
         if self._status_set:

@@ -17,6 +17,7 @@ import pytest
 from adapters.runtime import Runtime, open_runtime
 from adapters.slack.app import SCOPES, SlackAdapter
 from adapters.slack.settings import SlackSettings
+from adapters.slack.text import markdown_to_mrkdwn
 from bridge import tree
 from bridge.split import join_split
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
@@ -267,3 +268,15 @@ async def test_failure_ends_in_one_short_message(make: Make, mode: str) -> None:
             ":warning: The model could not answer this message. Please try again."
         ]
         assert h.fake.count("chat.startStream") == 0  # no half-streamed answer left behind
+
+
+async def test_workspace_without_markdown_text_gets_mrkdwn(make: Make) -> None:
+    async with make("socket") as h:
+        h.fake.streaming_enabled = False
+        h.fake.markdown_text_enabled = False
+        q = f"<@{BOT_USER_ID}> **bold** please [[code]]"
+        ts = await h.say(CHANNEL, ALICE, q)
+        replies = await h.answers(CHANNEL, ts, 1)
+        expected = answer_for(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        assert [m.text for m in replies] == [markdown_to_mrkdwn(expected)]
+        assert "```python" not in replies[0].text  # mrkdwn fences carry no language

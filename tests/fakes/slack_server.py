@@ -152,6 +152,8 @@ class FakeSlack:
         self.valid_tokens: set[str] | None = None  # None: any token is accepted
         self.max_text_len = 40_000  # chat.postMessage docs: text truncated/refused past this
         self.max_markdown_len = 12_000  # markdown_text / markdown block limit (docs)
+        # False: behave like a workspace that ignores markdown_text (so: no_text).
+        self.markdown_text_enabled = True
         self.socket_connections = 0  # WebSockets ever accepted (reconnects count)
 
         self._messages: dict[str, list[Message]] = defaultdict(list)
@@ -548,7 +550,7 @@ class FakeSlack:
     def _check_content(self, params: JSON) -> list[JSON] | None:
         """Slack's content rules for chat.postMessage / chat.update."""
         text = params.get("text")
-        markdown = params.get("markdown_text")
+        markdown = params.get("markdown_text") if self.markdown_text_enabled else None
         blocks = params.get("blocks")
         if not text and not markdown and not blocks and not params.get("attachments"):
             raise SlackError("no_text")
