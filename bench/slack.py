@@ -6,7 +6,8 @@ and with the post+update fallback. Prints calls per answer by method and the
 median time from event delivery to the first bot text in the thread (the fake
 model's first-token delay is 0).
 
-Usage: .venv/bin/python -m bench.slack [--turns 20] [--state .test-artifacts/servers.json]
+Usage: .venv/bin/python -m bench.slack [--turns 20] [--interval 1.0]
+                                       [--state .test-artifacts/servers.json]
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.servers import bench_servers
 from tests.e2e.test_slack import ALICE, CHANNEL, slack_bridge
 from tests.fakes.slack_server import BOT_USER_ID
-from tests.harness.model_server import ModelServer
 from tests.harness.openwebui import ServerPool
 
-QUESTION = f"<@{BOT_USER_ID}" + "> bench {n} [[words=500]] [[delay=0.01]] [[first=0]]"
+# ~30 words a second, as a model streams; first-token delay 0.
+QUESTION = f"<@{BOT_USER_ID}" + "> bench {n} [[words=500]] [[delay=0.1]] [[first=0]]"
 
 
-async def run(pool: ServerPool, version: str, streaming: bool, turns: int) -> None:
+async def run(pool: ServerPool, version: str, streaming: bool, turns: int, interval: float) -> None:
     firsts: list[float] = []
     calls: collections.Counter[str] = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
-        async with slack_bridge(pool.get(version), Path(tmp), "socket") as h:
+        async with slack_bridge(
+            pool.get(version), Path(tmp), "socket", update_interval=interval
+        ) as h:
             h.fake.streaming_enabled = streaming
             for n in range(turns):
                 before = len(h.fake.calls)
@@ -61,21 +65,11 @@ async def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--state", type=Path)
     parser.add_argument("--version", default="0.12.4")
+    parser.add_argument("--interval", type=float, default=1.0, help="SLACK_UPDATE_INTERVAL")
     args = parser.parse_args()
-    model = None
-    if args.state:
-        pool = ServerPool.from_state(args.state)
-    else:
-        model = ModelServer.run_in_thread()
-        pool = ServerPool(model, (args.version,), Path(tempfile.mkdtemp(prefix="owui-bench-")))
-    try:
+    with bench_servers(args.state, (args.version,)) as pool:
         for streaming in (True, False):
-            await run(pool, args.version, streaming, args.turns)
-    finally:
-        if not args.state:
-            pool.stop_all()
-        if model is not None:
-            model.stop()
+            await run(pool, args.version, streaming, args.turns, args.interval)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from adapters.runtime import open_runtime
+from bench.servers import bench_servers
 from tests.contract.bridge_fixtures import FAST, RecordingReply, event, settings_for
-from tests.harness.model_server import ModelServer
-from tests.harness.openwebui import VERSIONS, RunningOpenWebUI, ServerPool
+from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
 
 # The model answers at once ([[first=0]]), so its own first-token delay is ~0 and
 # what remains is the bridge plus Open WebUI.
@@ -67,13 +67,7 @@ async def main() -> None:
     parser.add_argument("--version", action="append", choices=VERSIONS)
     args = parser.parse_args()
     versions = tuple(args.version or VERSIONS)
-    if args.state:
-        pool = ServerPool.from_state(args.state)
-        model = None
-    else:
-        model = ModelServer.run_in_thread()
-        pool = ServerPool(model, versions, Path(tempfile.mkdtemp(prefix="owui-bench-")))
-    try:
+    with bench_servers(args.state, versions) as pool:
         print(
             f"{'version':<8} {'follow':<8} {'req/1st':>7} {'req/next':>8} "
             f"{'median ms':>9} {'p95 ms':>7}"
@@ -87,11 +81,6 @@ async def main() -> None:
                     f"{r['requests_followup']!s:>8} {r['latency_median_ms']!s:>9} "
                     f"{r['latency_p95_ms']!s:>7}"
                 )
-    finally:
-        if not args.state:
-            pool.stop_all()
-            if model is not None:
-                model.stop()
 
 
 if __name__ == "__main__":

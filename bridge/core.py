@@ -80,6 +80,11 @@ class Bridge:
         self._slots = asyncio.Semaphore(options.max_concurrent_turns)
         self._tails: dict[ThreadKey, asyncio.Task[TurnResult | None]] = {}
 
+    @property
+    def idle(self) -> bool:
+        """No turn is queued or under way."""
+        return not self._tails
+
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the turns under way (for a clean shutdown)."""
         pending = list(self._tails.values())

@@ -35,7 +35,6 @@ STREAMING_REFUSED = {
     "unknown_method",
     "feature_not_enabled",
     "invalid_arguments",
-    "not_authed",
     "missing_recipient_user_id",
     "missing_recipient_team_id",
 }

@@ -18,7 +18,7 @@ from tests.contract.bridge_fixtures import (
     fetch_chat,
     history_of,
 )
-from tests.contract.test_turns import expected_answer
+from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
 
@@ -47,7 +47,7 @@ async def test_answer_cut_off_by_a_restart_is_delivered_after_it(
         assert [r.status for r in results] == [TurnStatus.DONE]
         [(key, reply)] = recovered
         assert key.thread == "crash"
-        assert reply.final == expected_answer(question)
+        assert reply.final == expected_reply(question)
         _, follow_up = await ask(runtime, "after the crash", "crash")
         assert await runtime.bridge.recover("test", reply_for, FAST) == []  # nothing left
 
@@ -56,9 +56,9 @@ async def test_answer_cut_off_by_a_restart_is_delivered_after_it(
     chain = tree.branch(history, history["currentId"])
     assert [m["content"] for m in chain] == [
         question,
-        expected_answer(question),
+        expected_reply(question),
         "after the crash",
-        expected_answer("after the crash"),
+        expected_reply("after the crash"),
     ]
     assert tree.problems(history) == []
 

@@ -20,13 +20,8 @@ from tests.contract.bridge_fixtures import (
     fetch_chat,
     history_of,
 )
-from tests.harness.model_server import TITLE, parse_directives, reply_text
+from tests.harness.model_server import TITLE, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
-
-
-def expected_answer(question: str) -> str:
-    directives, clean = parse_directives(question)
-    return reply_text(clean.strip(), directives)
 
 
 async def wait_for_title(server: RunningOpenWebUI, chat_id: str, timeout: float = 30) -> str:
@@ -54,7 +49,7 @@ async def test_three_turns_make_one_linear_chat(
     for (reply, result), question in zip(results, questions, strict=True):
         assert result.status is TurnStatus.DONE
         assert reply.failure is None
-        assert reply.final == expected_answer(question)
+        assert reply.final == expected_reply(question)
         assert result.tree_problems == []
 
     history = history_of(fetch_chat(openwebui, chat_id))
@@ -62,7 +57,7 @@ async def test_three_turns_make_one_linear_chat(
     assert len(history["messages"]) == 6
     assert [m["role"] for m in chain] == ["user", "assistant"] * 3
     assert [m["content"] for m in chain[::2]] == questions
-    assert [tree.message_text(m) for m in chain[1::2]] == [expected_answer(q) for q in questions]
+    assert [tree.message_text(m) for m in chain[1::2]] == [expected_reply(q) for q in questions]
     assert all(m["done"] is True for m in chain[1::2])
     assert history["currentId"] == chain[-1]["id"]
     assert tree.problems(history) == []
@@ -79,7 +74,7 @@ async def test_long_answer_streams_in_increments(
         reply, result = await ask(runtime, question, f"long-{follow}")
 
     assert result.status is TurnStatus.DONE
-    assert reply.final == expected_answer(question)
+    assert reply.final == expected_reply(question)
     assert result.chat_id is not None
     stored = history_of(fetch_chat(openwebui, result.chat_id))["messages"]
     answer = next(m for m in stored.values() if m["role"] == "assistant")
@@ -137,7 +132,7 @@ async def test_follow_up_chains_under_own_answer_after_other_client_wrote(
         reply, second = await ask(runtime, "bridge question two", "shared")
 
     assert second.status is TurnStatus.DONE
-    assert reply.final == expected_answer("bridge question two")
+    assert reply.final == expected_reply("bridge question two")
     history = history_of(fetch_chat(openwebui, first.chat_id))
     messages = history["messages"]
     assert tree.problems(history) == []

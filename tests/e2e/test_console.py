@@ -10,16 +10,11 @@ from pathlib import Path
 from bridge import tree
 from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.e2e.conftest import Cli, CliResult
-from tests.harness.model_server import parse_directives, reply_text
+from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 THREAD_LINE = re.compile(r"\[bridge\] thread (\S+) \(resume it with --thread \1\)")
 NEW_THREAD_LINE = re.compile(r"\[bridge\] new thread (\S+)")
-
-
-def expected_answer(question: str) -> str:
-    directives, clean = parse_directives(question)
-    return reply_text(clean.strip(), directives)
 
 
 def signed_in(server: RunningOpenWebUI) -> dict[str, str]:
@@ -65,7 +60,7 @@ def test_piped_conversation_then_resume_the_thread(
     first = cli("chat", env=signed_in(openwebui), stdin="What is a bridge?\nAnd a tunnel?\n")
 
     assert first.returncode == 0, first.output
-    answers = [expected_answer("What is a bridge?"), expected_answer("And a tunnel?")]
+    answers = [expected_reply("What is a bridge?"), expected_reply("And a tunnel?")]
     assert first.stdout.splitlines() == answers  # both answers, in order, nothing else
     thread = thread_named(first)
     assert "Traceback" not in first.output
@@ -74,14 +69,14 @@ def test_piped_conversation_then_resume_the_thread(
     second = cli("chat", "--thread", thread, env=signed_in(openwebui), stdin="One more?\n")
 
     assert second.returncode == 0, second.output
-    assert second.stdout.splitlines() == [expected_answer("One more?")]
+    assert second.stdout.splitlines() == [expected_reply("One more?")]
     assert thread_named(second) == thread
     threads = chat_ids(tmp_path / "b.db")
     assert list(threads) == [thread]
     assert questions_and_answers(openwebui, threads[thread]) == [
         ("What is a bridge?", answers[0]),
         ("And a tunnel?", answers[1]),
-        ("One more?", expected_answer("One more?")),
+        ("One more?", expected_reply("One more?")),
     ]
 
 
@@ -101,8 +96,8 @@ def test_new_command_starts_a_second_chat(
 
     assert result.returncode == 0, result.output
     assert result.stdout.splitlines() == [
-        expected_answer("Before new"),
-        expected_answer("After new"),
+        expected_reply("Before new"),
+        expected_reply("After new"),
     ]
     first_thread = thread_named(result)
     new = NEW_THREAD_LINE.search(result.stderr)
@@ -114,10 +109,10 @@ def test_new_command_starts_a_second_chat(
     assert set(threads) == {first_thread, second_thread}
     assert threads[first_thread] != threads[second_thread]
     assert questions_and_answers(openwebui, threads[first_thread]) == [
-        ("Before new", expected_answer("Before new"))
+        ("Before new", expected_reply("Before new"))
     ]
     assert questions_and_answers(openwebui, threads[second_thread]) == [
-        ("After new", expected_answer("After new"))
+        ("After new", expected_reply("After new"))
     ]
 
 
@@ -149,7 +144,7 @@ def test_secrets_are_never_printed(openwebui: RunningOpenWebUI, cli: Cli) -> Non
     )
 
     assert result.returncode == 0, result.output
-    assert result.stdout.splitlines() == [expected_answer("Is my key safe?")]
+    assert result.stdout.splitlines() == [expected_reply("Is my key safe?")]
     assert "DEBUG" in result.stderr  # the debug log really was on
     assert openwebui.api_key not in result.output
 

@@ -13,7 +13,7 @@ from playwright.async_api import Page, async_playwright
 
 from bridge.store import TurnStatus
 from tests.contract.bridge_fixtures import BridgeFactory, ask
-from tests.harness.model_server import parse_directives, reply_text
+from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,11 +33,6 @@ pytestmark = [
         shutil.which(CHROMIUM) is None, reason=f"Debian chromium not installed at {CHROMIUM}"
     ),
 ]
-
-
-def expected_answer(question: str) -> str:
-    directives, clean = parse_directives(question)
-    return reply_text(clean.strip(), directives)
 
 
 async def dismiss_dialogs(page: Page) -> None:
@@ -66,7 +61,7 @@ async def test_chat_renders_in_open_webui(
     async with make_bridge() as runtime:
         turns = [await ask(runtime, q, "render") for q in questions]
     assert [result.status for _, result in turns] == [TurnStatus.DONE] * 3
-    answers = [expected_answer(q) for q in questions]
+    answers = [expected_reply(q) for q in questions]
     assert [reply.final for reply, _ in turns] == answers
     assert len({result.chat_id for _, result in turns}) == 1
     chat_id = turns[0][1].chat_id

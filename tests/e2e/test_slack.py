@@ -22,18 +22,13 @@ from bridge import tree
 from bridge.split import join_split
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
-from tests.harness.model_server import parse_directives, reply_text
+from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
 SECRET = "test-signing-secret"
 CHANNEL = "C100"
 DM = "D200"
 ALICE, BOB = "UALICE", "UBOB"
-
-
-def answer_for(question: str) -> str:
-    directives, clean = parse_directives(question)
-    return reply_text(clean.strip(), directives)
 
 
 class Harness:
@@ -69,7 +64,7 @@ class Harness:
         def done() -> bool:
             replies = self.fake.bot_replies(channel, thread)
             finished = [m for m in replies if m.stream_state != "streaming"]
-            return len(finished) >= count and len(self.runtime.bridge._tails) == 0
+            return len(finished) >= count and self.runtime.bridge.idle
 
         await self.fake.wait_for(done, timeout=timeout, what=f"{count} answers")
         return self.fake.bot_replies(channel, thread)
@@ -89,9 +84,8 @@ async def slack_bridge(
                 api_url=fake.api_url,
                 http_host="127.0.0.1",
                 http_port=0,
-                update_interval=0.2,
                 **({"app_token": "xapp-test"} if mode == "socket" else {"signing_secret": SECRET}),
-                **slack,
+                **({"update_interval": 0.2} | slack),
             )
             adapter = SlackAdapter(runtime.bridge, settings)
             await adapter.start()
@@ -131,8 +125,8 @@ async def test_mention_then_follow_up_in_thread(
         replies = await h.answers(CHANNEL, thread, 2)
 
         assert [m.text for m in replies] == [
-            answer_for("Alice: what is the plan? [[words=40]] [[delay=0.05]]"),
-            answer_for("Alice: and then?"),
+            expected_reply("Alice: what is the plan? [[words=40]] [[delay=0.05]]"),
+            expected_reply("Alice: and then?"),
         ]
         assert first[0].streamed and len(first[0].versions) >= 2  # streamed in steps
         assert all(m.thread_ts == thread for m in replies)
@@ -153,8 +147,8 @@ async def test_dm_conversation(make: Make, mode: str) -> None:
         await h.say(DM, ALICE, "second private", thread_ts=thread)
         replies = await h.answers(DM, thread, 2)
         assert [m.text for m in replies] == [
-            answer_for("Alice: hello in private"),
-            answer_for("Alice: second private"),
+            expected_reply("Alice: hello in private"),
+            expected_reply("Alice: second private"),
         ]
 
 
@@ -198,7 +192,9 @@ async def test_streaming_refused_falls_back_to_paced_updates_and_survives_429(
         q = f"<@{BOT_USER_ID}> long one [[words=120]] [[delay=0.03]]"
         ts = await h.say(CHANNEL, ALICE, q)
         replies = await h.answers(CHANNEL, ts, 1)
-        assert [m.text for m in replies] == [answer_for(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))]
+        assert [m.text for m in replies] == [
+            expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        ]
         assert not replies[0].streamed
         assert replies[0].updates >= 1
         # Intermediate edits are paced by SLACK_UPDATE_INTERVAL; the final one lands at once.
@@ -277,6 +273,6 @@ async def test_workspace_without_markdown_text_gets_mrkdwn(make: Make) -> None:
         q = f"<@{BOT_USER_ID}> **bold** please [[code]]"
         ts = await h.say(CHANNEL, ALICE, q)
         replies = await h.answers(CHANNEL, ts, 1)
-        expected = answer_for(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        expected = expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
         assert [m.text for m in replies] == [markdown_to_mrkdwn(expected)]
         assert "```python" not in replies[0].text  # mrkdwn fences carry no language

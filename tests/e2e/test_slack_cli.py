@@ -14,7 +14,7 @@ import pytest
 from adapters.slack.app import SCOPES
 from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
-from tests.harness.model_server import parse_directives, reply_text
+from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 SECRET = "cli-signing-secret"
@@ -79,8 +79,9 @@ async def test_run_serves_slack_until_stopped(
                 lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
                 timeout=60, what="the answer",
             )  # fmt: skip
-            directives, clean = parse_directives("Alice: via run")
-            assert [m.text for m in fake.bot_replies("C1", ts)] == [reply_text(clean, directives)]
+            assert [m.text for m in fake.bot_replies("C1", ts)] == [
+                expected_reply("Alice: via run")
+            ]
         finally:
             proc.send_signal(signal.SIGTERM)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)

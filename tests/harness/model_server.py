@@ -86,6 +86,12 @@ def reply_text(question: str, d: Directives) -> str:
     return head + "".join(f" w{i}" for i in range(1, d.words + 1))
 
 
+def expected_reply(question: str) -> str:
+    """The answer this server gives to ``question`` (directives included)."""
+    directives, clean = parse_directives(question)
+    return reply_text(clean.strip(), directives)
+
+
 def task_reply(prompt: str) -> str | None:
     """Answer for Open WebUI background-task prompts; None for normal chat."""
     if not prompt.lstrip().startswith("### Task:"):
