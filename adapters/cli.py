@@ -7,10 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
-import tomllib
 from pathlib import Path
 
-from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
 from adapters.console.chat import run_chat
@@ -18,7 +16,7 @@ from adapters.runtime import make_client, open_runtime, start_live_events
 from adapters.slack.app import SlackAdapter, identify
 from adapters.slack.app import make_client as make_slack_client
 from adapters.slack.settings import SlackSettings
-from bridge.config import ConfigError, Settings, describe_validation_error, load_settings
+from bridge.config import ConfigError, Settings, load_settings, read_settings
 from bridge.errors import AuthRejected, BridgeError
 
 SHUTDOWN_GRACE = 30.0  # seconds answers under way may take to finish on shutdown
@@ -52,11 +50,7 @@ def settings_level(settings: Settings) -> int:
 
 
 def _slack_settings(config: Path | None) -> SlackSettings:
-    values = {k.lower(): v for k, v in tomllib.loads(config.read_text()).items()} if config else {}
-    try:
-        settings = SlackSettings(**values)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+    settings = read_settings(SlackSettings, config)
     if settings.problems():
         raise ConfigError("; ".join(settings.problems()))
     return settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -36,6 +36,9 @@ class EnvFirstSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first, then values passed in (the TOML file).
         return (env_settings, init_settings)
+
+
+SettingsT = TypeVar("SettingsT", bound=EnvFirstSettings)
 
 
 class Settings(EnvFirstSettings):
@@ -127,8 +130,11 @@ class Settings(EnvFirstSettings):
         )
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Read settings; raise ``ConfigError`` naming every bad setting."""
+def read_settings(
+    settings_cls: type[SettingsT], config_file: Path | None = None, **overrides: Any
+) -> SettingsT:
+    """Settings of any component (core, an adapter) from the environment and the
+    TOML file; raise ``ConfigError`` naming every bad setting, never its value."""
     values: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -139,15 +145,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = Settings(**values)
+        return settings_cls(**values)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    settings = read_settings(Settings, config_file, **overrides)
     if (settings.openwebui_email is None) != (settings.openwebui_password is None):
         raise ConfigError("OPENWEBUI_EMAIL and OPENWEBUI_PASSWORD must be set together")
     return settings
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         name = str(error["loc"][0]).upper() if error["loc"] else "settings"

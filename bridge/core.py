@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from bridge import tree
 from bridge.errors import BridgeError, TurnInterrupted, user_message
@@ -71,9 +70,10 @@ class Bridge:
         self._options = options
         self._live = live
         server = client.server
+        self._marks_done = server.marks_answers_done if server else True
         self._follower = AnswerFollower(
             client,
-            marks_done=server.marks_answers_done if server else True,
+            marks_done=self._marks_done,
             poll_interval=options.poll_interval,
             timeout=options.answer_timeout,
         )
@@ -203,12 +203,9 @@ class Bridge:
         chat_id, answer_id = result.chat_id, turn.assistant_message_id
         if chat_id is None:
             raise TurnInterrupted(f"turn {turn.id} never reached Open WebUI")
-        chat = await self._client.get_chat(chat_id)
-        message = (((chat.get("chat") or {}).get("history") or {}).get("messages") or {}).get(
-            answer_id
-        )
+        message = tree.message_in(await self._client.get_chat(chat_id), answer_id)
         running = await self._client.running_tasks(chat_id)
-        if message is None or (not running and not _complete(message, self._follower)):
+        if message is None or (not running and not _complete(message, self._marks_done)):
             raise TurnInterrupted(f"answer {answer_id} was cut off by a restart")
         await self._follow(chat_id, answer_id, paced, result, events=None)
         await self._deliver(chat_id, answer_id, paced, result)
@@ -268,9 +265,8 @@ class Bridge:
     ) -> None:
         """Finalise the stored answer, check the tree, and show the stored text."""
         chat = await self._flow.finalise(chat_id, assistant_id)
-        history = (chat.get("chat") or {}).get("history") or {}
-        stored = tree.message_text((history.get("messages") or {}).get(assistant_id) or {})
-        result.tree_problems = tree.problems(history)
+        stored = tree.message_text(tree.message_in(chat, assistant_id) or {})
+        result.tree_problems = tree.problems(tree.history_of(chat))
         if result.tree_problems:
             log.error("chat %s tree problems after turn: %s", chat_id, result.tree_problems)
         if paced.shown_text and not stored.startswith(paced.shown_text):
@@ -319,9 +315,9 @@ class _NoThread:
         pass
 
 
-def _complete(message: dict[str, Any], follower: AnswerFollower) -> bool:
+def _complete(message: tree.Message, marks_done: bool) -> bool:
     """Whether a stored answer with no task behind it is whole."""
     if message.get("done") is True:
         return True
     # 0.6.x never marks done: with no task running, stored text is the whole answer.
-    return not follower.marks_done and bool(tree.message_text(message))
+    return not marks_done and bool(tree.message_text(message))

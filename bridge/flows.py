@@ -116,7 +116,7 @@ class ClientTreeFlow:
         else:
             chat_id = request.chat_id
             stored = await self._client.get_chat(chat_id)
-            history = tree.add_turn(_history(stored), user, answer)
+            history = tree.add_turn(tree.history_of(stored), user, answer)
             await self._client.update_chat(chat_id, tree.history_fields(history))
         messages = tree.completion_messages(history, request.user_message_id)
         await _start_completion(
@@ -126,19 +126,13 @@ class ClientTreeFlow:
 
     async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
         stored = await self._client.get_chat(chat_id)
-        history = _history(stored)
-        message = (history.get("messages") or {}).get(assistant_message_id)
+        message = tree.message_in(stored, assistant_message_id)
         if message is None or message.get("done") is True:
             return stored
-        history = tree.with_message(history, assistant_message_id, done=True)
+        history = tree.with_message(tree.history_of(stored), assistant_message_id, done=True)
         # Only history keys are sent: 0.6.x merges top-level chat keys.
         await self._client.update_chat(chat_id, tree.history_fields(history))
         return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
-
-
-def _history(chat: dict[str, Any]) -> tree.History:
-    history = (chat.get("chat") or {}).get("history")
-    return history if isinstance(history, dict) else tree.empty_history()
 
 
 def flow_for(client: OpenWebUIClient) -> TurnFlow:

@@ -75,7 +75,7 @@ class AnswerFollower:
         timeout: float,
     ) -> None:
         self._client = client
-        self.marks_done = marks_done
+        self._marks_done = marks_done
         self._poll_interval = poll_interval
         self._timeout = timeout
 
@@ -135,9 +135,7 @@ class AnswerFollower:
         self, chat_id: str, message_id: str, state: AnswerState, on_text: OnText
     ) -> None:
         chat = await self._client.get_chat(chat_id)
-        message = (
-            ((chat.get("chat") or {}).get("history") or {}).get("messages", {}).get(message_id)
-        )
+        message = tree.message_in(chat, message_id)
         if message is None:
             return
         text = tree.message_text(message)
@@ -151,7 +149,7 @@ class AnswerFollower:
             state.done = True
         elif message.get("done") is True:
             state.done = True
-        elif not self.marks_done and unchanged and text:
+        elif not self._marks_done and unchanged and text:
             # 0.6.x never writes done: the answer is over when no task runs for the chat.
             state.done = not await self._client.running_tasks(chat_id)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-__all__ = ["fits", "join_split", "open_fence", "split_message"]
+__all__ = ["join_split", "open_fence", "split_message"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,6 @@ def open_fence(text: str) -> str | None:
     replay = _Replay()
     fence = replay.peek(text)
     return None if fence is None else fence.indent + fence.opening
-
-
-def fits(text: str, limit: int) -> bool:
-    return len(text) <= limit
 
 
 class _Text:

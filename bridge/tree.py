@@ -57,6 +57,17 @@ def empty_history() -> History:
     return {"currentId": None, "messages": {}}
 
 
+def history_of(chat: dict[str, Any]) -> History:
+    """The ``history`` of a chat as ``GET /api/v1/chats/{id}`` returns it."""
+    history = (chat.get("chat") or {}).get("history")
+    return history if isinstance(history, dict) else empty_history()
+
+
+def message_in(chat: dict[str, Any], message_id: str) -> Message | None:
+    message = (history_of(chat).get("messages") or {}).get(message_id)
+    return message if isinstance(message, dict) else None
+
+
 def add_turn(history: History, user: Message, assistant: Message) -> History:
     """A copy of ``history`` with ``user`` under its ``parentId`` and ``assistant``
     under ``user``; ``currentId`` moves to the new answer. Nothing else changes."""

@@ -110,14 +110,20 @@ class SlackAdapter:
     def recovery_reply(self, key: ThreadKey, turn: Turn) -> SlackReply:
         """A reply into ``key``'s thread for a turn an earlier run left unfinished.
         The asker is not stored, so no native stream (it needs the recipient)."""
+        features = SlackFeatures(streaming=False, markdown_text=self._features.markdown_text)
+        return self._reply(key, recipient_user_id="", features=features)
+
+    def _reply(
+        self, key: ThreadKey, *, recipient_user_id: str, features: SlackFeatures
+    ) -> SlackReply:
         return SlackReply(
             client=self.client,
             channel=key.channel,
             thread_ts=key.thread,
-            recipient_user_id="",
-            recipient_team_id=key.workspace,
+            recipient_user_id=recipient_user_id,
+            recipient_team_id=key.workspace or self.identity.team_id,
             limit=MESSAGE_LIMIT,
-            features=SlackFeatures(streaming=False, markdown_text=self._features.markdown_text),
+            features=features,
         )
 
     @property
@@ -193,15 +199,7 @@ class SlackAdapter:
             text=decode_inbound(text, await self._names_in(text)),
             context=context,
         )
-        reply = SlackReply(
-            client=self.client,
-            channel=message.channel,
-            thread_ts=message.thread,
-            recipient_user_id=message.user,
-            recipient_team_id=message.team or self.identity.team_id,
-            limit=MESSAGE_LIMIT,
-            features=self._features,
-        )
+        reply = self._reply(key, recipient_user_id=message.user, features=self._features)
         await self._bridge.submit(event, reply, self._capabilities)
 
     async def _context(self, message: inbound.SlackMessage) -> tuple[ContextMessage, ...]:

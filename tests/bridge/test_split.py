@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bridge.split import fits, join_split, open_fence, split_message
+from bridge.split import join_split, open_fence, split_message
 
 # The markers a cut inside a code block adds, as a reader would recognise them.
 CLOSE_MARKER = re.compile(r"\n[ \t]*(`{3,}|~{3,})\Z")
@@ -84,11 +84,6 @@ def test_table(text: str, limit: int, expected: list[str]) -> None:
     parts = split_message(text, limit)
     assert parts == expected
     assert join_split(parts) == text
-
-
-def test_fits() -> None:
-    assert fits("abc", 3)
-    assert not fits("abcd", 3)
 
 
 def test_limit_must_be_positive() -> None:

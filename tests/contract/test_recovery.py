@@ -72,10 +72,13 @@ async def test_turn_that_never_reached_open_webui_is_reported(
         await runtime.store.start_turn(conversation.id, "m1", "u1", "a1")
 
     replies: list[RecordingReply] = []
+
+    def reply_for(key: ThreadKey, turn: Turn) -> RecordingReply:
+        replies.append(RecordingReply())
+        return replies[-1]
+
     async with make_bridge() as runtime:
-        results = await runtime.bridge.recover(
-            "test", lambda k, t: replies.append(RecordingReply()) or replies[-1], FAST
-        )
+        results = await runtime.bridge.recover("test", reply_for, FAST)
         assert [type(r.error) for r in results] == [TurnInterrupted]
         assert [r.failure for r in replies] == [TurnInterrupted.user_message]
         assert [t.status for t in await runtime.store.turns(conversation.id)] == [TurnStatus.FAILED]

@@ -25,6 +25,26 @@ def make_bridge(openwebui: RunningOpenWebUI, tmp_path: Path) -> BridgeFactory:
     return bridge_factory(openwebui, tmp_path)
 
 
+def with_api_key(server: RunningOpenWebUI, **extra: str) -> dict[str, str]:
+    """CLI environment for ``server`` with its API key (polling), plus ``extra``."""
+    return {
+        "OPENWEBUI_URL": server.url,
+        "OPENWEBUI_API_KEY": server.api_key,
+        "OPENWEBUI_MODEL": "fake-model",
+        **extra,
+    }
+
+
+def signed_in(server: RunningOpenWebUI, password: str | None = None) -> dict[str, str]:
+    """CLI environment that signs in as the admin (a JWT: live events)."""
+    return {
+        "OPENWEBUI_URL": server.url,
+        "OPENWEBUI_EMAIL": server.admin_email,
+        "OPENWEBUI_PASSWORD": server.admin_password if password is None else password,
+        "OPENWEBUI_MODEL": "fake-model",
+    }
+
+
 @dataclass
 class CliResult:
     returncode: int

@@ -3,7 +3,7 @@ exit 0 when all pass, 1 when one fails, 2 when the settings themselves are wrong
 
 from __future__ import annotations
 
-from tests.e2e.conftest import Cli, CliResult
+from tests.e2e.conftest import Cli, CliResult, signed_in, with_api_key
 from tests.harness.openwebui import RunningOpenWebUI
 
 
@@ -12,14 +12,7 @@ def lines_starting(result: CliResult, prefix: str) -> list[str]:
 
 
 def test_check_with_api_key(openwebui: RunningOpenWebUI, cli: Cli) -> None:
-    result = cli(
-        "check",
-        env={
-            "OPENWEBUI_URL": openwebui.url,
-            "OPENWEBUI_API_KEY": openwebui.api_key,
-            "OPENWEBUI_MODEL": "fake-model",
-        },
-    )
+    result = cli("check", env=with_api_key(openwebui))
 
     assert result.returncode == 0, result.output
     assert lines_starting(result, "FAIL") == []
@@ -31,15 +24,7 @@ def test_check_with_api_key(openwebui: RunningOpenWebUI, cli: Cli) -> None:
 
 
 def test_check_with_email_and_password(openwebui: RunningOpenWebUI, cli: Cli) -> None:
-    result = cli(
-        "check",
-        env={
-            "OPENWEBUI_URL": openwebui.url,
-            "OPENWEBUI_EMAIL": openwebui.admin_email,
-            "OPENWEBUI_PASSWORD": openwebui.admin_password,
-            "OPENWEBUI_MODEL": "fake-model",
-        },
-    )
+    result = cli("check", env=signed_in(openwebui))
 
     assert result.returncode == 0, result.output
     assert f"version {openwebui.version}" in result.stdout
@@ -50,14 +35,7 @@ def test_check_with_email_and_password(openwebui: RunningOpenWebUI, cli: Cli) ->
 
 
 def test_check_reports_unknown_model(openwebui: RunningOpenWebUI, cli: Cli) -> None:
-    result = cli(
-        "check",
-        env={
-            "OPENWEBUI_URL": openwebui.url,
-            "OPENWEBUI_API_KEY": openwebui.api_key,
-            "OPENWEBUI_MODEL": "nope",
-        },
-    )
+    result = cli("check", env=with_api_key(openwebui, OPENWEBUI_MODEL="nope"))
 
     assert result.returncode == 1, result.output
     [model_line] = lines_starting(result, "FAIL model")
@@ -67,15 +45,7 @@ def test_check_reports_unknown_model(openwebui: RunningOpenWebUI, cli: Cli) -> N
 
 
 def test_check_reports_wrong_password(openwebui: RunningOpenWebUI, cli: Cli) -> None:
-    result = cli(
-        "check",
-        env={
-            "OPENWEBUI_URL": openwebui.url,
-            "OPENWEBUI_EMAIL": openwebui.admin_email,
-            "OPENWEBUI_PASSWORD": "not-the-password",
-            "OPENWEBUI_MODEL": "fake-model",
-        },
-    )
+    result = cli("check", env=signed_in(openwebui, "not-the-password"))
 
     assert result.returncode == 1, result.output
     [failure] = lines_starting(result, "FAIL")

@@ -9,21 +9,12 @@ from pathlib import Path
 
 from bridge import tree
 from tests.contract.bridge_fixtures import fetch_chat, history_of
-from tests.e2e.conftest import Cli, CliResult
+from tests.e2e.conftest import Cli, CliResult, signed_in, with_api_key
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 THREAD_LINE = re.compile(r"\[bridge\] thread (\S+) \(resume it with --thread \1\)")
 NEW_THREAD_LINE = re.compile(r"\[bridge\] new thread (\S+)")
-
-
-def signed_in(server: RunningOpenWebUI) -> dict[str, str]:
-    return {
-        "OPENWEBUI_URL": server.url,
-        "OPENWEBUI_EMAIL": server.admin_email,
-        "OPENWEBUI_PASSWORD": server.admin_password,
-        "OPENWEBUI_MODEL": "fake-model",
-    }
 
 
 def thread_named(result: CliResult) -> str:
@@ -78,15 +69,6 @@ def test_piped_conversation_then_resume_the_thread(
         ("And a tunnel?", answers[1]),
         ("One more?", expected_reply("One more?")),
     ]
-
-
-def with_api_key(server: RunningOpenWebUI, **extra: str) -> dict[str, str]:
-    return {
-        "OPENWEBUI_URL": server.url,
-        "OPENWEBUI_API_KEY": server.api_key,
-        "OPENWEBUI_MODEL": "fake-model",
-        **extra,
-    }
 
 
 def test_new_command_starts_a_second_chat(
@@ -150,7 +132,7 @@ def test_secrets_are_never_printed(openwebui: RunningOpenWebUI, cli: Cli) -> Non
 
 
 def test_wrong_password_says_sign_in_failed(openwebui: RunningOpenWebUI, cli: Cli) -> None:
-    env = signed_in(openwebui) | {"OPENWEBUI_PASSWORD": "not-the-password"}
+    env = signed_in(openwebui, "not-the-password")
     result = cli("chat", env=env, stdin="hello?\n")
 
     assert result.returncode == 1, result.output
