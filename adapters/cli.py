@@ -9,15 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from slack_sdk.errors import SlackApiError
-
+from adapters.check import run_check as _check
 from adapters.console.chat import run_chat
-from adapters.runtime import make_client, open_runtime, start_live_events
-from adapters.slack.app import SlackAdapter, identify
-from adapters.slack.app import make_client as make_slack_client
+from adapters.runtime import open_runtime
+from adapters.slack.app import SlackAdapter
 from adapters.slack.settings import SlackSettings
+from adapters.web import WebServer
 from bridge.config import ConfigError, Settings, load_settings, read_settings
-from bridge.errors import AuthRejected, BridgeError
+from bridge.errors import BridgeError
 
 SHUTDOWN_GRACE = 30.0  # seconds answers under way may take to finish on shutdown
 
@@ -68,20 +67,21 @@ async def _run(settings: Settings, slack: SlackSettings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with open_runtime(settings) as runtime:
-        adapter = SlackAdapter(runtime.bridge, slack)
-        await adapter.start()
-        # Answers a previous run left half-way are finished (or apologised for) now.
-        recovery = asyncio.create_task(
-            runtime.bridge.recover("slack", adapter.recovery_reply, adapter.capabilities)
-        )
+        web = WebServer()
+        web.add_check("openwebui", runtime.client.reachable)
+        adapter = SlackAdapter(runtime.bridge, slack, web_server=web)
+        await web.start(slack.http_host, slack.http_port)
         try:
+            await adapter.start()
+            # Questions a previous run left queued or half-answered go first, in order.
+            await runtime.bridge.resume(adapter.name)
             await stop.wait()
         finally:
             await adapter.stop()  # no new events from here on
-            recovery.cancel()
-            # Answers under way get a grace period; any still running are finished
-            # by the next start's recovery.
+            # Answers under way (and queued behind them) get a grace period; what is
+            # left is resumed by the next start.
             await runtime.bridge.drain(SHUTDOWN_GRACE)
+            await web.stop()
     return 0
 
 
@@ -92,68 +92,6 @@ async def _chat(settings: Settings, thread: str | None, model: str | None) -> in
     async with open_runtime(settings, model=model) as runtime:
         failures = await run_chat(runtime.bridge, thread, model=model)
     return 1 if failures else 0
-
-
-async def _check(settings: Settings, slack: SlackSettings) -> int:
-    """Report each check on its own line; exit 1 if any failed."""
-    ok = True
-
-    def report(name: str, passed: bool, detail: str) -> None:
-        nonlocal ok
-        ok = ok and passed
-        print(f"{'ok  ' if passed else 'FAIL'} {name}: {detail}")
-
-    client = make_client(settings)
-    try:
-        try:
-            server = await client.connect()
-        except AuthRejected as exc:
-            # The server answered (its version is known); the sign-in did not work.
-            version = client.server.version if client.server else "?"
-            report("open webui", True, f"{settings.openwebui_url} version {version}")
-            report("auth", False, str(exc))
-            return 1
-        except BridgeError as exc:
-            report("open webui", False, f"{settings.openwebui_url}: {exc}")
-            return 1
-        report("open webui", True, f"{settings.openwebui_url} version {server.version}")
-        try:
-            await client.models()
-            live = await start_live_events(settings, client)
-            follow = "live events" if live else "polling"
-            if live:
-                await live.close()
-            report(
-                "auth", True, f"{client.auth_mode.replace('_', ' ')}; answers followed by {follow}"
-            )
-        except BridgeError as exc:
-            report("auth", False, str(exc))
-            return 1
-        if settings.openwebui_model:
-            try:
-                await client.model(settings.openwebui_model)
-                report("model", True, f"{settings.openwebui_model} is available")
-            except BridgeError as exc:
-                report("model", False, str(exc))
-        else:
-            report("model", False, "OPENWEBUI_MODEL is not set")
-        for knowledge_id in settings.openwebui_knowledge_ids:
-            try:
-                knowledge = await client.knowledge(knowledge_id)
-                report("knowledge", True, f"{knowledge_id} ({knowledge.get('name', '?')})")
-            except BridgeError as exc:
-                report("knowledge", False, str(exc))
-    finally:
-        await client.aclose()
-    if slack.enabled:
-        try:
-            identity = await identify(make_slack_client(slack))
-            report("slack", True, f"bot {identity.user_id} in team {identity.team_id}")
-            if identity.missing_scopes:
-                report("slack scopes", False, "missing " + ", ".join(identity.missing_scopes))
-        except SlackApiError as exc:
-            report("slack", False, f"auth.test failed: {exc.response.get('error')}")
-    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

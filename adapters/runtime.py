@@ -6,7 +6,9 @@ the core and storage stay ignorant of each other's implementations.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +17,14 @@ from bridge.config import Settings
 from bridge.core import Bridge, CoreOptions
 from bridge.flows import flow_for
 from bridge.live import LiveEvents
-from bridge.openwebui import Credentials, OpenWebUIClient, ServerInfo
+from bridge.openwebui import (
+    JWT_FIX,
+    Credentials,
+    OpenWebUIClient,
+    ServerInfo,
+    describe_expiry,
+    jwt_expiry,
+)
 from bridge.store import Store
 from storage import open_store
 
@@ -47,21 +56,48 @@ def make_client(settings: Settings) -> OpenWebUIClient:
     )
 
 
-async def start_live_events(settings: Settings, client: OpenWebUIClient) -> LiveEvents | None:
-    """Live events when a JWT allows them; polling otherwise (or when asked)."""
+async def start_live_events(
+    settings: Settings, client: OpenWebUIClient, *, warn_expiry: bool = True
+) -> LiveEvents | None:
+    """Live events when a JWT allows them; polling otherwise (or when asked).
+    ``warn_expiry``: log when a pasted JWT will stop working (``check`` says it itself)."""
     if settings.openwebui_follow == "polling":
         return None
-    if client.jwt is None:
+    jwt = client.current_jwt()
+    if jwt is None:
         if settings.openwebui_follow == "events":
             log.warning("OPENWEBUI_FOLLOW=events needs a JWT (not an API key); polling instead")
         return None
-    live = LiveEvents(client.base_url, client.jwt)
+    expiry = jwt_expiry(jwt)
+    if warn_expiry and expiry is not None and not client.can_renew_jwt:
+        log.warning(
+            "the Open WebUI JWT expires at %s and cannot be renewed; before then, %s",
+            describe_expiry(expiry),
+            JWT_FIX,
+        )
+    # The client, not the token: every (re)connect takes its current JWT.
+    live = LiveEvents(client.base_url, client)
     try:
         await live.start()
     except Exception as exc:
         log.warning("live events unavailable (%s); following answers by polling", exc)
         return None
     return live
+
+
+PRUNE_EVERY = 3600.0  # seconds between two clean-ups of the delivery ledger
+
+
+async def prune_events(store: Store, retention: float) -> None:
+    """Forget delivery ids older than ``retention`` seconds, now and every hour."""
+    while True:
+        try:
+            removed = await store.prune_events(time.time() - retention)
+            if removed:
+                log.info("forgot %d delivery id(s) older than %.0f s", removed, retention)
+        except Exception as exc:  # the next round tries again
+            log.warning("pruning the delivery ledger failed: %s", exc)
+        await asyncio.sleep(PRUNE_EVERY)
 
 
 @asynccontextmanager
@@ -83,8 +119,13 @@ async def open_runtime(settings: Settings, *, model: str | None = None) -> Async
             poll_interval=settings.openwebui_poll_interval,
             knowledge_ids=tuple(settings.openwebui_knowledge_ids),
             filter_ids=tuple(settings.openwebui_filter_ids),
+            reasoning=settings.bridge_show_reasoning,
         )
         bridge = Bridge(client, store, flow_for(client), options, live=live)
+        # Leaving stops what is still running; the store keeps it for the next start.
+        stack.push_async_callback(bridge.drain, 0)
+        pruning = asyncio.create_task(prune_events(store, settings.bridge_event_retention))
+        stack.callback(pruning.cancel)
         log.info(
             "connected to Open WebUI %s (%s auth, answers followed by %s)",
             server.version,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from adapters.runtime import open_runtime
 from bench.servers import bench_servers
-from tests.contract.bridge_fixtures import FAST, RecordingReply, event, settings_for
+from tests.contract.bridge_fixtures import RecordingReply, event, settings_for, submit
 from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
 
 # The model answers at once ([[first=0]]), so its own first-token delay is ~0 and
@@ -45,10 +45,9 @@ async def measure(server: RunningOpenWebUI, follow: str, turns: int) -> dict[str
                 reply = RecordingReply()
                 before = runtime.client.requests_sent
                 submitted = time.monotonic()
-                task = await runtime.bridge.submit(event(QUESTION.format(n=n), thread), reply, FAST)
-                assert task is not None
-                result = await task
-                assert result is not None and result.error is None, result
+                pending = await submit(runtime, event(QUESTION.format(n=n), thread), reply)
+                result = await pending
+                assert result.error is None, result
                 requests.append(runtime.client.requests_sent - before)
                 assert reply.first_text_at is not None
                 latencies.append(reply.first_text_at - submitted)

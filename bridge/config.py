@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
 
 class ConfigError(Exception):
     """Invalid configuration; the message lists each bad setting by name."""
@@ -96,6 +98,17 @@ class Settings(EnvFirstSettings):
     bridge_title_generation: bool = Field(
         True, validation_alias=AliasChoices("BRIDGE_TITLE_GENERATION", "bridge_title_generation")
     )
+    # How the model's reasoning shows in a thread: a "Thought for N seconds" line, or nothing.
+    bridge_show_reasoning: Literal["summary", "hide"] = Field(
+        "summary", validation_alias=AliasChoices("BRIDGE_SHOW_REASONING", "bridge_show_reasoning")
+    )
+    # How long delivery ids are remembered for de-duplication (platform retries come
+    # within minutes; a week is generous). Seconds, or a number with s, m, h or d.
+    bridge_event_retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        validation_alias=AliasChoices("BRIDGE_EVENT_RETENTION", "bridge_event_retention"),
+    )
     bridge_database: Path = Field(
         Path("./owui-bridge.db"),
         validation_alias=AliasChoices("BRIDGE_DATABASE", "bridge_database"),
@@ -116,6 +129,17 @@ class Settings(EnvFirstSettings):
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("bridge_event_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip()[-1:].lower() in _UNITS:
+            number, unit = value.strip()[:-1], value.strip()[-1].lower()
+            try:
+                return float(number) * _UNITS[unit]
+            except ValueError:
+                raise ValueError("must be seconds or a number with s, m, h or d") from None
         return value
 
     @field_validator("bridge_log_level", mode="before")

@@ -1,8 +1,13 @@
 """The orchestration core: one thread ↔ one chat, one answer per question.
 
-Turns of one thread run one at a time in arrival order; turns of different
-threads run concurrently, bounded by a semaphore. Every turn ends in exactly
-one ``finish`` or ``fail`` at the reply handle and a done/failed turn record.
+``submit`` records a question durably (delivery claimed and turn queued in one
+transaction); ``bridge.queue`` runs each thread's turns one at a time in the
+platform's order. Running a turn: the adapter's look-ups (``prepare``), the
+turn into the chat, the answer followed while ``bridge.delivery`` shows it,
+then the stored answer as the final text. Every turn ends in exactly one
+``finish`` or ``fail`` at its reply and a settled turn record. A turn found
+running at start-up (a restart cut it off) is picked up where it stands in
+Open WebUI, and its reply edits the platform messages it already occupies.
 """
 
 from __future__ import annotations
@@ -11,25 +16,25 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
 
-from bridge import tree
-from bridge.errors import BridgeError, TurnInterrupted, user_message
+from bridge import display, tree
+from bridge.delivery import Delivery
+from bridge.errors import BridgeError, ReplyStopped, TurnInterrupted, user_message
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.flows import TurnFlow, TurnRequest
 from bridge.follow import AnswerFollower
 from bridge.live import Event, LiveEvents
 from bridge.openwebui import OpenWebUIClient
-from bridge.pacing import PacedReply
-from bridge.reply import Capabilities, ReplyHandle
-from bridge.store import Conversation, DuplicateTurn, Store, Turn, TurnStatus
+from bridge.queue import ThreadQueue
+from bridge.reply import Platform
+from bridge.store import Conversation, NewTurn, Store, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
-
-# How the core reaches a thread again after a restart: None if it cannot.
-ReplyFactory = Callable[[ThreadKey, Turn], ReplyHandle | None]
+MODEL_LIST_TTL = 60.0  # seconds a fetched model list answers "does this model exist"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class CoreOptions:
     poll_interval: float = 0.5
     knowledge_ids: tuple[str, ...] = ()
     filter_ids: tuple[str, ...] = ()
+    reasoning: display.Reasoning = "summary"
 
 
 @dataclass
@@ -50,8 +56,19 @@ class TurnResult:
     answer: str = ""
     error: BaseException | None = None
     increments: int = 0
-    first_text_at: float | None = None  # monotonic time the reply handle first got text
+    first_text_at: float | None = None  # monotonic time the first text was offered to the reply
     tree_problems: list[str] = field(default_factory=list)
+    reached: bool = False  # the answer exists in the chat (whole or partial)
+
+
+class _Found(Enum):
+    """Where a turn cut off by a restart stands in Open WebUI."""
+
+    ABSENT = "absent"  # never reached the chat: run it from the start
+    UNSTARTED = "unstarted"  # in the chat, completion never triggered
+    UNDER_WAY = "under way"  # a task is still writing it
+    FINISHED = "finished"  # complete (or failed) in the chat; only the thread lacks it
+    CUT = "cut"  # partial text, no task: the answer will not grow any more
 
 
 class Bridge:
@@ -77,191 +94,270 @@ class Bridge:
             poll_interval=options.poll_interval,
             timeout=options.answer_timeout,
         )
-        self._slots = asyncio.Semaphore(options.max_concurrent_turns)
-        self._tails: dict[ThreadKey, asyncio.Task[TurnResult | None]] = {}
+        self._platforms: dict[str, Platform] = {}
+        self._queue: ThreadQueue[TurnResult] = ThreadQueue(
+            store, self._run, max_concurrent=options.max_concurrent_turns
+        )
+        self._models: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+
+    # -- what adapters use --------------------------------------------------
+
+    def register(self, platform: Platform) -> None:
+        self._platforms[platform.name] = platform
 
     @property
     def idle(self) -> bool:
-        """No turn is queued or under way."""
-        return not self._tails
-
-    async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for the turns under way (for a clean shutdown)."""
-        pending = list(self._tails.values())
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
-
-    async def knows_thread(self, key: ThreadKey) -> bool:
-        """Whether the thread is a conversation already (so replies continue it)."""
-        return await self._store.get_conversation(key) is not None
+        """No turn is queued or under way in this process."""
+        return self._queue.idle
 
     @property
     def follow_mode(self) -> str:
         return "events" if self._live is not None else "polling"
 
-    async def submit(
-        self, event: PlatformEvent, reply: ReplyHandle, capabilities: Capabilities
-    ) -> asyncio.Task[TurnResult | None] | None:
-        """Queue the event's turn behind its thread's running turn. Returns None for a
-        delivery seen before; the task's result is None if the message already had a turn."""
-        if not await self._store.claim_event(event.thread.platform, event.event_id):
+    async def knows_thread(self, key: ThreadKey) -> bool:
+        """Whether the thread is a conversation already (so replies continue it)."""
+        return await self._store.get_conversation(key) is not None
+
+    async def submit(self, event: PlatformEvent) -> asyncio.Future[TurnResult] | None:
+        """Queue the event's turn durably behind its thread's earlier turns. None for a
+        delivery (or platform message) seen before; else a future for the turn's result."""
+        turn = await self._store.enqueue_turn(
+            NewTurn(
+                key=event.thread,
+                event_id=event.event_id,
+                platform_message_id=event.message_id,
+                sort_key=event.order,
+                event=event.to_json(),
+                model=event.model or self._options.default_model,
+                user_message_id=str(uuid.uuid4()),
+                assistant_message_id=str(uuid.uuid4()),
+            )
+        )
+        if turn is None:
             log.info("duplicate delivery %s ignored", event.event_id)
             return None
-        # The mapping exists from the moment a thread is accepted, so a follow-up
-        # arriving while the first answer runs is recognised as part of it.
-        if await self._store.get_conversation(event.thread) is None:
-            model = event.model or self._options.default_model
-            await self._store.create_conversation(event.thread, model)
-        previous = self._tails.get(event.thread)
-        task = asyncio.create_task(self._run_after(previous, event, reply, capabilities))
-        self._tails[event.thread] = task
-        task.add_done_callback(lambda t: self._forget(event.thread, t))
-        return task
+        result = self._queue.watch(turn.id)
+        self._queue.wake(turn.conversation_id)
+        return result
 
-    def _forget(self, key: ThreadKey, task: asyncio.Task[TurnResult | None]) -> None:
-        if self._tails.get(key) is task:
-            del self._tails[key]
+    async def resume(self, platform: str) -> int:
+        """Run the turns of ``platform`` that an earlier process left queued or cut
+        off, through the same per-thread queue as new events. Returns the number of
+        conversations resumed. Call after ``register``."""
+        conversations = await self._store.open_conversations(platform)
+        for conversation_id in conversations:
+            self._queue.wake(conversation_id)
+        if conversations:
+            log.info("resuming %d conversation(s) of %s", len(conversations), platform)
+        return len(conversations)
 
-    async def _run_after(
-        self,
-        previous: asyncio.Task[TurnResult | None] | None,
-        event: PlatformEvent,
-        reply: ReplyHandle,
-        capabilities: Capabilities,
-    ) -> TurnResult | None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        async with self._slots:
-            return await self._turn(event, reply, capabilities)
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the turns under way and queued, then leave the
+        rest to the next start (clean shutdown; ``drain(0)`` is a crash, as far as the
+        store and Open WebUI can tell)."""
+        await self._queue.drain(grace)
 
-    async def _turn(
-        self, event: PlatformEvent, reply: ReplyHandle, capabilities: Capabilities
-    ) -> TurnResult | None:
-        conversation = await self._store.get_conversation(event.thread)
-        assert conversation is not None, "created in submit()"
+    # -- one turn -------------------------------------------------------------
+
+    async def _run(self, turn: Turn) -> TurnResult:
+        conversation = await self._store.conversation_by_id(turn.conversation_id)
+        if conversation is None:
+            raise LookupError(f"turn {turn.id} has no conversation")
+        platform = self._platforms.get(conversation.key.platform)
+        if platform is None:
+            raise LookupError(f"no adapter serves {conversation.key.platform!r} in this process")
+        if turn.status == TurnStatus.QUEUED:
+            await self._store.mark_running(turn.id)
+        event = _event_of(turn, conversation.key)
         try:
-            turn = await self._store.start_turn(
-                conversation.id, event.message_id, str(uuid.uuid4()), str(uuid.uuid4())
-            )
-        except DuplicateTurn:
-            log.info("message %s already has a turn", event.message_id)
-            return None
+            event = await platform.prepare(event)
+        except Exception:  # adapters degrade look-ups themselves; this is a last resort
+            log.exception("preparing message %s failed; using it as delivered", event.message_id)
 
-        paced = PacedReply(reply, capabilities)
+        async def save_ids(ids: Sequence[str]) -> None:
+            await self._store.set_reply_ids(turn.id, ids)
+
+        delivery = Delivery(
+            platform.reply(event, turn.reply_ids, save_ids),
+            platform.capabilities,
+            lambda text: display.visible_text(text, self._options.reasoning),
+        )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
-
-        async def answer() -> None:
-            await paced.start()
-            await self._answer(
-                conversation, event, turn.user_message_id, turn.assistant_message_id, paced, result
-            )
-
-        await self._settle(turn, paced, result, answer())
+        try:
+            await self._settle(conversation, turn, event, delivery, result)
+        finally:
+            delivery.abandon()  # only matters when the turn is cancelled (shutdown)
+        error = f"{type(result.error).__name__}: {result.error}"[:500] if result.error else None
+        await self._store.settle_turn(
+            turn.id,
+            result.status,
+            error=error,
+            # A partial or failed answer still exists: the next question chains under it.
+            answer_id=turn.assistant_message_id if result.reached else None,
+        )
         return result
 
     async def _settle(
-        self, turn: Turn, paced: PacedReply, result: TurnResult, work: Awaitable[None]
+        self,
+        conversation: Conversation,
+        turn: Turn,
+        event: PlatformEvent,
+        delivery: Delivery,
+        result: TurnResult,
     ) -> None:
-        """Run a turn's work; record done, or fail with one message to the thread."""
+        """Answer; every way it can end is one final reply call and a result status."""
+        cut_off = turn.status == TurnStatus.RUNNING
         try:
-            await work
-            await self._store.complete_turn(turn.id)
+            await delivery.start()
+            await self._answer(conversation, turn, event, delivery, result, cut_off=cut_off)
             result.status = TurnStatus.DONE
+        except ReplyStopped:
+            result.status = TurnStatus.STOPPED
+            await self._close_answer(result, turn.assistant_message_id)
+            await delivery.end_stopped()
         except Exception as exc:  # every failure ends in one message and a failed turn
             result.status, result.error = TurnStatus.FAILED, exc
-            if not isinstance(exc, BridgeError):
-                log.exception("turn for %s failed unexpectedly", turn.platform_message_id)
-            else:
+            if isinstance(exc, BridgeError):
                 log.warning("turn for %s failed: %s", turn.platform_message_id, exc)
-            await self._store.fail_turn(turn.id, f"{type(exc).__name__}: {exc}"[:500])
-            await self._close_failed_answer(result.chat_id, turn.assistant_message_id)
-            try:
-                await paced.fail(user_message(exc))
-            except Exception:
-                log.exception("could not tell the thread that the turn failed")
-
-    async def recover(
-        self, platform: str, reply_for: ReplyFactory | None, capabilities: Capabilities
-    ) -> list[TurnResult]:
-        """Finish the turns of ``platform`` that an earlier run left running (a crash or
-        restart mid-answer): deliver the answer if Open WebUI completed or is still
-        writing it, else tell the thread to ask again. Without ``reply_for`` (no way
-        back to the thread) only the records are settled."""
-        results = []
-        for turn in await self._store.unfinished_turns():
-            conversation = await self._store.conversation_by_id(turn.conversation_id)
-            if conversation is None or conversation.key.platform != platform:
-                continue
-            handle = reply_for(conversation.key, turn) if reply_for else None
-            paced = PacedReply(handle or _NoThread(), capabilities)
-            result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
-            await self._settle(turn, paced, result, self._resume(turn, paced, result))
-            results.append(result)
-        return results
-
-    async def _resume(self, turn: Turn, paced: PacedReply, result: TurnResult) -> None:
-        chat_id, answer_id = result.chat_id, turn.assistant_message_id
-        if chat_id is None:
-            raise TurnInterrupted(f"turn {turn.id} never reached Open WebUI")
-        message = tree.message_in(await self._client.get_chat(chat_id), answer_id)
-        running = await self._client.running_tasks(chat_id)
-        if message is None or (not running and not _complete(message, self._marks_done)):
-            raise TurnInterrupted(f"answer {answer_id} was cut off by a restart")
-        await self._follow(chat_id, answer_id, paced, result, events=None)
-        await self._deliver(chat_id, answer_id, paced, result)
+            else:
+                log.exception("turn for %s failed unexpectedly", turn.platform_message_id)
+            await self._close_answer(result, turn.assistant_message_id)
+            await delivery.fail(user_message(exc))
 
     async def _answer(
         self,
         conversation: Conversation,
+        turn: Turn,
         event: PlatformEvent,
-        user_id: str,
-        assistant_id: str,
-        paced: PacedReply,
+        delivery: Delivery,
         result: TurnResult,
+        *,
+        cut_off: bool,
     ) -> None:
-        events = self._live.subscribe(assistant_id) if self._live else None
+        answer_id = turn.assistant_message_id
+        events = self._live.subscribe(answer_id) if self._live else None
         try:
             request = TurnRequest(
                 chat_id=conversation.chat_id,
-                parent_id=conversation.last_answer_id if conversation.chat_id else None,
-                user_message_id=user_id,
-                assistant_message_id=assistant_id,
+                parent_id=await self._parent_of(conversation),
+                user_message_id=turn.user_message_id,
+                assistant_message_id=answer_id,
                 content=question_text(event),
-                model=conversation.model,
+                model=await self._usable_model(conversation),
                 session_id=(self._live.session_id if self._live else None) or str(uuid.uuid4()),
                 title_generation=self._options.title_generation,
                 knowledge_ids=self._options.knowledge_ids,
                 filter_ids=self._options.filter_ids,
             )
-            chat_id = await self._flow.start(request)
-            result.chat_id = chat_id
-            if conversation.chat_id != chat_id:
-                await self._store.set_chat_id(conversation.id, chat_id)
-
-            await self._follow(chat_id, assistant_id, paced, result, events)
+            found = await self._where(request) if cut_off else _Found.ABSENT
+            log.debug("turn %s: %s", turn.id, found.value)
+            if found is _Found.ABSENT:
+                chat_id = await self._flow.start(request)
+                if conversation.chat_id != chat_id:
+                    await self._store.set_chat_id(conversation.id, chat_id)
+            else:
+                chat_id = request.chat_id or ""
+            result.chat_id, result.reached = chat_id, True
+            if found is _Found.UNSTARTED:
+                await self._flow.restart(request)
+            elif found is _Found.CUT:
+                raise TurnInterrupted(f"answer {answer_id} was cut off by a restart")
+            # A finished answer is read once from the chat; no event will come for it.
+            live = None if found is _Found.FINISHED else events
+            await self._follow(chat_id, answer_id, delivery, result, live)
         finally:
             if self._live:
-                self._live.unsubscribe(assistant_id)
-        await self._deliver(chat_id, assistant_id, paced, result)
+                self._live.unsubscribe(answer_id)
+        await self._deliver(chat_id, answer_id, delivery, result)
+
+    async def _where(self, request: TurnRequest) -> _Found:
+        if request.chat_id is None:
+            return _Found.ABSENT
+        chat = await self._client.get_chat(request.chat_id)
+        message = tree.message_in(chat, request.assistant_message_id)
+        if message is None:
+            return _Found.ABSENT
+        if message.get("error") or message.get("done") is True:
+            return _Found.FINISHED
+        if await self._client.running_tasks(request.chat_id):
+            return _Found.UNDER_WAY
+        if not tree.message_text(message):
+            return _Found.UNSTARTED
+        # 0.6.x never marks an answer done: text with no task behind it is the whole answer.
+        return _Found.CUT if self._marks_done else _Found.FINISHED
+
+    async def _parent_of(self, conversation: Conversation) -> str | None:
+        """The message a new question hangs under: the thread's newest answer."""
+        if conversation.chat_id is None:
+            return None
+        if conversation.last_answer_id is not None:
+            return conversation.last_answer_id
+        # A chat whose turns all ended before their answers were recorded (e.g. a
+        # database from before answers were kept for failed turns): never a new root.
+        history = tree.history_of(await self._client.get_chat(conversation.chat_id))
+        answers = {t.assistant_message_id for t in await self._store.turns(conversation.id)}
+        for message_id in reversed(list(history.get("messages") or {})):
+            if message_id in answers:
+                return str(message_id)
+        current = history.get("currentId")
+        return str(current) if current else None
+
+    async def _usable_model(self, conversation: Conversation) -> str:
+        """The conversation's model, or the default when a thread's model was retired.
+        A new conversation asking for an unknown model is refused, not redirected."""
+        default = self._options.default_model
+        if conversation.model == default or not default or conversation.chat_id is None:
+            return conversation.model
+        fetched_at, models = self._models
+        if time.monotonic() - fetched_at > MODEL_LIST_TTL:
+            try:
+                models = frozenset(str(m.get("id")) for m in await self._client.models())
+            except BridgeError as exc:
+                log.debug("model list unavailable: %s", exc)
+                return conversation.model
+            self._models = (time.monotonic(), models)
+        if conversation.model in models:
+            return conversation.model
+        log.warning(
+            "model %r no longer exists; thread %s continues on %r",
+            conversation.model,
+            conversation.key.thread,
+            default,
+        )
+        await self._store.set_model(conversation.id, default)  # logged once per thread
+        return default
 
     async def _follow(
         self,
         chat_id: str,
         assistant_id: str,
-        paced: PacedReply,
+        delivery: Delivery,
         result: TurnResult,
         events: asyncio.Queue[Event] | None,
     ) -> None:
+        """Follow the answer to its end, unless the person stops it on the platform."""
+
         async def on_text(text: str) -> None:
             if result.first_text_at is None:
                 result.first_text_at = time.monotonic()
-            await paced.update(text)
+            delivery.offer(text)
 
-        state = await self._follower.follow(chat_id, assistant_id, on_text, events)
-        result.increments = state.increments
+        follow = asyncio.create_task(self._follower.follow(chat_id, assistant_id, on_text, events))
+        stopped = asyncio.create_task(delivery.stopped.wait())
+        try:
+            await asyncio.wait({follow, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (follow, stopped):
+                task.cancel()
+        if not follow.cancelled() and follow.done():
+            result.increments = follow.result().increments
+            return
+        await asyncio.gather(follow, return_exceptions=True)
+        await self._follower.stop(chat_id)
+        raise ReplyStopped(f"answer {assistant_id} stopped on the platform")
 
     async def _deliver(
-        self, chat_id: str, assistant_id: str, paced: PacedReply, result: TurnResult
+        self, chat_id: str, assistant_id: str, delivery: Delivery, result: TurnResult
     ) -> None:
         """Finalise the stored answer, check the tree, and show the stored text."""
         chat = await self._flow.finalise(chat_id, assistant_id)
@@ -269,19 +365,20 @@ class Bridge:
         result.tree_problems = tree.problems(tree.history_of(chat))
         if result.tree_problems:
             log.error("chat %s tree problems after turn: %s", chat_id, result.tree_problems)
-        if paced.shown_text and not stored.startswith(paced.shown_text):
-            log.warning("streamed text diverged from the stored answer in chat %s", chat_id)
         result.answer = stored
-        await paced.finish(stored)
+        await delivery.finish(stored)
 
-    async def _close_failed_answer(self, chat_id: str | None, assistant_id: str) -> None:
-        """Leave no answer half-open: 0.6.x does not mark a failed answer done."""
-        if chat_id is None:
+    async def _close_answer(self, result: TurnResult, assistant_id: str) -> None:
+        """Leave no answer half-open after a stop or failure, and learn whether it
+        exists in the chat (0.6.x may hold a placeholder written before a failure)."""
+        if result.chat_id is None:
             return
         try:
-            await self._flow.finalise(chat_id, assistant_id)
+            chat = await self._flow.finalise(result.chat_id, assistant_id, cut_short=True)
         except Exception as exc:  # the user already gets the real error
-            log.warning("could not close failed answer in chat %s: %s", chat_id, exc)
+            log.warning("could not close the answer in chat %s: %s", result.chat_id, exc)
+            return
+        result.reached = tree.message_in(chat, assistant_id) is not None
 
 
 def question_text(event: PlatformEvent) -> str:
@@ -299,25 +396,18 @@ def question_text(event: PlatformEvent) -> str:
     return "\n".join(lines)
 
 
-class _NoThread:
-    """Reply handle for a turn whose thread cannot be reached (e.g. a closed terminal)."""
-
-    async def start(self) -> None:
-        pass
-
-    async def update(self, text: str) -> None:
-        pass
-
-    async def finish(self, text: str) -> None:
-        pass
-
-    async def fail(self, message: str) -> None:
-        pass
-
-
-def _complete(message: tree.Message, marks_done: bool) -> bool:
-    """Whether a stored answer with no task behind it is whole."""
-    if message.get("done") is True:
-        return True
-    # 0.6.x never marks done: with no task running, stored text is the whole answer.
-    return not marks_done and bool(tree.message_text(message))
+def _event_of(turn: Turn, key: ThreadKey) -> PlatformEvent:
+    if turn.event:
+        return PlatformEvent.from_json(turn.event)
+    # A turn recorded before events were stored: enough to reach its thread again.
+    return replace(
+        PlatformEvent(
+            event_id=turn.platform_message_id,
+            thread=key,
+            message_id=turn.platform_message_id,
+            author_id="",
+            author_name="",
+            text="",
+        ),
+        order=turn.sort_key,
+    )

@@ -8,7 +8,9 @@
     ├── AnswerFailed           the model or Open WebUI reported an error for this answer
     ├── AnswerTimedOut         the answer did not finish within the configured time
     ├── TurnInterrupted        a restart cut the answer off before it was complete
-    └── PlatformRateLimited    the chat platform asked us to slow down beyond our patience
+    ├── PlatformRateLimited    the chat platform asked us to slow down beyond our patience
+    ├── PlatformFailed         the chat platform refused to show the answer
+    └── ReplyStopped           the person stopped the answer from the platform (not a failure)
 
 Third-party errors are translated where they enter (the Open WebUI client,
 the adapters); the core only sees these. ``user_message`` is what the thread
@@ -63,3 +65,13 @@ def user_message(error: BaseException) -> str:
     if isinstance(error, BridgeError):
         return error.user_message
     return BridgeError.user_message
+
+
+class PlatformFailed(BridgeError):
+    user_message = "The answer could not be shown here. Please try again."
+
+
+class ReplyStopped(BridgeError):
+    """Raised by a reply handle; the core stops the answer and keeps what was shown."""
+
+    user_message = "The answer was stopped."

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,25 @@ class PlatformEvent:
     text: str
     context: tuple[ContextMessage, ...] = field(default=())
     model: str | None = None  # overrides the configured default model
+    # Where the question stands in its thread in the platform's own order (Slack ts,
+    # Discord snowflake), as a key that sorts as text; "" keeps arrival order.
+    order: str = ""
+    # The bot joins a thread it was not in: ``Platform.prepare`` fetches the earlier messages.
+    needs_context: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str) -> PlatformEvent:
+        raw: dict[str, Any] = json.loads(data)
+        raw["thread"] = ThreadKey(**raw["thread"])
+        raw["context"] = tuple(ContextMessage(**m) for m in raw.get("context") or ())
+        return cls(**raw)
+
+
+def order_key(number: int | str, width: int = 24) -> str:
+    """A platform's numeric position (a snowflake, a Slack ts) as text that sorts
+    like the number: zero-padded integer part, fraction kept."""
+    whole, _, fraction = str(number).partition(".")
+    return whole.zfill(width) + ("." + fraction if fraction else "")

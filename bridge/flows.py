@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge import tree
-from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected
+from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected, TurnInterrupted
 from bridge.openwebui import OpenWebUIClient
 
 NEW_CHAT_TITLE = "New Chat"
@@ -59,9 +59,36 @@ class TurnFlow(Protocol):
         """Put the turn into the chat and start the answer; returns the chat id."""
         ...
 
-    async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
-        """Make the stored answer complete; returns the final chat object."""
+    async def restart(self, request: TurnRequest) -> None:
+        """Start the answer of a turn already in the chat whose completion was never
+        triggered (a restart cut in between); ``request.chat_id`` is set."""
         ...
+
+    async def finalise(
+        self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
+    ) -> dict[str, Any]:
+        """Make the stored answer complete; returns the final chat object. ``cut_short``:
+        the answer ended early (stopped, failed, cut off) and may lack ``done``."""
+        ...
+
+
+async def mark_done(client: OpenWebUIClient, chat_id: str, message_id: str) -> dict[str, Any]:
+    """The chat with ``message_id`` marked ``done`` (written back if it was not)."""
+    stored = await client.get_chat(chat_id)
+    message = tree.message_in(stored, message_id)
+    if message is None or message.get("done") is True:
+        return stored
+    history = tree.with_message(tree.history_of(stored), message_id, done=True)
+    # Only history keys are sent: 0.6.x merges top-level chat keys.
+    await client.update_chat(chat_id, tree.history_fields(history))
+    return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
+
+
+async def _restart(client: OpenWebUIClient, request: TurnRequest) -> None:
+    chat_id = request.chat_id or ""
+    history = tree.history_of(await client.get_chat(chat_id))
+    messages = tree.completion_messages(history, request.user_message_id)
+    await _start_completion(client, request.completion_payload(messages))
 
 
 async def _start_completion(client: OpenWebUIClient, payload: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +121,18 @@ class ServerManagedFlow:
             raise AnswerFailed(f"Open WebUI did not return a chat id: {str(data)[:200]}")
         return str(chat_id)
 
-    async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
+    async def restart(self, request: TurnRequest) -> None:
+        # The server inserts a turn and starts its answer in one request, so an empty
+        # answer with no task behind it means the server itself lost the task; a bare
+        # re-trigger on 0.12 would re-root the answer (see the protocol notes).
+        raise TurnInterrupted(f"answer {request.assistant_message_id} lost by Open WebUI")
+
+    async def finalise(
+        self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
+    ) -> dict[str, Any]:
+        # The server marks finished answers done; one stopped or cut off may stay open.
+        if cut_short:
+            return await mark_done(self._client, chat_id, assistant_message_id)
         return await self._client.get_chat(chat_id)
 
 
@@ -124,15 +162,13 @@ class ClientTreeFlow:
         )
         return chat_id
 
-    async def finalise(self, chat_id: str, assistant_message_id: str) -> dict[str, Any]:
-        stored = await self._client.get_chat(chat_id)
-        message = tree.message_in(stored, assistant_message_id)
-        if message is None or message.get("done") is True:
-            return stored
-        history = tree.with_message(tree.history_of(stored), assistant_message_id, done=True)
-        # Only history keys are sent: 0.6.x merges top-level chat keys.
-        await self._client.update_chat(chat_id, tree.history_fields(history))
-        return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
+    async def restart(self, request: TurnRequest) -> None:
+        await _restart(self._client, request)
+
+    async def finalise(
+        self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
+    ) -> dict[str, Any]:
+        return await mark_done(self._client, chat_id, assistant_message_id)
 
 
 def flow_for(client: OpenWebUIClient) -> TurnFlow:

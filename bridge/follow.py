@@ -35,8 +35,8 @@ class AnswerState:
 
     def apply_event(self, event: Event) -> None:
         kind = event.get("type")
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        assert isinstance(data, dict)
+        raw = event.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if kind in ("chat:completion", "response:completion"):
             if kind == "chat:completion" and isinstance(data.get("content"), str):
                 self.text = data["content"]
@@ -95,7 +95,7 @@ class AnswerFollower:
                 else:
                     await self._by_polling(chat_id, message_id, state, on_text)
         except TimeoutError:
-            await self._stop(chat_id)
+            await self.stop(chat_id)
             raise AnswerTimedOut(
                 f"answer {message_id} not done after {self._timeout:.0f}s"
             ) from None
@@ -153,7 +153,8 @@ class AnswerFollower:
             # 0.6.x never writes done: the answer is over when no task runs for the chat.
             state.done = not await self._client.running_tasks(chat_id)
 
-    async def _stop(self, chat_id: str) -> None:
+    async def stop(self, chat_id: str) -> None:
+        """Stop the chat's running answer in Open WebUI (best effort)."""
         try:
             await asyncio.wait_for(self._client.stop_chat_tasks(chat_id), 10)
         except Exception:  # best effort: the user hears about the timeout

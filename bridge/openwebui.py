@@ -7,11 +7,16 @@ nothing above this module sees httpx exceptions or status codes.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json as jsonlib
 import logging
 import random
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -29,6 +34,50 @@ log = logging.getLogger(__name__)
 AuthMode = Literal["api_key", "jwt"]
 _RETRY_STATUS = {429, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0
+# 401s one request answers by retrying with a newer token (renewed by itself or
+# by a concurrent request) before it gives up.
+_MAX_AUTH_RETRIES = 3
+_REACHABLE_TIMEOUT = 5.0  # readiness answers "now": no waiting out a slow server
+
+# What an operator does about a pasted JWT that expired; said by the log, the
+# errors and ``check`` alike.
+JWT_FIX = (
+    "set OPENWEBUI_EMAIL and OPENWEBUI_PASSWORD so the bridge signs in again by itself, "
+    "or paste a new JWT (or an sk- API key) into OPENWEBUI_API_KEY"
+)
+
+
+def jwt_expiry(token: str | None) -> datetime | None:
+    """When a JWT's ``exp`` claim says it expires; None for API keys, JWTs without
+    ``exp`` and anything unreadable. Not verified: only for messages and for
+    renewing before the server refuses, never for trusting a token."""
+    parts = (token or "").split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = jsonlib.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def jwt_expired(token: str | None, *, margin: float = 0.0, now: float | None = None) -> bool:
+    """True when ``token`` has an ``exp`` claim at most ``margin`` seconds from now."""
+    expiry = jwt_expiry(token)
+    if expiry is None:
+        return False
+    return expiry.timestamp() - margin <= (time.time() if now is None else now)
+
+
+def describe_expiry(expiry: datetime) -> str:
+    return expiry.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -50,7 +99,7 @@ class ServerInfo:
         return self.version_tuple >= (0, 12)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Credentials:
     token: str | None = None  # API key (sk-…) or JWT
     email: str | None = None
@@ -61,6 +110,26 @@ class Credentials:
         if self.email and self.password:
             return "jwt"
         return "api_key" if (self.token or "").startswith("sk-") else "jwt"
+
+    @property
+    def can_sign_in(self) -> bool:
+        return bool(self.email and self.password)
+
+    @property
+    def pasted_jwt(self) -> bool:
+        """A JWT given as is: nothing can renew it when it expires."""
+        return self.mode == "jwt" and not self.can_sign_in
+
+    def __repr__(self) -> str:
+        # Logs and tracebacks show which credentials are set, never their values.
+        token = "set" if self.token else "unset"
+        password = "set" if self.password else "unset"
+        return (
+            f"Credentials(mode={self.mode!r}, email={self.email!r}, "
+            f"token={token}, password={password})"
+        )
+
+    __str__ = __repr__
 
 
 class OpenWebUIClient:
@@ -81,8 +150,17 @@ class OpenWebUIClient:
         self._retries = retries
         self._backoff = backoff
         self._signin_lock = asyncio.Lock()
+        # Bumped by every sign-in: a 401 to a request sent with an older token is
+        # answered by retrying with the current one, not by signing in again.
+        self._generation = 0
         self.requests_sent = 0  # counted for the benchmark and tests
+        self.signins = 0  # counted for tests: renewal is single flight
         self.server: ServerInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenWebUIClient({self.base_url!r}, auth={self.auth_mode})"
+
+    __str__ = __repr__
 
     @property
     def auth_mode(self) -> AuthMode:
@@ -91,6 +169,27 @@ class OpenWebUIClient:
     @property
     def jwt(self) -> str | None:
         return self._token if self.auth_mode == "jwt" else None
+
+    @property
+    def can_renew_jwt(self) -> bool:
+        return self._credentials.can_sign_in
+
+    def current_jwt(self) -> str | None:
+        """The JWT requests use right now (None with an API key)."""
+        return self.jwt
+
+    async def renew_jwt(self, stale: str | None = None) -> str:
+        """A JWT newer than ``stale``: signs in again unless another caller already
+        did (single flight). ``AuthRejected`` with the fix when it cannot renew."""
+        generation = self._generation
+        if stale is not None and self._token != stale:
+            current = self._token
+        else:
+            await self._renew(generation)
+            current = self._token
+        if current is None:
+            raise AuthRejected("no Open WebUI credentials configured")
+        return current
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -105,21 +204,62 @@ class OpenWebUIClient:
             await self._sign_in()
         if self._token is None:
             raise AuthRejected("no Open WebUI credentials configured")
+        if self._credentials.pasted_jwt and jwt_expired(self._token):
+            # Every request would be refused: say so now, with the fix.
+            raise AuthRejected(self.expired_jwt_message())
         return self.server
+
+    async def reachable(self) -> bool:
+        """Whether Open WebUI answers right now (for readiness): one try, no retries,
+        not counted in ``requests_sent``."""
+        try:
+            response = await self._http.get(
+                self.base_url + "/api/version", timeout=_REACHABLE_TIMEOUT
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
     async def _sign_in(self) -> None:
         async with self._signin_lock:
-            try:
-                data = await self.request(
-                    "POST",
-                    "/api/v1/auths/signin",
-                    json={"email": self._credentials.email, "password": self._credentials.password},
-                    auth=False,
-                )
-            except RequestRejected as exc:
-                # Open WebUI answers a wrong email or password with 400, not 401.
-                raise AuthRejected(str(exc)) from None
-            self._token = str(data["token"])
+            await self._sign_in_locked()
+
+    async def _sign_in_locked(self) -> None:
+        self.signins += 1
+        try:
+            data = await self.request(
+                "POST",
+                "/api/v1/auths/signin",
+                json={"email": self._credentials.email, "password": self._credentials.password},
+                auth=False,
+            )
+        except RequestRejected as exc:
+            # Open WebUI answers a wrong email or password with 400, not 401.
+            raise AuthRejected(str(exc)) from None
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthRejected("POST /api/v1/auths/signin: the answer has no token")
+        self._token = token
+        self._generation += 1
+        log.info("signed in to Open WebUI as %s", self._credentials.email)
+
+    async def _renew(self, generation: int) -> None:
+        """Sign in again, once for every caller that saw token ``generation`` refused."""
+        if not self._credentials.can_sign_in:
+            raise AuthRejected(self.expired_jwt_message())
+        async with self._signin_lock:
+            if self._generation == generation:
+                await self._sign_in_locked()
+
+    def expired_jwt_message(self, refused: str | None = None) -> str:
+        """What went wrong with a pasted JWT, and the exact fix."""
+        expiry = jwt_expiry(self._token)
+        where = f" ({refused})" if refused else ""
+        if expiry is not None and expiry.timestamp() <= time.time():
+            what = f"the Open WebUI JWT expired at {describe_expiry(expiry)}{where}"
+        else:
+            what = f"Open WebUI no longer accepts the JWT (expired or signed out){where}"
+        return f"{what}; {JWT_FIX}"
 
     # -- endpoints ----------------------------------------------------------
 
@@ -194,9 +334,11 @@ class OpenWebUIClient:
         retry: bool = True,
     ) -> Any:
         attempt = 0
-        reauthed = False
+        auth_retries = 0
+        renewed = False
         while True:
-            headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
+            token, generation = self._token, self._generation
+            headers = {"Authorization": f"Bearer {token}"} if auth and token else {}
             try:
                 self.requests_sent += 1
                 response = await self._http.request(
@@ -217,11 +359,18 @@ class OpenWebUIClient:
                 attempt += 1
                 await self._sleep(attempt, response.headers.get("retry-after"))
                 continue
-            if status == 401 and auth and not reauthed and self._credentials.password:
-                # An expired JWT: sign in again once.
-                reauthed = True
-                await self._sign_in()
-                continue
+            if status == 401 and auth and token and auth_retries < _MAX_AUTH_RETRIES:
+                auth_retries += 1
+                if generation != self._generation:
+                    continue  # renewed while this request was under way: just retry
+                if self._credentials.pasted_jwt:
+                    refused = f"{method} {path} answered 401"
+                    raise AuthRejected(self.expired_jwt_message(refused))
+                if self._credentials.can_sign_in and not renewed:
+                    # An expired sign-in: renew once, together with any concurrent 401s.
+                    renewed = True
+                    await self._renew(generation)
+                    continue
             return self._result(method, path, response)
 
     async def _sleep(self, attempt: int, retry_after: str | None = None) -> None:

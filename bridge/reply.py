@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from bridge.events import PlatformEvent
 
 
 @dataclass(frozen=True)
@@ -15,13 +18,55 @@ class Capabilities:
 
 
 class ReplyHandle(Protocol):
-    """One answer in one thread. The core calls ``start`` once, ``update`` zero or
-    more times with the whole text so far, then exactly one of ``finish`` / ``fail``."""
+    """One answer in one thread.
+
+    The core calls ``start`` once, ``update`` zero or more times with the whole
+    text so far, then exactly one of ``finish`` / ``fail``. ``update`` runs apart
+    from following the model: it may skip a text (return False) when the
+    platform's budget does not allow a call now; the core offers a newer text
+    later. ``finish`` must land the final text (retrying as the platform allows)
+    or raise. ``update``/``finish`` raise ``bridge.errors.ReplyStopped`` when the
+    person stopped the answer from the platform (e.g. Slack's stop button).
+    ``fail`` always shows its one message, even when ending a stream fails: it
+    edits the reply's message where one exists instead of posting a new one.
+    """
 
     async def start(self) -> None: ...
 
-    async def update(self, text: str) -> None: ...
+    async def update(self, text: str) -> bool: ...
 
     async def finish(self, text: str) -> None: ...
 
     async def fail(self, message: str) -> None: ...
+
+
+# The reply saves the ids of the platform messages it occupies (in order) through
+# this callback each time the list changes, so a restart can edit them in place.
+SaveMessageIds = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class Platform(Protocol):
+    """What an adapter registers with the core (``Bridge.register``)."""
+
+    @property
+    def name(self) -> str:
+        """``ThreadKey.platform`` of the threads it serves."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def prepare(self, event: PlatformEvent) -> PlatformEvent:
+        """The event as the model should read it: author name, readable text, and the
+        earlier thread messages when ``needs_context``. Runs inside the turn (after it
+        is queued), so slow look-ups cannot reorder questions; must not raise for a
+        failed look-up (fall back to ids)."""
+        ...
+
+    def reply(
+        self, event: PlatformEvent, message_ids: Sequence[str], save_ids: SaveMessageIds
+    ) -> ReplyHandle:
+        """A reply to ``event`` in its thread. ``message_ids`` are the messages an
+        earlier attempt of this turn occupies (after a restart): edit them, never
+        post a second copy."""
+        ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -10,9 +11,14 @@ from bridge.events import ThreadKey
 
 
 class TurnStatus(StrEnum):
+    QUEUED = "queued"  # stored, waiting for its thread's earlier turns
     RUNNING = "running"
     DONE = "done"
+    STOPPED = "stopped"  # done, but a person stopped the answer part-way
     FAILED = "failed"
+
+
+OPEN_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -31,50 +37,67 @@ class Turn:
     id: int
     conversation_id: int
     platform_message_id: str
+    sort_key: str  # the question's place in its thread, in the platform's order
+    event: str | None  # the PlatformEvent as JSON (None for turns from schema 1)
     user_message_id: str
     assistant_message_id: str
     status: TurnStatus
+    reply_ids: tuple[str, ...]  # platform messages the answer occupies, in order
     error: str | None
     created_at: float
     updated_at: float
 
 
+@dataclass(frozen=True)
+class NewTurn:
+    """What ``enqueue_turn`` records for one delivery."""
+
+    key: ThreadKey
+    event_id: str
+    platform_message_id: str
+    sort_key: str
+    event: str
+    model: str  # for the conversation, if this turn creates it
+    user_message_id: str
+    assistant_message_id: str
+
+
 class Store(Protocol):
-    async def claim_event(self, platform: str, event_id: str) -> bool:
-        """Record a delivery; False when it was seen before (a duplicate)."""
+    async def enqueue_turn(self, turn: NewTurn) -> Turn | None:
+        """In one transaction: claim the delivery, find or create the conversation, and
+        record the turn as queued. None when the delivery or the platform message was
+        seen before (a duplicate): nothing is written then."""
         ...
+
+    async def next_turn(self, conversation_id: int) -> Turn | None:
+        """The turn to run next in a conversation: a running one (cut off by a restart)
+        first, else the queued one earliest in platform order."""
+        ...
+
+    async def open_conversations(self, platform: str) -> list[int]:
+        """Conversations of ``platform`` with queued or running turns."""
+        ...
+
+    async def mark_running(self, turn_id: int) -> None: ...
+
+    async def settle_turn(
+        self, turn_id: int, status: TurnStatus, *, error: str | None, answer_id: str | None
+    ) -> None:
+        """Record the turn's end; with ``answer_id`` (the answer exists in the chat, whole
+        or partial) it becomes the conversation's ``last_answer_id``, atomically."""
+        ...
+
+    async def set_reply_ids(self, turn_id: int, reply_ids: Sequence[str]) -> None: ...
 
     async def get_conversation(self, key: ThreadKey) -> Conversation | None: ...
 
     async def conversation_by_id(self, conversation_id: int) -> Conversation | None: ...
 
-    async def create_conversation(self, key: ThreadKey, model: str) -> Conversation:
-        """Create the mapping for ``key`` (chat id unknown yet); returns the existing
-        one if another task created it first."""
-        ...
-
     async def set_chat_id(self, conversation_id: int, chat_id: str) -> None: ...
 
+    async def set_model(self, conversation_id: int, model: str) -> None: ...
+
     async def find_turn(self, conversation_id: int, platform_message_id: str) -> Turn | None: ...
-
-    async def start_turn(
-        self,
-        conversation_id: int,
-        platform_message_id: str,
-        user_message_id: str,
-        assistant_message_id: str,
-    ) -> Turn:
-        """Record a running turn; raises ``DuplicateTurn`` if the platform message
-        already has a turn in this conversation."""
-        ...
-
-    async def complete_turn(self, turn_id: int) -> None:
-        """Mark done and make its answer the conversation's ``last_answer_id``, atomically."""
-        ...
-
-    async def fail_turn(self, turn_id: int, error: str) -> None: ...
-
-    async def unfinished_turns(self) -> list[Turn]: ...
 
     async def turns(self, conversation_id: int) -> list[Turn]: ...
 
@@ -83,7 +106,3 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class DuplicateTurn(Exception):
-    """The platform message already produced a turn."""

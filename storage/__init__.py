@@ -1,6 +1,6 @@
 """SQLite implementation of ``bridge.store.Store``."""
 
 from storage.migrations import SchemaTooNew
-from storage.sqlite import SqliteStore, open_store
+from storage.sqlite import MEMORY, SqliteStore, open_store
 
-__all__ = ["SchemaTooNew", "SqliteStore", "open_store"]
+__all__ = ["MEMORY", "SchemaTooNew", "SqliteStore", "open_store"]

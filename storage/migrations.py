@@ -77,7 +77,46 @@ async def _v1_initial(conn: aiosqlite.Connection) -> None:
         await conn.execute(sql)
 
 
-STEPS: tuple[Step, ...] = (_v1_initial,)
+async def _v2_durable_queue(conn: aiosqlite.Connection) -> None:
+    # Turns become a durable queue: 'queued' and 'stopped' statuses, the event to
+    # run later, its place in the thread, and the platform messages the answer
+    # occupies. SQLite cannot change a CHECK constraint in place: rebuild the table.
+    for sql in (
+        """
+        CREATE TABLE turns_v2 (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            platform_message_id TEXT NOT NULL,
+            sort_key TEXT NOT NULL DEFAULT '',
+            event TEXT NULL,
+            user_message_id TEXT NOT NULL,
+            assistant_message_id TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('queued', 'running', 'done', 'stopped', 'failed')),
+            reply_ids TEXT NOT NULL DEFAULT '[]',
+            error TEXT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (conversation_id, platform_message_id)
+        )
+        """,
+        """
+        INSERT INTO turns_v2 (id, conversation_id, platform_message_id, user_message_id,
+            assistant_message_id, status, error, created_at, updated_at)
+        SELECT id, conversation_id, platform_message_id, user_message_id,
+            assistant_message_id, status, error, created_at, updated_at FROM turns
+        """,
+        "DROP TABLE turns",
+        "ALTER TABLE turns_v2 RENAME TO turns",
+        "CREATE INDEX turns_status ON turns (status)",
+        # next_turn() reads a conversation's open turns in platform order.
+        "CREATE INDEX turns_queue ON turns (conversation_id, status, sort_key, id)",
+    ):
+        await conn.execute(sql)
+
+
+STEPS: tuple[Step, ...] = (_v1_initial, _v2_durable_queue)
 LATEST_VERSION = len(STEPS)
 
 

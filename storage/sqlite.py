@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import aiosqlite
 
 from bridge.events import ThreadKey
-from bridge.store import Conversation, DuplicateTurn, Turn, TurnStatus
+from bridge.store import Conversation, NewTurn, Store, Turn, TurnStatus
 from storage.migrations import check_not_too_new, migrate
 
 BUSY_TIMEOUT_MS = 5000
@@ -23,8 +24,8 @@ _CONVERSATION_COLUMNS = (
     "created_at, updated_at"
 )
 _TURN_COLUMNS = (
-    "id, conversation_id, platform_message_id, user_message_id, assistant_message_id, "
-    "status, error, created_at, updated_at"
+    "id, conversation_id, platform_message_id, sort_key, event, user_message_id, "
+    "assistant_message_id, status, reply_ids, error, created_at, updated_at"
 )
 
 
@@ -50,13 +51,20 @@ def _turn(row: sqlite3.Row) -> Turn:
         id=row["id"],
         conversation_id=row["conversation_id"],
         platform_message_id=row["platform_message_id"],
+        sort_key=row["sort_key"],
+        event=row["event"],
         user_message_id=row["user_message_id"],
         assistant_message_id=row["assistant_message_id"],
         status=TurnStatus(row["status"]),
+        reply_ids=tuple(json.loads(row["reply_ids"])),
         error=row["error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+class _Duplicate(Exception):
+    """The platform message already has a turn (raised to roll the claim back)."""
 
 
 class SqliteStore:
@@ -98,16 +106,105 @@ class SqliteStore:
         async with self._conn.execute(sql, params) as cur:
             return cur.rowcount
 
-    async def claim_event(self, platform: str, event_id: str) -> bool:
-        # INSERT OR IGNORE is a single atomic statement, also across processes:
-        # exactly one claimant sees a changed row.
-        async with self._lock:
-            changed = await self._write(
+    async def enqueue_turn(self, turn: NewTurn) -> Turn | None:
+        try:
+            return await self._enqueue(turn)
+        except _Duplicate:
+            return None
+
+    async def _enqueue(self, turn: NewTurn) -> Turn | None:
+        key, now = turn.key, time.time()
+        async with self._lock, self._transaction():
+            claimed = await self._write(
                 "INSERT OR IGNORE INTO processed_events (platform, event_id, received_at)"
                 " VALUES (?, ?, ?)",
-                (platform, event_id, time.time()),
+                (key.platform, turn.event_id, now),
             )
-        return changed == 1
+            if claimed != 1:
+                return None
+            await self._write(
+                "INSERT OR IGNORE INTO conversations"
+                " (platform, workspace, channel, thread, model, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.platform, key.workspace, key.channel, key.thread, turn.model, now, now),
+            )
+            conversation = await self._get_conversation(key)
+            if conversation is None:  # cannot happen inside the transaction
+                raise RuntimeError(f"conversation for {key} missing after insert")
+            # OR IGNORE: the same platform message through another delivery id is a duplicate.
+            async with self._conn.execute(
+                "INSERT OR IGNORE INTO turns (conversation_id, platform_message_id, sort_key,"
+                " event, user_message_id, assistant_message_id, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation.id,
+                    turn.platform_message_id,
+                    turn.sort_key,
+                    turn.event,
+                    turn.user_message_id,
+                    turn.assistant_message_id,
+                    TurnStatus.QUEUED.value,
+                    now,
+                    now,
+                ),
+            ) as cur:
+                if cur.rowcount != 1:
+                    raise _Duplicate  # roll back the claim too: nothing is written
+                turn_id = cur.lastrowid
+            return None if turn_id is None else await self._get_turn(turn_id)
+
+    async def next_turn(self, conversation_id: int) -> Turn | None:
+        async with self._lock:
+            row = await self._fetchone(
+                f"SELECT {_TURN_COLUMNS} FROM turns"
+                " WHERE conversation_id = ? AND status IN ('running', 'queued')"
+                " ORDER BY status = 'queued', sort_key, id LIMIT 1",
+                (conversation_id,),
+            )
+        return None if row is None else _turn(row)
+
+    async def open_conversations(self, platform: str) -> list[int]:
+        async with self._lock:
+            rows = await self._fetchall(
+                "SELECT DISTINCT c.id FROM conversations c JOIN turns t"
+                " ON t.conversation_id = c.id"
+                " WHERE c.platform = ? AND t.status IN ('running', 'queued') ORDER BY c.id",
+                (platform,),
+            )
+        return [int(row[0]) for row in rows]
+
+    async def mark_running(self, turn_id: int) -> None:
+        await self._update_turn(turn_id, "status = ?", (TurnStatus.RUNNING.value,))
+
+    async def settle_turn(
+        self, turn_id: int, status: TurnStatus, *, error: str | None, answer_id: str | None
+    ) -> None:
+        now = time.time()
+        async with self._lock, self._transaction():
+            row = await self._fetchone("SELECT conversation_id FROM turns WHERE id = ?", (turn_id,))
+            if row is None:
+                raise LookupError(f"no turn {turn_id}")
+            await self._write(
+                "UPDATE turns SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status.value, error, now, turn_id),
+            )
+            if answer_id is not None:
+                await self._write(
+                    "UPDATE conversations SET last_answer_id = ?, updated_at = ? WHERE id = ?",
+                    (answer_id, now, row["conversation_id"]),
+                )
+
+    async def set_reply_ids(self, turn_id: int, reply_ids: Sequence[str]) -> None:
+        await self._update_turn(turn_id, "reply_ids = ?", (json.dumps(list(reply_ids)),))
+
+    async def _update_turn(self, turn_id: int, assignment: str, values: tuple[object, ...]) -> None:
+        async with self._lock:
+            changed = await self._write(
+                f"UPDATE turns SET {assignment}, updated_at = ? WHERE id = ?",
+                (*values, time.time(), turn_id),
+            )
+        if changed == 0:
+            raise LookupError(f"no turn {turn_id}")
 
     async def _get_conversation(self, key: ThreadKey) -> Conversation | None:
         row = await self._fetchone(
@@ -129,26 +226,17 @@ class SqliteStore:
             )
         return None if row is None else _conversation(row)
 
-    async def create_conversation(self, key: ThreadKey, model: str) -> Conversation:
-        now = time.time()
-        async with self._lock:
-            # OR IGNORE + SELECT: whoever inserted first wins, everyone reads that row.
-            await self._write(
-                "INSERT OR IGNORE INTO conversations"
-                " (platform, workspace, channel, thread, model, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key.platform, key.workspace, key.channel, key.thread, model, now, now),
-            )
-            conversation = await self._get_conversation(key)
-        if conversation is None:  # only if someone deleted it between the statements
-            raise RuntimeError(f"conversation for {key} vanished right after creation")
-        return conversation
-
     async def set_chat_id(self, conversation_id: int, chat_id: str) -> None:
+        await self._update_conversation(conversation_id, "chat_id", chat_id)
+
+    async def set_model(self, conversation_id: int, model: str) -> None:
+        await self._update_conversation(conversation_id, "model", model)
+
+    async def _update_conversation(self, conversation_id: int, column: str, value: str) -> None:
         async with self._lock:
             changed = await self._write(
-                "UPDATE conversations SET chat_id = ?, updated_at = ? WHERE id = ?",
-                (chat_id, time.time(), conversation_id),
+                f"UPDATE conversations SET {column} = ?, updated_at = ? WHERE id = ?",
+                (value, time.time(), conversation_id),
             )
         if changed == 0:
             raise LookupError(f"no conversation {conversation_id}")
@@ -165,80 +253,6 @@ class SqliteStore:
                 (conversation_id, platform_message_id),
             )
         return None if row is None else _turn(row)
-
-    async def start_turn(
-        self,
-        conversation_id: int,
-        platform_message_id: str,
-        user_message_id: str,
-        assistant_message_id: str,
-    ) -> Turn:
-        now = time.time()
-        async with self._lock:
-            try:
-                async with self._conn.execute(
-                    "INSERT INTO turns (conversation_id, platform_message_id, user_message_id,"
-                    " assistant_message_id, status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        conversation_id,
-                        platform_message_id,
-                        user_message_id,
-                        assistant_message_id,
-                        TurnStatus.RUNNING.value,
-                        now,
-                        now,
-                    ),
-                ) as cur:
-                    turn_id = cur.lastrowid
-            except sqlite3.IntegrityError as exc:
-                # Only the UNIQUE conflict is a duplicate; a foreign-key failure
-                # (unknown conversation) is a caller bug and propagates as is.
-                if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
-                    raise DuplicateTurn(
-                        f"message {platform_message_id!r} already has a turn"
-                        f" in conversation {conversation_id}"
-                    ) from exc
-                raise
-            turn = None if turn_id is None else await self._get_turn(turn_id)
-        if turn is None:
-            raise RuntimeError("inserted turn could not be read back")
-        return turn
-
-    async def complete_turn(self, turn_id: int) -> None:
-        async with self._lock, self._transaction():
-            row = await self._fetchone(
-                "SELECT conversation_id, assistant_message_id FROM turns WHERE id = ?",
-                (turn_id,),
-            )
-            if row is None:
-                raise LookupError(f"no turn {turn_id}")
-            now = time.time()
-            await self._write(
-                "UPDATE turns SET status = ?, error = NULL, updated_at = ? WHERE id = ?",
-                (TurnStatus.DONE.value, now, turn_id),
-            )
-            await self._write(
-                "UPDATE conversations SET last_answer_id = ?, updated_at = ? WHERE id = ?",
-                (row["assistant_message_id"], now, row["conversation_id"]),
-            )
-
-    async def fail_turn(self, turn_id: int, error: str) -> None:
-        async with self._lock:
-            changed = await self._write(
-                "UPDATE turns SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-                (TurnStatus.FAILED.value, error, time.time(), turn_id),
-            )
-        if changed == 0:
-            raise LookupError(f"no turn {turn_id}")
-
-    async def unfinished_turns(self) -> list[Turn]:
-        async with self._lock:
-            rows = await self._fetchall(
-                f"SELECT {_TURN_COLUMNS} FROM turns WHERE status = ? ORDER BY id",
-                (TurnStatus.RUNNING.value,),
-            )
-        return [_turn(row) for row in rows]
 
     async def turns(self, conversation_id: int) -> list[Turn]:
         # ORDER BY id, not created_at: ids are monotonic, clock readings can tie or step back.
@@ -277,10 +291,16 @@ async def _enable_wal(conn: aiosqlite.Connection) -> Any:
     return None
 
 
+MEMORY = ":memory:"
+
+
 async def open_store(path: str | Path) -> SqliteStore:
-    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) the database at ``path`` and bring its schema up to
+    date. ``":memory:"`` gives a private in-memory database (for fast tests)."""
+    in_memory = str(path) == MEMORY
+    if not in_memory:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: autocommit, so our explicit BEGIN/COMMIT are the only
     # transactions (sqlite3's implicit BEGIN would otherwise wrap stray statements).
     conn = await aiosqlite.connect(path, isolation_level=None)
@@ -289,8 +309,8 @@ async def open_store(path: str | Path) -> SqliteStore:
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         # Refuse a too-new database before journal_mode=WAL, which rewrites its header.
         await check_not_too_new(conn)
-        row = await _enable_wal(conn)
-        if row is None or str(row[0]).lower() != "wal":
+        row = None if in_memory else await _enable_wal(conn)
+        if not in_memory and (row is None or str(row[0]).lower() != "wal"):
             raise RuntimeError(f"could not enable WAL on {path}: journal_mode={row!r}")
         await conn.execute("PRAGMA foreign_keys = ON")
         # NORMAL is durable across application crashes in WAL mode; only a power
@@ -301,3 +321,7 @@ async def open_store(path: str | Path) -> SqliteStore:
         await conn.close()
         raise
     return SqliteStore(conn)
+
+
+# mypy holds the implementation to the core's interface here (tests are not type-checked).
+_IMPLEMENTS: type[Store] = SqliteStore

@@ -1,24 +1,37 @@
 """Shared fixtures: a fake model server and real Open WebUI servers.
 
-Env:
+Env (test controls, never bridge settings):
   OWUI_VERSIONS=0.12.4[,0.6.15]   restrict the Open WebUI versions under test
   OWUI_BRIDGE_TEST_SERVERS=FILE   reuse servers from ``python -m tests.harness serve``
+  CI=true                         every version must run and pass a real-server
+                                  test, and the browser test may not be skipped
+
+Every bridge setting (OPENWEBUI_*, BRIDGE_*, SLACK_*, DISCORD_*) is removed from
+the environment when this file is imported, before any test reads settings: the
+README's quickstart exports the user's own Open WebUI URL and credentials, and
+settings read the environment first, so tests would otherwise talk to the
+user's real services and database.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
+SETTING_PREFIXES = ("OPENWEBUI_", "BRIDGE_", "SLACK_", "DISCORD_")
+for _name in [n for n in os.environ if n.upper().startswith(SETTING_PREFIXES)]:
+    del os.environ[_name]
 
-from tests.harness.model_server import (
+from collections.abc import Generator, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.harness.model_server import (  # noqa: E402
     ModelServer,
     RemoteModelServer,
     ThreadedModelServer,
 )
-from tests.harness.openwebui import VERSIONS, RunningOpenWebUI, ServerPool
+from tests.harness.openwebui import VERSIONS, RunningOpenWebUI, ServerPool  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / ".test-artifacts"
@@ -26,6 +39,17 @@ SELECTED = tuple(
     v.strip() for v in os.environ.get("OWUI_VERSIONS", ",".join(VERSIONS)).split(",") if v.strip()
 )
 STATE_FILE = os.environ.get("OWUI_BRIDGE_TEST_SERVERS")
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+# Real-server tests that passed, per Open WebUI version (filled as tests run).
+_passed: dict[str, int] = {}
+_missing_versions: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def in_ci() -> bool:
+    """True under CI: missing prerequisites are failures, not skips."""
+    return IN_CI
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +78,45 @@ def openwebui(request: pytest.FixtureRequest, openwebui_pool: ServerPool) -> Run
     return openwebui_pool.get(request.param)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if IN_CI and set(SELECTED) != set(VERSIONS):
+        raise pytest.UsageError(
+            f"CI=true runs every Open WebUI version {', '.join(VERSIONS)}; "
+            f"OWUI_VERSIONS selects {', '.join(SELECTED) or 'none'}. Unset OWUI_VERSIONS."
+        )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "openwebui" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.openwebui)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    version = callspec.params.get("openwebui") if callspec is not None else None
+    if version is not None and report.when == "call" and report.passed:
+        _passed[version] = _passed.get(version, 0) + 1
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A session that skipped or deselected a version proved nothing about it.
+    if not IN_CI or session.config.option.collectonly:
+        return
+    _missing_versions[:] = [v for v in VERSIONS if not _passed.get(v)]
+    if _missing_versions and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for version in _missing_versions:
+        terminalreporter.write_line(
+            f"CI=true: no real-server test passed against Open WebUI {version}; the session fails.",
+            red=True,
+            bold=True,
+        )

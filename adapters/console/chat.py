@@ -9,7 +9,7 @@ import sys
 import uuid
 from typing import TextIO
 
-from adapters.console.reply import CONSOLE, ConsoleReply
+from adapters.console.reply import Console
 from bridge.core import Bridge
 from bridge.events import PlatformEvent, ThreadKey
 
@@ -46,8 +46,10 @@ async def run_chat(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Converse until end of input; returns the number of failed turns."""
-    # A terminal from an earlier run is gone: only settle what it left running.
-    await bridge.recover("console", None, CONSOLE)
+    console = Console(stdout, stderr)
+    bridge.register(console)
+    # A terminal from an earlier run is gone: what it left is settled unseen.
+    await bridge.resume("console")
     interactive = stdin.isatty()
     name = thread or new_thread_name()
     stderr.write(f"[bridge] thread {name} (resume it with --thread {name})\n")
@@ -74,7 +76,8 @@ async def run_chat(
             text=text,
             model=model,
         )
-        task = await bridge.submit(event, ConsoleReply(stdout, stderr), CONSOLE)
-        result = await task if task else None
+        console.asked.add(message_id)
+        pending = await bridge.submit(event)
+        result = await pending if pending else None
         if result is None or result.error is not None:
             failures += 1

@@ -1,11 +1,13 @@
-"""The terminal's reply handle: prints the answer as it grows."""
+"""The terminal as a platform: prints the answer as it grows."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
-from bridge.reply import Capabilities
+from bridge.events import PlatformEvent
+from bridge.reply import Capabilities, ReplyHandle, SaveMessageIds
 
 # A terminal has no length limit and no rate limit; a short interval keeps output smooth.
 CONSOLE = Capabilities(max_message_length=1_000_000, min_update_interval=0.05)
@@ -20,8 +22,9 @@ class ConsoleReply:
     async def start(self) -> None:
         pass
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str) -> bool:
         self._show(text)
+        return True
 
     async def finish(self, text: str) -> None:
         self._show(text)
@@ -43,3 +46,42 @@ class ConsoleReply:
             self._out.write("\n" + text)
         self._printed = text
         self._out.flush()
+
+
+class Unseen:
+    """A reply nobody reads: a turn from an earlier terminal session, finished quietly."""
+
+    async def start(self) -> None:
+        pass
+
+    async def update(self, text: str) -> bool:
+        return True
+
+    async def finish(self, text: str) -> None:
+        pass
+
+    async def fail(self, message: str) -> None:
+        pass
+
+
+class Console:
+    """``bridge.reply.Platform`` for the terminal. Questions asked in this session are
+    answered on screen; turns an earlier session left behind are settled unseen."""
+
+    name = "console"
+    capabilities = CONSOLE
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self._out = out
+        self._err = err
+        self.asked: set[str] = set()  # message ids typed in this session
+
+    async def prepare(self, event: PlatformEvent) -> PlatformEvent:
+        return event
+
+    def reply(
+        self, event: PlatformEvent, message_ids: Sequence[str], save_ids: SaveMessageIds
+    ) -> ReplyHandle:
+        if event.message_id in self.asked:
+            return ConsoleReply(self._out, self._err)
+        return Unseen()

@@ -3,9 +3,11 @@
 Inbound: Slack delivers ``<@U…>``, ``<#C…|name>``, ``<url|label>``, ``<!here>``
 and escapes ``&``, ``<``, ``>``; the model should read what a person sees.
 
-Outbound: ``markdown_to_mrkdwn`` is for the places that only take mrkdwn (the
-``text`` fallback of chat.postMessage/update); ``markdown_text`` and the
-``markdown`` block take standard Markdown and need no conversion.
+Outbound: ``neutralise_mentions`` runs over every answer before it leaves, so
+nothing a model writes pings anyone; ``markdown_to_mrkdwn`` is for the places
+that only take mrkdwn (the ``text`` fallback of chat.postMessage/update);
+``markdown_text`` and the ``markdown`` block take standard Markdown and need no
+conversion.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-__all__ = ["decode_inbound", "markdown_to_mrkdwn", "mentioned_user_ids", "strip_bot_mention"]
+__all__ = [
+    "decode_inbound",
+    "markdown_to_mrkdwn",
+    "mentioned_user_ids",
+    "neutralise_mentions",
+    "strip_bot_mention",
+]
 
 # ---------------------------------------------------------------------------
 # Inbound
@@ -93,6 +101,24 @@ def decode_inbound(text: str, users: Mapping[str, str]) -> str:
 # Outbound
 # ---------------------------------------------------------------------------
 
+_ZWSP = "\u200b"
+# Slack's special markup: <!here>, <!channel>, <!everyone>, <!subteam^S…>, <@U…>, <@W…>.
+_SPECIAL = re.compile(r"<(?=[!@])")
+# The typed forms; Slack may link them where it parses names. An e-mail address
+# ("ops@here.com") is left alone: the "@" follows a word character there.
+_TYPED_BROADCAST = re.compile(r"(?<![\w@])@(?=(?:here|channel|everyone)\b)", re.IGNORECASE)
+
+
+def neutralise_mentions(text: str) -> str:
+    """``text`` as it reads, but with no broadcast or mention Slack would act on.
+
+    A zero-width space after ``<`` (or ``@``) breaks the markup without changing
+    what a person sees. Inserting after the trigger character keeps the result of
+    a prefix a prefix of the result of the whole (what streaming relies on),
+    except for the typed broadcasts, where the stream falls back to edits.
+    """
+    return _TYPED_BROADCAST.sub("@" + _ZWSP, _SPECIAL.sub("<" + _ZWSP, text))
+
 
 def _escape(text: str) -> str:
     # Slack documents exactly these three; escaping anything else would show
@@ -159,8 +185,12 @@ def _inline(text: str, bold: str = "*") -> str:
         if match.group("escape"):
             return keep(_escape(match.group("escaped")))
         if match.group("link"):
-            url = _escape_url(match.group("url"))
             label = _inline(match.group("label"), bold)
+            if not _SCHEME.match(match.group("url")):
+                # "<!channel|x>" or "<@U1|x>" would ping: only real URLs become links.
+                rest = _escape(match.group("url"))
+                return keep(f"{label} ({rest})" if label else rest)
+            url = _escape_url(match.group("url"))
             return keep(f"<{url}|{label}>" if label else f"<{url}>")
         if match.group("autolink"):
             return keep(f"<{_escape_url(match.group('auto_url'))}>")

@@ -3,9 +3,10 @@ with a reply handle that records what a thread would show."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from adapters.runtime import Runtime, open_runtime
 from bridge.config import Settings, load_settings
 from bridge.core import TurnResult
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.reply import Capabilities
+from bridge.reply import Capabilities, SaveMessageIds
 from tests.harness.openwebui import RunningOpenWebUI
 
 MODEL = "fake-model"
@@ -35,14 +36,20 @@ class RecordingReply:
     final: str | None = None
     failure: str | None = None
     first_text_at: float | None = None
+    # Like a platform message: its id is saved with the turn once text shows.
+    save_ids: SaveMessageIds | None = None
+    message_id: str = ""
 
     async def start(self) -> None:
         self.started = True
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str) -> bool:
         if self.first_text_at is None:
             self.first_text_at = time.monotonic()
+            if self.save_ids is not None:
+                await self.save_ids([self.message_id])
         self.updates.append(text)
+        return True
 
     async def finish(self, text: str) -> None:
         assert self.final is None and self.failure is None, "reply ended twice"
@@ -51,6 +58,52 @@ class RecordingReply:
     async def fail(self, message: str) -> None:
         assert self.final is None and self.failure is None, "reply ended twice"
         self.failure = message
+
+
+class RecordingPlatform:
+    """The "test" platform: every question's reply is a RecordingReply, found again by
+    message id (so a restarted bridge's reply to a turn is ``replies[message_id]``)."""
+
+    name = "test"
+    capabilities = FAST
+
+    def __init__(self) -> None:
+        self.replies: dict[str, RecordingReply] = {}
+        self.given_ids: dict[str, tuple[str, ...]] = {}  # ids each attempt was handed
+
+    async def prepare(self, event: PlatformEvent) -> PlatformEvent:
+        return event
+
+    def reply(
+        self, event: PlatformEvent, message_ids: Sequence[str], save_ids: SaveMessageIds
+    ) -> RecordingReply:
+        self.given_ids[event.message_id] = tuple(message_ids)
+        reply = self.replies.setdefault(event.message_id, RecordingReply())
+        reply.save_ids, reply.message_id = save_ids, f"msg-{event.message_id}"
+        return reply
+
+
+def platform_of(runtime: Runtime) -> RecordingPlatform:
+    """The recording platform registered with this runtime's bridge."""
+    platform = _PLATFORMS.get(id(runtime.bridge))
+    if platform is None:
+        platform = _PLATFORMS[id(runtime.bridge)] = RecordingPlatform()
+        runtime.bridge.register(platform)
+    return platform
+
+
+_PLATFORMS: dict[int, RecordingPlatform] = {}
+
+
+async def submit(
+    runtime: Runtime, e: PlatformEvent, reply: RecordingReply | None = None
+) -> asyncio.Future[TurnResult]:
+    platform = platform_of(runtime)
+    if reply is not None:
+        platform.replies[e.message_id] = reply
+    pending = await runtime.bridge.submit(e)
+    assert pending is not None, "a new event must be queued"
+    return pending
 
 
 def settings_for(
@@ -85,7 +138,9 @@ def bridge_factory(server: RunningOpenWebUI, tmp_path: Path) -> BridgeFactory:
     return make
 
 
-def event(text: str, thread: str, *, model: str | None = None, author: str = "") -> PlatformEvent:
+def event(
+    text: str, thread: str, *, model: str | None = None, author: str = "", order: str = ""
+) -> PlatformEvent:
     message_id = str(uuid.uuid4())
     return PlatformEvent(
         event_id=message_id,
@@ -95,6 +150,7 @@ def event(text: str, thread: str, *, model: str | None = None, author: str = "")
         author_name=author,
         text=text,
         model=model,
+        order=order,
     )
 
 
@@ -102,10 +158,7 @@ async def ask(
     runtime: Runtime, text: str, thread: str, **kwargs: Any
 ) -> tuple[RecordingReply, TurnResult]:
     reply = RecordingReply()
-    task = await runtime.bridge.submit(event(text, thread, **kwargs), reply, FAST)
-    assert task is not None
-    result = await task
-    assert result is not None
+    result = await (await submit(runtime, event(text, thread, **kwargs), reply))
     return reply, result
 
 

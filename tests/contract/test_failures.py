@@ -14,7 +14,16 @@ from bridge.flows import flow_for
 from bridge.openwebui import Credentials, OpenWebUIClient
 from bridge.store import Store, TurnStatus
 from storage import open_store
-from tests.contract.bridge_fixtures import FAST, BridgeFactory, RecordingReply, ask, event
+from tests import treecheck
+from tests.contract.bridge_fixtures import (
+    BridgeFactory,
+    RecordingPlatform,
+    RecordingReply,
+    ask,
+    event,
+    fetch_chat,
+    history_of,
+)
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 
@@ -25,12 +34,25 @@ async def assert_failed_turns_only(store: Store, thread: str) -> None:
     assert statuses == [TurnStatus.FAILED]
 
 
-async def test_model_error_is_reported(make_bridge: BridgeFactory) -> None:
+async def assert_chat_still_sound(server: RunningOpenWebUI, store: Store, thread: str) -> None:
+    """A failed turn leaves the thread's chat (if one was made) one the web UI
+    renders; its answer may be unfinished."""
+    conversation = await store.get_conversation(ThreadKey("test", "w", "c", thread))
+    if conversation is None or conversation.chat_id is None:
+        return
+    history = history_of(fetch_chat(server, conversation.chat_id))
+    assert treecheck.problems(history, require_done=False) == []
+
+
+async def test_model_error_is_reported(
+    openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
+) -> None:
     async with make_bridge() as runtime:
         started = time.monotonic()
         reply, result = await ask(runtime, "please fail [[fail=500]]", "fail-500")
         elapsed = time.monotonic() - started
         await assert_failed_turns_only(runtime.store, "fail-500")
+        await assert_chat_still_sound(openwebui, runtime.store, "fail-500")
     assert isinstance(result.error, AnswerFailed), result.error
     assert reply.failure == AnswerFailed.user_message
     assert reply.final is None
@@ -53,6 +75,7 @@ async def test_answer_that_never_finishes_times_out(
         reply, result = await ask(runtime, "stall please [[stall]]", "hang")
         elapsed = time.monotonic() - started
         await assert_failed_turns_only(runtime.store, "hang")
+        await assert_chat_still_sound(openwebui, runtime.store, "hang")
     assert isinstance(result.error, AnswerTimedOut), result.error
     assert reply.failure == AnswerTimedOut.user_message
     assert elapsed < 25
@@ -79,12 +102,14 @@ async def test_open_webui_gone_is_reported(openwebui: RunningOpenWebUI, tmp_path
     store = await open_store(f"{tmp_path}/gone.db")
     try:
         bridge = Bridge(client, store, flow_for(client), CoreOptions(default_model="fake-model"))
-        reply = RecordingReply()
+        platform = RecordingPlatform()
+        bridge.register(platform)
+        question = event("anyone there?", "gone")
+        reply = platform.replies[question.message_id] = RecordingReply()
         started = time.monotonic()
-        task = await bridge.submit(event("anyone there?", "gone"), reply, FAST)
-        assert task is not None
-        result = await task
-        assert result is not None
+        pending = await bridge.submit(question)
+        assert pending is not None
+        result = await pending
         assert time.monotonic() - started < 30
         assert isinstance(result.error, OpenWebUIUnavailable), result.error
         assert reply.failure == OpenWebUIUnavailable.user_message

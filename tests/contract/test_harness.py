@@ -1,27 +1,102 @@
-"""Harness self-tests: the fake model server alone, then end to end through
-each real Open WebUI version."""
+"""Harness self-tests: the suite's own guards, the fake model server alone, then
+end to end through each real Open WebUI version."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bridge.config import load_settings
 from tests.harness.model_server import (
     TITLE,
     Directives,
     ModelServer,
     RemoteModelServer,
     ThreadedModelServer,
+    expected_reasoning,
+    expected_reply,
     parse_directives,
     reply_text,
 )
-from tests.harness.openwebui import RunningOpenWebUI
+from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
+
+REPO = Path(__file__).resolve().parents[2]
+
+# -- the suite's own guards ---------------------------------------------------
+
+
+def test_user_settings_never_reach_the_tests() -> None:
+    """`make test` after the README's `export OPENWEBUI_URL=…` still talks only to
+    the test servers: tests/conftest.py removed the user's settings at import."""
+    leaked = [
+        n for n in os.environ if n.startswith(("OPENWEBUI_", "BRIDGE_", "SLACK_", "DISCORD_"))
+    ]
+    assert leaked == []
+    settings = load_settings()
+    assert settings.openwebui_url == "http://localhost:8080"
+    assert not settings.has_credentials
+
+
+def run_pytest(tmp_path: Path, test_source: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run pytest on one small test file with the repository's tests/conftest.py
+    loaded as a plugin (the file lives outside the tree, so a concurrent run of
+    the suite never collects it)."""
+    test_file = tmp_path / f"test_tmp_{uuid.uuid4().hex[:8]}.py"
+    test_file.write_text(test_source)
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "OWUI_VERSIONS")}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command += ["-c", str(REPO / "pyproject.toml"), "--rootdir", str(tmp_path)]
+    return subprocess.run(
+        [*command, "-p", "tests.conftest", str(test_file)],
+        cwd=tmp_path,
+        env=base | {"PYTHONPATH": str(REPO)} | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_exported_settings_are_removed_before_tests_run(tmp_path: Path) -> None:
+    source = (
+        "from bridge.config import load_settings\n"
+        "def test_url():\n"
+        "    assert load_settings().openwebui_url == 'http://localhost:8080'\n"
+    )
+    result = run_pytest(
+        tmp_path,
+        source,
+        OPENWEBUI_URL="https://users-own-owui.example",
+        OPENWEBUI_API_KEY="sk-users-own",
+        BRIDGE_DATABASE="/tmp/users-own.db",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_refuses_a_version_selection(tmp_path: Path) -> None:
+    result = run_pytest(tmp_path, "def test_ok():\n    pass\n", CI="true", OWUI_VERSIONS="")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "OWUI_VERSIONS" in result.stderr
+
+
+def test_ci_fails_a_session_without_real_server_tests(tmp_path: Path) -> None:
+    source = "def test_ok():\n    pass\n"
+    assert run_pytest(tmp_path, source).returncode == 0
+    result = run_pytest(tmp_path, source, CI="true")
+    assert result.returncode == 1, result.stdout + result.stderr
+    for version in VERSIONS:
+        assert f"no real-server test passed against Open WebUI {version}" in result.stdout
+
 
 # -- model server alone (fast) ----------------------------------------------
 
@@ -81,6 +156,11 @@ async def test_model_server_stream_and_json() -> None:
             code, _ = await _stream_text(client, url, "show code [[code]]")
             assert "```python" in code
 
+            tagged, _ = await _stream_text(client, url, "why? [[think=0]] [[think_tags]]")
+            assert tagged == (
+                f"<think>{expected_reasoning('why? [[think]]')}</think>\n{expected_reply('why?')}"
+            )
+
             err = await client.post(url, json=_chat_body("x [[fail=503]]", stream=True))
             assert err.status_code == 503 and "error" in err.json()
 
@@ -93,11 +173,58 @@ async def test_model_server_stream_and_json() -> None:
 
             recorded = (await client.get(f"{server.base_url}/_requests")).json()
             kinds = [r["kind"] for r in recorded]
-            assert kinds.count("task") == 1 and kinds.count("chat") == 5
+            assert kinds.count("task") == 1 and kinds.count("chat") == 6
             await client.delete(f"{server.base_url}/_requests")
             assert (await client.get(f"{server.base_url}/_requests")).json() == []
     finally:
         await server.stop()
+
+
+async def test_model_server_thinks_before_answering() -> None:
+    """[[think=S]]: reasoning_content pieces over S seconds, then the plain answer."""
+    server = ModelServer()
+    await server.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            url = f"{server.url}/chat/completions"
+            body = _chat_body("deep question [[think=1]]", stream=True)
+            reasoning, content, first_answer_at = "", "", 0.0
+            started = time.monotonic()
+            async with client.stream("POST", url, json=body) as resp:
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    delta = json.loads(line[6:])["choices"][0]["delta"]
+                    reasoning += delta.get("reasoning_content") or ""
+                    if delta.get("content") and not first_answer_at:
+                        first_answer_at = time.monotonic() - started
+                        assert reasoning == expected_reasoning("deep question [[think=1]]")
+                    content += delta.get("content") or ""
+            assert content == expected_reply("deep question [[think=1]]")
+            assert content == expected_reply("deep question")  # the text does not change
+            assert 1.0 <= first_answer_at < 3.0
+            assert expected_reasoning("deep question") is None
+    finally:
+        await server.stop()
+
+
+def test_chat_requests_are_the_messages_sent() -> None:
+    handle = ModelServer.run_in_thread()
+    try:
+        url = f"{handle.url}/chat/completions"
+        history = [
+            {"role": "user", "content": "q1"},
+            {"role": "assistant", "content": "a1"},
+            {"role": "user", "content": "q2"},
+        ]
+        task = [{"role": "user", "content": '### Task:\nJSON format: { "title": "..." }'}]
+        for messages in (history[:1], task, history):
+            body = {"model": "fake-model", "stream": False, "messages": messages}
+            httpx.post(url, json=body, timeout=10).raise_for_status()
+        assert handle.chat_requests() == [history[:1], history]
+        assert RemoteModelServer(handle.url).chat_requests() == [history[:1], history]
+    finally:
+        handle.stop()
 
 
 async def test_model_server_hang_and_stall_release_on_disconnect() -> None:

@@ -4,23 +4,34 @@ what the thread shows, what the database keeps."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from bridge import tree
+from bridge.display import visible_text
 from bridge.events import ThreadKey
 from bridge.store import TurnStatus
 from storage import open_store
+from tests import treecheck
 from tests.contract.bridge_fixtures import (
     BridgeFactory,
     ask,
     fetch_chat,
     history_of,
 )
-from tests.harness.model_server import TITLE, expected_reply
+from tests.harness.model_server import (
+    TITLE,
+    RemoteModelServer,
+    ThreadedModelServer,
+    expected_reasoning,
+    expected_reply,
+)
 from tests.harness.openwebui import RunningOpenWebUI
 
 
@@ -53,14 +64,14 @@ async def test_three_turns_make_one_linear_chat(
         assert result.tree_problems == []
 
     history = history_of(fetch_chat(openwebui, chat_id))
-    chain = tree.branch(history, history["currentId"])
+    assert treecheck.problems(history) == []
+    chain = treecheck.branch(history)
     assert len(history["messages"]) == 6
     assert [m["role"] for m in chain] == ["user", "assistant"] * 3
     assert [m["content"] for m in chain[::2]] == questions
-    assert [tree.message_text(m) for m in chain[1::2]] == [expected_reply(q) for q in questions]
+    assert [treecheck.answer_text(m) for m in chain[1::2]] == [expected_reply(q) for q in questions]
     assert all(m["done"] is True for m in chain[1::2])
     assert history["currentId"] == chain[-1]["id"]
-    assert tree.problems(history) == []
     assert await wait_for_title(openwebui, chat_id) == TITLE
 
 
@@ -78,7 +89,7 @@ async def test_long_answer_streams_in_increments(
     assert result.chat_id is not None
     stored = history_of(fetch_chat(openwebui, result.chat_id))["messages"]
     answer = next(m for m in stored.values() if m["role"] == "assistant")
-    assert tree.message_text(answer) == reply.final
+    assert treecheck.answer_text(answer) == reply.final
     # Every intermediate text is a beginning of the final one, and it grew in steps.
     assert all(reply.final.startswith(text) for text in reply.updates)
     # 0.6.x stores the answer only at its end, so polling there sees one step.
@@ -97,28 +108,49 @@ async def test_restart_continues_the_same_chat(
     assert second.status is TurnStatus.DONE
     assert first.chat_id is not None and second.chat_id == first.chat_id
     history = history_of(fetch_chat(openwebui, first.chat_id))
-    chain = tree.branch(history, history["currentId"])
+    assert treecheck.problems(history) == []
+    chain = treecheck.branch(history)
     assert [m["content"] for m in chain[::2]] == ["before restart", "after restart"]
-    assert tree.problems(history) == []
 
 
 def add_turn_as_other_client(server: RunningOpenWebUI, chat_id: str) -> tuple[str, str]:
     """What the web UI does when someone continues the chat: write the whole history
-    with a question and a finished answer under the current message."""
-    chat = fetch_chat(server, chat_id)
-    history = history_of(chat)
-    user = tree.user_message(tree.new_id(), history["currentId"], "admin's question", "fake-model")
-    answer = tree.assistant_placeholder(tree.new_id(), user["id"], "fake-model")
-    history = tree.add_turn(history, user, answer)
-    history = tree.with_message(history, answer["id"], content="admin's answer", done=True)
+    with a question and a finished answer under the current message. Written by
+    hand, not with bridge.tree: the other client is not the code under test."""
+    history = history_of(fetch_chat(server, chat_id))
+    parent_id = history["currentId"]
+    user_id, answer_id = str(uuid.uuid4()), str(uuid.uuid4())
+    now = int(time.time())
+    messages = history["messages"]
+    messages[parent_id]["childrenIds"] = [*messages[parent_id]["childrenIds"], user_id]
+    messages[user_id] = {
+        "id": user_id,
+        "parentId": parent_id,
+        "childrenIds": [answer_id],
+        "role": "user",
+        "content": "admin's question",
+        "models": ["fake-model"],
+        "timestamp": now,
+    }
+    messages[answer_id] = {
+        "id": answer_id,
+        "parentId": user_id,
+        "childrenIds": [],
+        "role": "assistant",
+        "content": "admin's answer",
+        "model": "fake-model",
+        "done": True,
+        "timestamp": now,
+    }
+    history["currentId"] = answer_id
     response = httpx.post(
         f"{server.url}/api/v1/chats/{chat_id}",
-        json={"chat": tree.history_fields(history)},
+        json={"chat": {"history": history, "messages": treecheck.branch(history)}},
         headers=server.headers(),
         timeout=30,
     )
     response.raise_for_status()
-    return user["id"], answer["id"]
+    return user_id, answer_id
 
 
 async def test_follow_up_chains_under_own_answer_after_other_client_wrote(
@@ -135,7 +167,7 @@ async def test_follow_up_chains_under_own_answer_after_other_client_wrote(
     assert reply.final == expected_reply("bridge question two")
     history = history_of(fetch_chat(openwebui, first.chat_id))
     messages = history["messages"]
-    assert tree.problems(history) == []
+    assert treecheck.problems(history) == []
     assert messages[other_user]["content"] == "admin's question"
     assert messages[other_answer]["content"] == "admin's answer"
     bridge_questions = [
@@ -164,3 +196,74 @@ async def test_database_keeps_the_mapping_and_turns(
         assert history_of(chat)["currentId"] == turns[0].assistant_message_id
     finally:
         await store.close()
+
+
+def _text(content: Any) -> str:
+    # OpenAI messages may carry a list of parts.
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+async def test_third_question_reaches_the_model_after_the_first_two_turns(
+    openwebui: RunningOpenWebUI,
+    make_bridge: BridgeFactory,
+    model_server: ThreadedModelServer | RemoteModelServer,
+) -> None:
+    # A tag of our own: other tests (and other runs) share the model server.
+    tag = uuid.uuid4().hex[:8]
+    questions = [f"context one {tag}", f"context two {tag}", f"context three {tag}"]
+    async with make_bridge() as runtime:
+        for question in questions:
+            _, result = await ask(runtime, question, f"context-{tag}")
+            assert result.status is TurnStatus.DONE
+
+    def last_user(messages: list[dict[str, Any]]) -> str:
+        return next(_text(m["content"]) for m in reversed(messages) if m["role"] == "user")
+
+    sent = [m for m in model_server.chat_requests() if tag in last_user(m)]
+    assert [last_user(m) for m in sent] == questions  # each question reached it once, in order
+    conversation = [(m["role"], _text(m["content"])) for m in sent[2] if m["role"] != "system"]
+    assert conversation == [
+        ("user", questions[0]),
+        ("assistant", expected_reply(questions[0])),
+        ("user", questions[1]),
+        ("assistant", expected_reply(questions[1])),
+        ("user", questions[2]),
+    ]
+
+
+@pytest.mark.parametrize("form", ["[[think=2]]", "[[think=2]] [[think_tags]]"])
+async def test_reasoning_is_kept_in_the_chat_and_folds_for_display(
+    openwebui: RunningOpenWebUI, make_bridge: BridgeFactory, form: str
+) -> None:
+    question = f"think it over {form}"
+    async with make_bridge() as runtime:
+        reply, result = await ask(runtime, question, f"think-{uuid.uuid4().hex[:8]}")
+
+    assert result.status is TurnStatus.DONE
+    assert result.chat_id is not None
+    history = history_of(fetch_chat(openwebui, result.chat_id))
+    assert treecheck.problems(history) == []
+    answer = treecheck.branch(history)[-1]
+    content = treecheck.answer_text(answer)
+    thoughts = expected_reasoning(question)
+    assert thoughts is not None
+    if openwebui.version.startswith("0.6."):
+        # 0.6.x folds the reasoning into content as a <details> block.
+        block = re.match(r'<details type="reasoning" done="true" duration="(\d+)">', content)
+        assert block is not None, content
+        assert 1 <= int(block.group(1)) <= 3  # Open WebUI rounds the seconds it measured
+        assert f"> {thoughts}" in content
+    else:
+        # 0.12.x keeps it apart, as an output item.
+        reasoning = [i for i in answer.get("output") or [] if i.get("type") == "reasoning"]
+        assert thoughts in json.dumps(reasoning, ensure_ascii=False).replace('\\"', '"'), reasoning
+        assert content == expected_reply(question)
+    shown = visible_text(content)
+    assert "<details" not in shown
+    assert shown.endswith(expected_reply(question))
+    assert visible_text(content, "hide") == expected_reply(question)
+    # What the thread showed, while streaming and at the end: never the raw block.
+    assert reply.final == shown
+    assert not any("<details" in text for text in reply.updates)

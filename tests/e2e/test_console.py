@@ -7,7 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from bridge import tree
+from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.e2e.conftest import Cli, CliResult, signed_in, with_api_key
 from tests.harness.model_server import expected_reply
@@ -35,12 +35,12 @@ def chat_ids(db: Path) -> dict[str, str]:
 def questions_and_answers(server: RunningOpenWebUI, chat_id: str) -> list[tuple[str, str]]:
     """The chat's current branch as (question, answer) pairs; checks it is one chain."""
     history = history_of(fetch_chat(server, chat_id))
-    chain = tree.branch(history, history["currentId"])
+    assert treecheck.problems(history) == []
+    chain = treecheck.branch(history)
     assert len(chain) == len(history["messages"]), "the chat has side branches"
     assert [m["role"] for m in chain] == ["user", "assistant"] * (len(chain) // 2)
-    assert tree.problems(history) == []
     return [
-        (user["content"], tree.message_text(answer))
+        (user["content"], treecheck.answer_text(answer))
         for user, answer in zip(chain[::2], chain[1::2], strict=True)
     ]
 

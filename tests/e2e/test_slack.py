@@ -18,8 +18,8 @@ from adapters.runtime import Runtime, open_runtime
 from adapters.slack.app import SCOPES, SlackAdapter
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import markdown_to_mrkdwn
-from bridge import tree
 from bridge.split import join_split
+from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.harness.model_server import expected_reply
@@ -131,12 +131,12 @@ async def test_mention_then_follow_up_in_thread(
         assert first[0].streamed and len(first[0].versions) >= 2  # streamed in steps
         assert all(m.thread_ts == thread for m in replies)
         history = history_of(chat_for(openwebui, h))
-        chain = tree.branch(history, history["currentId"])
+        assert treecheck.problems(history) == []
+        chain = treecheck.branch(history)
         assert [m["content"] for m in chain[::2]] == [
             "Alice: what is the plan? [[words=40]] [[delay=0.05]]",
             "Alice: and then?",
         ]
-        assert tree.problems(history) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -162,7 +162,7 @@ async def test_mention_in_someone_elses_thread_brings_context(
         await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> summarise please", thread_ts=root)
         await h.answers(CHANNEL, root, 1)
         history = history_of(chat_for(openwebui, h))
-        question = tree.branch(history, history["currentId"])[0]["content"]
+        question = treecheck.branch(history)[0]["content"]
         assert "Bob: Deploy failed on node 7" in question
         assert "Alice: It was the disk, I think" in question
         assert question.endswith("Alice: summarise please")
@@ -216,7 +216,7 @@ async def test_long_answer_is_split_at_boundaries(
         assert len(replies) >= 2
         assert all(len(m.text) <= 12_000 for m in replies)
         history = history_of(chat_for(openwebui, h))
-        stored = tree.message_text(history["messages"][history["currentId"]])
+        stored = treecheck.answer_text(history["messages"][history["currentId"]])
         assert join_split([m.text for m in replies]) == stored
         for m in replies:
             assert m.text.count("```") % 2 == 0  # fences balanced in every message

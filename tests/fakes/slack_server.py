@@ -13,12 +13,20 @@ event loop::
 Behaviour taken from Slack is credited where it is implemented. Error names that could not be
 confirmed against Slack's documentation are marked "unverified"; they are all configurable or
 injectable with ``fail_next`` so a test never depends on the guess.
+
+Faults a test can switch on (all off by default): ``stream_max_age`` (Slack ends native streams
+by itself), ``stop_stream_by_user`` / ``user_stops_streams_after`` (a person presses stop),
+``enforce_tiers`` (Slack's per-method rate tiers) and ``storm`` (every chat.* call 429s),
+``hold`` / ``release`` (a call waits; if its client is gone by then it is never applied, as
+with a killed process) and ``delay`` (slow calls). ``pings`` finds mentions that would notify.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
 import uuid
 from collections import defaultdict, deque
@@ -48,6 +56,22 @@ DEFAULT_SCOPES = (
 # Real Slack ts values are "seconds.microseconds"; start at a fixed, readable point.
 _TS_ORIGIN_US = 1_700_000_000_000_000
 _TS_STEP_US = 100
+# Slack's published Web API tiers (requests a minute, per method per workspace). chat.postMessage
+# is "special": about one message a second per channel, short bursts allowed.
+TIER_LIMITS: dict[str, int] = {
+    "chat.startStream": 20,  # Tier 2
+    "chat.stopStream": 20,
+    "chat.update": 50,  # Tier 3
+    "conversations.replies": 50,
+    "users.info": 50,
+    "chat.appendStream": 100,  # Tier 4
+}
+POST_BURST = 3
+# Forms that notify people: broadcasts, user groups, users (U…, or W… on Enterprise Grid),
+# each optionally with a "|label".
+_PING = re.compile(
+    r"<(?:!(?:channel|here|everyone)|!subteam\^[A-Z0-9]+|@[UW][A-Z0-9]+)(?:\|[^>]*)?>"
+)
 # Parameters Slack accepts as JSON strings in form-encoded bodies (slack_sdk sends them as JSON
 # objects when it posts JSON, as strings when it posts forms).
 _JSON_PARAMS = ("blocks", "chunks", "attachments", "metadata")
@@ -99,6 +123,9 @@ class Message:
     blocks: list[JSON] | None = None
     streamed: bool = False  # created by chat.startStream
     streaming: bool = False  # stream open: chat.stopStream not called yet
+    stream_started: float | None = None  # time.monotonic() of chat.startStream
+    # Who ended the stream: "app" (chat.stopStream), "slack" (stream_max_age), "user" (stop).
+    stream_ended_by: str | None = None
     deleted: bool = False
     # Every visible text this message has had, oldest first: post/start, then each
     # chat.update / chat.appendStream / chat.stopStream.
@@ -121,6 +148,18 @@ class Message:
         if not self.streamed:
             return None
         return "streaming" if self.streaming else "stopped"
+
+
+@dataclass
+class _Gate:
+    """A hold or delay on one method, optionally only for calls whose params match ``when``."""
+
+    when: Callable[[JSON], bool] | None
+    seconds: float | None = None  # None: a hold, released by FakeSlack.release
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def applies(self, params: JSON) -> bool:
+        return self.when is None or bool(self.when(params))
 
 
 class SlackError(Exception):
@@ -155,6 +194,23 @@ class FakeSlack:
         # False: behave like a workspace that ignores markdown_text (so: no_text).
         self.markdown_text_enabled = True
         self.socket_connections = 0  # WebSockets ever accepted (reconnects count)
+        # Slack ends native streams by itself after about five minutes (undocumented; seen in
+        # slack-sdk issue 1859). Seconds after chat.startStream; None: never.
+        self.stream_max_age: float | None = None
+        # A person presses stop on every stream older than this many seconds; None: never.
+        self.user_stops_streams_after: float | None = None
+        # Slack's tier limits (TIER_LIMITS per method per workspace, chat.postMessage per
+        # channel); off by default. tier_window is "a minute": shorten it to provoke 429s fast.
+        self.enforce_tiers = False
+        self.tier_window = 60.0
+        self.held: list[Call] = []  # calls waiting on a hold right now
+        self.dropped: list[Call] = []  # held calls whose client left: never applied
+
+        self._tier_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._post_buckets: dict[str, tuple[float, float]] = {}  # channel: (tokens, at)
+        self._storm_until = 0.0
+        self._holds: dict[str, list[_Gate]] = defaultdict(list)
+        self._delays: dict[str, list[_Gate]] = defaultdict(list)
 
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._rate_limits: dict[str, deque[int]] = defaultdict(deque)
@@ -261,6 +317,47 @@ class FakeSlack:
         """
         self._failures[method].extend([(error, status)] * times)
 
+    def storm(self, seconds: float) -> None:
+        """Answer every chat.* call with 429 for ``seconds`` (Retry-After: time left)."""
+        self._storm_until = time.monotonic() + seconds
+
+    def hold(self, method: str, when: Callable[[JSON], object] | None = None) -> None:
+        """Make calls of ``method`` (those whose params satisfy ``when``) wait for ``release``.
+
+        A held call whose HTTP client went away meanwhile is never applied: it lands in
+        ``dropped``, which is how the last call of a killed process looks to Slack.
+        """
+        self._holds[method].append(_Gate(when=_predicate(when)))
+
+    def release(self, method: str) -> None:
+        """Let every held call of ``method`` proceed; later calls are not held."""
+        for gate in self._holds.pop(method, []):
+            gate.released.set()
+
+    def release_all(self) -> None:
+        """Release every hold (a test's clean-up: a stopping process must not hang on one)."""
+        for method in list(self._holds):
+            self.release(method)
+
+    def delay(
+        self, method: str, seconds: float, when: Callable[[JSON], object] | None = None
+    ) -> None:
+        """Make calls of ``method`` (matching ``when``) wait ``seconds``, then proceed.
+
+        Stays until ``delay(method, 0)`` clears every delay of ``method``.
+        """
+        if seconds <= 0:
+            self._delays.pop(method, None)
+            return
+        self._delays[method].append(_Gate(when=_predicate(when), seconds=seconds))
+
+    def stop_stream_by_user(self, channel: str, ts: str) -> None:
+        """A person presses stop on a streamed message: it keeps what it shows."""
+        message = self.message(channel, ts)
+        if message is None or not message.streaming:
+            raise ValueError(f"FakeSlack: no open stream at {channel}/{ts}")
+        self._end_stream(message, "user")
+
     # -- what happened ----------------------------------------------------------
 
     def count(self, method: str) -> int:
@@ -270,6 +367,7 @@ class FakeSlack:
         return [call for call in self.calls if call.method == method]
 
     def message(self, channel: str, ts: str) -> Message | None:
+        self._expire_streams()
         for message in self._messages[channel]:
             if message.ts == ts:
                 return message
@@ -277,6 +375,7 @@ class FakeSlack:
 
     def channel_view(self, channel: str) -> list[Message]:
         """Every visible message in the channel (top level and replies), ordered by ts."""
+        self._expire_streams()
         return sorted(
             (m for m in self._messages[channel] if not m.deleted), key=lambda m: _ts_us(m.ts)
         )
@@ -294,6 +393,21 @@ class FakeSlack:
             for m in self.thread_view(channel, thread_ts)
             if m.bot_id == BOT_ID and m.ts != thread_ts
         ]
+
+    def pings(self, channel: str) -> list[tuple[Message, str]]:
+        """The bot's messages in ``channel`` that would notify someone, with the form found.
+
+        Looks at every version a person may have seen: ``<!channel>``, ``<!here>``,
+        ``<!everyone>``, ``<!subteam^…>`` and ``<@U…>`` / ``<@W…>`` (with or without a label).
+        Escaped text (``&lt;!channel&gt;``) or a broken form does not count.
+        """
+        found: list[tuple[Message, str]] = []
+        for message in self.channel_view(channel):
+            if message.bot_id != BOT_ID:
+                continue
+            forms = {m.group(0) for text in message.versions for m in _PING.finditer(text)}
+            found.extend((message, form) for form in sorted(forms))
+        return found
 
     def status_of(self, channel: str, thread_ts: str) -> str | None:
         """The last assistant.threads.setStatus status for the thread (``""`` = cleared)."""
@@ -332,6 +446,19 @@ class FakeSlack:
         call = Call(method, params, time.monotonic())
         self.calls.append(call)
 
+        if not await self._pass_gates(call, request):
+            self.dropped.append(call)
+            # Nobody reads this; the client is gone.
+            return self._json({"ok": False, "error": "client_gone"}, status=499)
+        self._expire_streams()
+        retry_after = self._retry_after(call)
+        if retry_after is not None:
+            self.rate_limited.append(call)
+            return self._json(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
         if self._rate_limits[method]:
             # Slack: HTTP 429, Retry-After in seconds, body error "ratelimited".
             retry_after = self._rate_limits[method].popleft()
@@ -351,6 +478,63 @@ class FakeSlack:
         except SlackError as exc:
             body = {"ok": False, "error": exc.error}
         return self._json(body)
+
+    async def _pass_gates(self, call: Call, request: web.Request) -> bool:
+        """Apply delays and holds; False if the client left while the call waited."""
+        delays = [
+            g.seconds or 0.0 for g in self._delays.get(call.method, []) if g.applies(call.params)
+        ]
+        holds = [g for g in self._holds.get(call.method, []) if g.applies(call.params)]
+        if not delays and not holds:
+            return True
+        if holds:
+            self.held.append(call)
+        try:
+            if delays:
+                await asyncio.sleep(max(delays))
+            for gate in holds:
+                await gate.released.wait()
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the connection is lost (if configured to).
+            self.dropped.append(call)
+            raise
+        finally:
+            if call in self.held:
+                self.held.remove(call)
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    def _retry_after(self, call: Call) -> int | None:
+        """Seconds to wait if the storm or Slack's tiers refuse ``call``, else None (counted)."""
+        now = time.monotonic()  # not call.at: a held or delayed call counts when it runs
+        if call.method.startswith("chat.") and now < self._storm_until:
+            return max(1, math.ceil(self._storm_until - now))
+        if not self.enforce_tiers:
+            return None
+        if call.method == "chat.postMessage":
+            return self._take_post_token(str(call.params.get("channel") or ""), now)
+        limit = TIER_LIMITS.get(call.method)
+        if limit is None:
+            return None
+        # Every token of this server belongs to one workspace (TEAM_ID).
+        window = self._tier_calls[(call.method, TEAM_ID)]
+        while window and window[0] <= now - self.tier_window:
+            window.popleft()
+        if len(window) >= limit:
+            return max(1, math.ceil(window[0] + self.tier_window - now))
+        window.append(now)
+        return None
+
+    def _take_post_token(self, channel: str, now: float) -> int | None:
+        # A token bucket: POST_BURST at once, refilled at one a second (scaled with the window).
+        interval = self.tier_window / 60.0
+        tokens, at = self._post_buckets.get(channel, (float(POST_BURST), now))
+        tokens = min(float(POST_BURST), tokens + (now - at) / interval)
+        if tokens < 1.0:
+            self._post_buckets[channel] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) * interval))
+        self._post_buckets[channel] = (tokens - 1.0, now)
+        return None
 
     def _json(
         self, body: JSON, *, status: int = 200, headers: dict[str, str] | None = None
@@ -453,6 +637,7 @@ class FakeSlack:
             bot_id=BOT_ID,
             streamed=True,
             streaming=True,
+            stream_started=time.monotonic(),
             stream_parts=[text],
             chunks=chunks,
         )
@@ -461,6 +646,11 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "ts": message.ts}
 
     def _append_stream(self, params: JSON) -> JSON:
+        stopped = self._own_message(params, "message_not_found")
+        if stopped.stream_ended_by == "user":
+            # Unverified: Slack's docs list stopped_by_user without saying for how long; here
+            # every later append gets it, while chat.stopStream gets not_in_streaming_state.
+            raise SlackError("stopped_by_user")
         message = self._streaming_message(params)
         self._extend_stream(message, params)
         return {"ok": True, "channel": message.channel, "ts": message.ts}
@@ -472,7 +662,7 @@ class FakeSlack:
         if isinstance(blocks, list) and blocks:
             _check_blocks(blocks, self.max_markdown_len)
             message.blocks = blocks  # rendered under the streamed text
-        message.streaming = False
+        self._end_stream(message, "app")
         return {
             "ok": True,
             "channel": message.channel,
@@ -539,6 +729,29 @@ class FakeSlack:
         if message.bot_id != BOT_ID:
             raise SlackError(not_yours)
         return message
+
+    def _expire_streams(self) -> None:
+        """End streams Slack (``stream_max_age``) or a person (``user_stops_…``) would have."""
+        if self.stream_max_age is None and self.user_stops_streams_after is None:
+            return
+        now = time.monotonic()
+        for messages in self._messages.values():
+            for message in messages:
+                if not message.streaming or message.stream_started is None:
+                    continue
+                age = now - message.stream_started
+                if self.user_stops_streams_after is not None and (
+                    age >= self.user_stops_streams_after
+                ):
+                    self._end_stream(message, "user")
+                elif self.stream_max_age is not None and age >= self.stream_max_age:
+                    self._end_stream(message, "slack")
+
+    @staticmethod
+    def _end_stream(message: Message, by: str) -> None:
+        # The text streamed so far stays; the message is now ordinary (chat.update works).
+        message.streaming = False
+        message.stream_ended_by = by
 
     def _streaming_message(self, params: JSON) -> Message:
         message = self._own_message(params, "message_not_found")
@@ -933,6 +1146,12 @@ def _ok(params: JSON) -> JSON:
     return {"ok": True}
 
 
+def _predicate(when: Callable[[JSON], object] | None) -> Callable[[JSON], bool] | None:
+    if when is None:
+        return None
+    return lambda params: bool(when(params))
+
+
 async def _read_params(request: web.Request) -> JSON:
     params: JSON = dict(request.query)
     if request.can_read_body:
@@ -1039,6 +1258,7 @@ __all__ = [
     "BOT_ID",
     "BOT_USER_ID",
     "TEAM_ID",
+    "TIER_LIMITS",
     "Call",
     "Envelope",
     "FakeSlack",

@@ -328,3 +328,182 @@ async def test_http_mode_rejects_bad_and_stale_signatures(
     # Bolt answers 401 before any listener is scheduled; give a stray one time to show up.
     await asyncio.sleep(0.2)
     assert seen == [] and fake.count("chat.postMessage") == 0
+
+
+# -- (e) faults: streams Slack or a person ends, tiers, storms, holds, pings --------------
+
+
+async def _stream(client: AsyncWebClient, text: str = "Hel") -> str:
+    started = await client.chat_startStream(channel="D1", thread_ts="1.000100", markdown_text=text)
+    return str(started["ts"])
+
+
+async def test_stream_max_age_ends_the_stream(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.stream_max_age = 0.3
+    ts = await _stream(client)
+    await client.chat_appendStream(channel="D1", ts=ts, markdown_text="lo")
+    await asyncio.sleep(0.35)
+    # A person sees the stream end by itself, with what was streamed so far.
+    (reply,) = fake.channel_view("D1")
+    assert (reply.text, reply.stream_state, reply.stream_ended_by) == ("Hello", "stopped", "slack")
+    for call in (client.chat_appendStream, client.chat_stopStream):
+        with pytest.raises(SlackApiError) as exc:
+            await call(channel="D1", ts=ts, markdown_text=" more")
+        assert _error(exc) == "message_not_in_streaming_state"
+    assert fake.channel_view("D1")[0].text == "Hello"
+    await client.chat_update(channel="D1", ts=ts, markdown_text="Hello world")
+    assert fake.channel_view("D1")[0].versions == ["Hel", "Hello", "Hello world"]
+    # A younger stream is untouched.
+    young = await _stream(client, "new")
+    await client.chat_stopStream(channel="D1", ts=young, markdown_text="!")
+    assert fake.message("D1", young) is not None
+    assert fake.message("D1", young).stream_ended_by == "app"  # type: ignore[union-attr]
+
+
+async def test_user_stops_a_stream(fake: FakeSlack, client: AsyncWebClient) -> None:
+    ts = await _stream(client)
+    with pytest.raises(ValueError):
+        fake.stop_stream_by_user("D1", "9.9")
+    fake.stop_stream_by_user("D1", ts)
+    (reply,) = fake.channel_view("D1")
+    assert (reply.text, reply.stream_state, reply.stream_ended_by) == ("Hel", "stopped", "user")
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_appendStream(channel="D1", ts=ts, markdown_text="lo")
+    assert _error(exc) == "stopped_by_user"
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_stopStream(channel="D1", ts=ts)
+    assert _error(exc) == "message_not_in_streaming_state"
+    assert fake.channel_view("D1")[0].text == "Hel"
+    await client.chat_update(channel="D1", ts=ts, markdown_text="Hel (stopped)")
+    assert fake.channel_view("D1")[0].text == "Hel (stopped)"
+
+    fake.user_stops_streams_after = 0.2
+    later = await _stream(client, "second")
+    await client.chat_appendStream(channel="D1", ts=later, markdown_text=" part")
+    await asyncio.sleep(0.25)
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_appendStream(channel="D1", ts=later, markdown_text=" lost")
+    assert _error(exc) == "stopped_by_user"
+    assert fake.message("D1", later).text == "second part"  # type: ignore[union-attr]
+
+
+async def test_tiers_are_off_by_default(fake: FakeSlack, client: AsyncWebClient) -> None:
+    for _ in range(25):
+        await client.chat_postMessage(channel="C1", text="x")
+    assert fake.rate_limited == []
+
+
+async def test_tier_limits_per_method_and_window(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.enforce_tiers = True
+    fake.tier_window = 1.0  # Slack's counts, in one second instead of a minute
+    fake.add_user("U1", "Ada")
+    started = time.monotonic()
+    for _ in range(20):  # Tier 2
+        await _stream(client)
+    with pytest.raises(SlackApiError) as exc:
+        await _stream(client)
+    assert exc.value.response.status_code == 429 and _error(exc) == "ratelimited"
+    assert exc.value.response.headers["Retry-After"] == "1"
+    assert fake.rate_limited == [fake.calls[-1]]
+    for _ in range(50):  # Tier 3, counted apart from chat.startStream
+        await client.users_info(user="U1")
+    with pytest.raises(SlackApiError) as exc:
+        await client.users_info(user="U1")
+    assert exc.value.response.status_code == 429
+    # chat.postMessage: a burst of 3 per channel, then about one a second (scaled).
+    for _ in range(3):
+        await client.chat_postMessage(channel="C1", text="x")
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="x")
+    assert exc.value.response.status_code == 429
+    await client.chat_postMessage(channel="C2", text="other channel")
+    assert len(fake.rate_limited) == 3 and len(fake.channel_view("C1")) == 3
+    # Refused calls do not count: once the window has moved on, the method works again.
+    await asyncio.sleep(max(0.0, started + 1.05 - time.monotonic()))
+    await _stream(client)
+    await client.chat_postMessage(channel="C1", text="x")
+
+
+async def test_storm(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.add_user("U1", "Ada")
+    posted = await client.chat_postMessage(channel="C1", text="a")
+    fake.storm(1.5)
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_update(channel="C1", ts=posted["ts"], text="b")
+    assert exc.value.response.status_code == 429
+    assert exc.value.response.headers["Retry-After"] == "2"
+    with pytest.raises(SlackApiError):
+        await client.chat_postMessage(channel="C2", text="c")
+    await client.users_info(user="U1")  # not a chat.* method
+    assert [c.method for c in fake.rate_limited] == ["chat.update", "chat.postMessage"]
+    await asyncio.sleep(1.5)
+    await client.chat_update(channel="C1", ts=posted["ts"], text="b")
+    assert fake.channel_view("C1")[0].text == "b"
+
+
+async def test_hold_and_release(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.add_user("U1", "Ada")
+    fake.add_user("U2", "Bob")
+    fake.hold("users.info", when=lambda p: p.get("user") == "U1")
+    held = asyncio.create_task(client.users_info(user="U1"))
+    await fake.wait_for(lambda: fake.held, what="the held call")
+    assert (await client.users_info(user="U2"))["user"]["id"] == "U2"  # not matched
+    await asyncio.sleep(0.1)
+    assert not held.done() and [c.params["user"] for c in fake.held] == ["U1"]
+    fake.release("users.info")
+    assert (await held)["user"]["id"] == "U1"
+    assert fake.held == [] and fake.dropped == []
+
+
+async def test_held_call_of_a_client_that_left_is_never_applied(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    # What a SIGKILLed process's last call looks like: sent, never answered, never applied.
+    fake.hold("chat.postMessage")
+    task = asyncio.create_task(client.chat_postMessage(channel="C1", text="last words"))
+    await fake.wait_for(lambda: fake.held, what="the held call")
+    task.cancel()  # the client closes its connection
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)
+    fake.release("chat.postMessage")
+    await fake.wait_for(lambda: fake.dropped, what="the dropped call")
+    assert [c.params["text"] for c in fake.dropped] == ["last words"]
+    assert fake.channel_view("C1") == []
+    await client.chat_postMessage(channel="C1", text="after release")
+    assert [m.text for m in fake.channel_view("C1")] == ["after release"]
+
+
+async def test_delay(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.add_user("U1", "Ada")
+    fake.add_user("U2", "Bob")
+    fake.delay("users.info", 0.3, when=lambda p: p.get("user") == "U1")
+    started = time.monotonic()
+    await client.users_info(user="U2")
+    assert time.monotonic() - started < 0.25
+    await client.users_info(user="U1")
+    assert time.monotonic() - started >= 0.3
+    fake.delay("users.info", 0)
+    started = time.monotonic()
+    await client.users_info(user="U1")
+    assert time.monotonic() - started < 0.25
+
+
+async def test_pings(fake: FakeSlack, client: AsyncWebClient) -> None:
+    await client.chat_postMessage(channel="C1", text="all quiet")
+    loud = await client.chat_postMessage(channel="C1", text="hey <!here|here> and <@U123>")
+    await client.chat_update(channel="C1", ts=loud["ts"], text="calmed down")
+    subteam = await client.chat_postMessage(channel="C1", text="<!subteam^S1|@devs> <@W9>")
+    await client.chat_postMessage(channel="C1", text="&lt;!channel&gt; <!date^1|x> @channel")
+    fake.user_says("C1", "U1", "<!everyone> from a person")  # only the bot's messages count
+    found = [(m.ts, form) for m, form in fake.pings("C1")]
+    assert found == [
+        (loud["ts"], "<!here|here>"),  # an earlier version still pinged
+        (loud["ts"], "<@U123>"),
+        (subteam["ts"], "<!subteam^S1|@devs>"),
+        (subteam["ts"], "<@W9>"),
+    ]
+    stream = await client.chat_startStream(channel="D1", thread_ts="1.1", markdown_text="<!chan")
+    await client.chat_appendStream(channel="D1", ts=stream["ts"], markdown_text="nel>")
+    assert [form for _, form in fake.pings("D1")] == ["<!channel>"]
+    assert fake.pings("C2") == []

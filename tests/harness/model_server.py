@@ -15,6 +15,27 @@ Directives (all optional):
 ``[[hang]]``      send nothing, keep the connection open until the client leaves
 ``[[stall]]``     send a few chunks, then hang
 ``[[code]]``      include a fenced code block in the reply
+``[[think]]``     reason first: stream ``reasoning_text`` as ``delta.reasoning_content``
+                  over 1 s, then the answer; ``[[think=S]]`` over S seconds
+``[[think_tags]]`` with ``[[think]]``: send the reasoning inside the content as
+                  ``<think>…</think>`` instead (what many local models do)
+
+Open WebUI parses both reasoning forms (0.6.15 and 0.12.4) and times the
+reasoning from its first to its last piece, so a ``[[think=S]]`` answer is
+stored as having thought for S seconds. What it stores differs by version:
+
+- 0.6.x writes it into ``content``:
+  ``<details type="reasoning" done="true" duration="S">…</details>`` then the
+  answer, so ``content`` is *not* ``expected_reply(question)``; it ends with it,
+  and ``bridge.display.visible_text(content, "hide") == expected_reply(question)``.
+- 0.12.x keeps the reasoning as an ``output`` item of type "reasoning";
+  ``content`` is ``expected_reply(question)``.
+
+``expected_reply`` is always the answer alone, reasoning left out;
+``expected_reasoning`` is the reasoning text.
+
+Every request is recorded (``recorded()``); ``chat_requests()`` gives the
+``messages`` each chat completion (background tasks left out) carried.
 
 Open WebUI's background tasks (title, tags, follow-ups, queries) are answered
 instantly with harmless JSON, whatever directives the chat history contains.
@@ -40,6 +61,7 @@ DEFAULT_WORDS = 12
 DEFAULT_DELAY = 0.01
 WORDS_PER_CHUNK = 3
 STALL_CHUNKS = 3
+DEFAULT_THINK = 1.0
 
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?:=([^\]]*))?\]\]")
 
@@ -54,6 +76,8 @@ class Directives:
     hang: bool = False
     stall: bool = False
     code: bool = False
+    think: float | None = None  # seconds of reasoning before the answer
+    think_tags: bool = False
 
 
 def parse_directives(text: str) -> tuple[Directives, str]:
@@ -64,8 +88,10 @@ def parse_directives(text: str) -> tuple[Directives, str]:
             values[name] = int(raw)
         elif name in ("delay", "first"):
             values[name] = float(raw)
-        elif name in ("hang", "stall", "code"):
+        elif name in ("hang", "stall", "code", "think_tags"):
             values[name] = True
+        elif name == "think":
+            values[name] = float(raw) if raw else DEFAULT_THINK
     clean = " ".join(_DIRECTIVE.sub(" ", text).split())
     return Directives(**values), clean
 
@@ -86,10 +112,28 @@ def reply_text(question: str, d: Directives) -> str:
     return head + "".join(f" w{i}" for i in range(1, d.words + 1))
 
 
+def reasoning_text(question: str) -> str:
+    """What the model "thinks" before answering (``[[think]]``)."""
+    return f'Thinking about "{question[:40]}":' + "".join(f" r{i}" for i in range(1, 7))
+
+
 def expected_reply(question: str) -> str:
-    """The answer this server gives to ``question`` (directives included)."""
+    """The answer this server gives to ``question`` (directives included), without
+    any reasoning (see the module docstring for what Open WebUI stores)."""
     directives, clean = parse_directives(question)
     return reply_text(clean.strip(), directives)
+
+
+def expected_reasoning(question: str) -> str | None:
+    """The reasoning sent before the answer to ``question``, or None."""
+    directives, clean = parse_directives(question)
+    return reasoning_text(clean.strip()) if directives.think is not None else None
+
+
+def chat_messages(recorded: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The ``messages`` of each chat completion in ``recorded``, in order;
+    Open WebUI's background tasks (titles, tags…) left out."""
+    return [list(r["body"].get("messages") or []) for r in recorded if r["kind"] == "chat"]
 
 
 def task_reply(prompt: str) -> str | None:
@@ -220,24 +264,33 @@ class ModelServer:
         if d.hang:
             await _wait_for_disconnect(request)
             return web.Response(status=499)
-        return await self._respond(request, model, stream, reply_text(question, d), d)
+        thoughts = reasoning_text(question) if d.think is not None else None
+        return await self._respond(request, model, stream, reply_text(question, d), d, thoughts)
 
     async def _respond(
-        self, request: web.Request, model: str, stream: bool, text: str, d: Directives
+        self,
+        request: web.Request,
+        model: str,
+        stream: bool,
+        text: str,
+        d: Directives,
+        thoughts: str | None = None,
     ) -> web.StreamResponse:
         self._counter += 1
         cid = f"chatcmpl-fake-{self._counter}"
         if not stream:
             if d.first:
                 await asyncio.sleep(d.first)
-            return web.json_response(_completion(cid, model, text))
+            if thoughts is not None and d.think:
+                await asyncio.sleep(d.think)
+            return web.json_response(_completion(cid, model, text, thoughts, d.think_tags))
 
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
         try:
-            async for payload in _sse_events(cid, model, text, d):
+            async for payload in _sse_events(cid, model, text, d, thoughts):
                 await resp.write(payload)
             if d.stall:
                 await _wait_for_disconnect(request)
@@ -250,19 +303,44 @@ class ModelServer:
         return resp
 
 
-async def _sse_events(cid: str, model: str, text: str, d: Directives) -> AsyncIterator[bytes]:
+async def _sse_events(
+    cid: str, model: str, text: str, d: Directives, thoughts: str | None = None
+) -> AsyncIterator[bytes]:
     chunks = chunk_text(text)
     if d.stall:
         chunks = chunks[:STALL_CHUNKS]
     if d.first:
         await asyncio.sleep(d.first)
     yield _sse(_chunk(cid, model, {"role": "assistant", "content": ""}, None))
+    if thoughts is not None:
+        async for payload in _reasoning_events(cid, model, thoughts, d):
+            yield payload
     for i, piece in enumerate(chunks):
         if i and d.delay:
             await asyncio.sleep(d.delay)
         yield _sse(_chunk(cid, model, {"content": piece}, None))
     if not d.stall:
         yield _sse(_chunk(cid, model, {}, "stop", usage=_usage(text)))
+
+
+async def _reasoning_events(
+    cid: str, model: str, thoughts: str, d: Directives
+) -> AsyncIterator[bytes]:
+    """Reasoning spread evenly over ``d.think`` seconds, as Open WebUI times it."""
+    seconds = d.think or 0.0
+    if d.think_tags:
+        # Timed from the opening tag to the closing one.
+        pieces = ["<think>", *chunk_text(thoughts), "</think>\n"]
+        for i, piece in enumerate(pieces):
+            if i:
+                await asyncio.sleep(seconds / (len(pieces) - 1))
+            yield _sse(_chunk(cid, model, {"content": piece}, None))
+        return
+    # Timed from the first reasoning piece to the first answer piece.
+    pieces = chunk_text(thoughts)
+    for piece in pieces:
+        yield _sse(_chunk(cid, model, {"reasoning_content": piece}, None))
+        await asyncio.sleep(seconds / len(pieces))
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
@@ -293,7 +371,14 @@ def _chunk(
     return out
 
 
-def _completion(cid: str, model: str, text: str) -> dict[str, Any]:
+def _completion(
+    cid: str, model: str, text: str, thoughts: str | None = None, tags: bool = False
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if thoughts is not None and tags:
+        message["content"] = f"<think>{thoughts}</think>\n{text}"
+    elif thoughts is not None:
+        message["reasoning_content"] = thoughts
     return {
         "id": cid,
         "object": "chat.completion",
@@ -302,7 +387,7 @@ def _completion(cid: str, model: str, text: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "finish_reason": "stop",
             }
         ],
@@ -348,6 +433,10 @@ class ThreadedModelServer:
     def recorded(self) -> list[dict[str, Any]]:
         """Requests seen so far, as plain dicts (same shape as GET /_requests)."""
         return [r.__dict__.copy() for r in list(self.server.requests)]
+
+    def chat_requests(self) -> list[list[dict[str, Any]]]:
+        """The ``messages`` of each chat completion so far, in order (no tasks)."""
+        return chat_messages(self.recorded())
 
     def clear_requests(self) -> None:
         self.server.requests.clear()  # list.clear is atomic under the GIL
@@ -402,6 +491,10 @@ class RemoteModelServer:
         resp = httpx.get(f"{self.base_url}/_requests", timeout=10)
         resp.raise_for_status()
         return list(resp.json())
+
+    def chat_requests(self) -> list[list[dict[str, Any]]]:
+        """The ``messages`` of each chat completion so far, in order (no tasks)."""
+        return chat_messages(self.recorded())
 
     def clear_requests(self) -> None:
         httpx.delete(f"{self.base_url}/_requests", timeout=10).raise_for_status()

@@ -14,11 +14,12 @@ import pytest
 from storage import SchemaTooNew, open_store
 from storage.migrations import LATEST_VERSION, STEPS, migrate, schema_version
 
-V1_OBJECTS = {
+LATEST_OBJECTS = {
     ("table", "conversations"),
     ("table", "turns"),
     ("table", "processed_events"),
     ("index", "turns_status"),
+    ("index", "turns_queue"),
     ("index", "processed_events_received_at"),
 }
 
@@ -56,7 +57,7 @@ async def test_fresh_database_ends_at_latest(tmp_path: Path) -> None:
     await store.close()
     assert LATEST_VERSION == len(STEPS) >= 1
     assert user_version(path) == LATEST_VERSION
-    assert objects(path) >= V1_OBJECTS
+    assert objects(path) >= LATEST_OBJECTS
 
 
 async def test_version_zero_database_upgrades(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ async def test_version_zero_database_upgrades(tmp_path: Path) -> None:
     store = await open_store(path)
     await store.close()
     assert user_version(path) == LATEST_VERSION
-    assert objects(path) == V1_OBJECTS
+    assert objects(path) == LATEST_OBJECTS
 
 
 async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ async def test_failing_step_rolls_back(conn: aiosqlite.Connection, tmp_path: Pat
     # Step 1 committed on its own; step 2 left nothing behind.
     assert await schema_version(conn) == 1
     assert not conn.in_transaction
-    assert objects(path) == V1_OBJECTS
+    assert objects(path) == LATEST_OBJECTS - {("index", "turns_queue")}  # version 1's
     assert user_version(path) == 1
 
 
@@ -151,21 +152,21 @@ async def test_sql_error_in_step_rolls_back(conn: aiosqlite.Connection, tmp_path
 
     with pytest.raises(sqlite3.OperationalError):
         await migrate(conn, (*STEPS, bad_sql))
-    assert await schema_version(conn) == 1
+    assert await schema_version(conn) == LATEST_VERSION
     assert ("table", "ok_so_far") not in objects(tmp_path / "m.db")
 
 
 async def test_custom_steps_apply_in_order(conn: aiosqlite.Connection) -> None:
-    async def v2(c: aiosqlite.Connection) -> None:
+    async def extra(c: aiosqlite.Connection) -> None:
         await c.execute("ALTER TABLE conversations ADD COLUMN note TEXT")
 
-    assert await migrate(conn, (*STEPS, v2)) == 2
+    assert await migrate(conn, (*STEPS, extra)) == LATEST_VERSION + 1
     async with conn.execute("SELECT name FROM pragma_table_info('conversations')") as cur:
         columns = [r[0] for r in await cur.fetchall()]
     assert "note" in columns
     # Running again with the same list does nothing.
-    assert await migrate(conn, (*STEPS, v2)) == 2
-    # Code that only knows version 1 must now refuse this database.
+    assert await migrate(conn, (*STEPS, extra)) == LATEST_VERSION + 1
+    # Code that only knows the shipped steps must now refuse this database.
     with pytest.raises(SchemaTooNew):
         await migrate(conn, STEPS)
 
@@ -177,4 +178,4 @@ async def test_concurrent_first_open(tmp_path: Path) -> None:
     for s in stores:
         await s.close()
     assert user_version(path) == LATEST_VERSION
-    assert objects(path) == V1_OBJECTS
+    assert objects(path) == LATEST_OBJECTS

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bridge.events import ThreadKey
-from bridge.store import DuplicateTurn, Store, TurnStatus
-from storage import SqliteStore, open_store
+from bridge.store import NewTurn, TurnStatus
+from storage import MEMORY, SqliteStore, open_store
 
 KEY = ThreadKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ThreadKey(platform="discord", workspace="", channel="D1", thread="th-2")
@@ -43,10 +43,25 @@ async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
     await s.close()
 
 
-def test_satisfies_protocol() -> None:
-    # Static check (mypy) that the implementation matches the core's Protocol.
-    _: type[Store] = SqliteStore
-    assert callable(open_store)
+def new_turn(
+    message: str, *, key: ThreadKey = KEY, event_id: str | None = None, order: str = ""
+) -> NewTurn:
+    return NewTurn(
+        key=key,
+        event_id=event_id or f"ev-{message}",
+        platform_message_id=message,
+        sort_key=order,
+        event=f'{{"m": "{message}"}}',
+        model="llama3",
+        user_message_id=f"u-{message}",
+        assistant_message_id=f"a-{message}",
+    )
+
+
+async def enqueue(store: SqliteStore, message: str, **kwargs: object) -> int:
+    turn = await store.enqueue_turn(new_turn(message, **kwargs))  # type: ignore[arg-type]
+    assert turn is not None
+    return turn.id
 
 
 async def test_open_creates_parent_dirs_and_sets_pragmas(store: SqliteStore, db_path: Path) -> None:
@@ -61,119 +76,104 @@ async def test_open_creates_parent_dirs_and_sets_pragmas(store: SqliteStore, db_
         assert row is not None and row[0] == expected, pragma
 
 
-async def test_foreign_keys_are_enforced(store: SqliteStore) -> None:
-    with pytest.raises(sqlite3.IntegrityError) as info:
-        await store.start_turn(9999, "m1", "u1", "a1")
-    assert not isinstance(info.value, DuplicateTurn)
-
-
-async def test_claim_event(store: SqliteStore, db_path: Path) -> None:
+async def test_enqueue_records_delivery_conversation_and_queued_turn(
+    store: SqliteStore, db_path: Path
+) -> None:
     before = time.time()
-    assert await store.claim_event("slack", "Ev1") is True
-    assert await store.claim_event("slack", "Ev1") is False
-    # Ids are per platform.
-    assert await store.claim_event("discord", "Ev1") is True
-    rows = raw(db_path, "SELECT platform, event_id, received_at FROM processed_events ORDER BY 1")
-    assert [(p, e) for p, e, _ in rows] == [("discord", "Ev1"), ("slack", "Ev1")]
-    assert all(isinstance(t, float) and t >= before for _, _, t in rows)
+    turn = await store.enqueue_turn(new_turn("m1", order="0001"))
+    assert turn is not None and turn.status is TurnStatus.QUEUED
+    assert (turn.platform_message_id, turn.sort_key, turn.event) == ("m1", "0001", '{"m": "m1"}')
+    assert (turn.user_message_id, turn.assistant_message_id, turn.reply_ids) == ("u-m1", "a-m1", ())
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None and conversation.model == "llama3"
+    assert conversation.chat_id is None and conversation.last_answer_id is None
+    assert raw(db_path, "SELECT platform, event_id FROM processed_events") == [("slack", "ev-m1")]
+    assert raw(db_path, "SELECT status FROM turns") == [("queued",)]
+    assert conversation.created_at >= before
 
 
-async def test_twenty_concurrent_claims_give_exactly_one_true(store: SqliteStore) -> None:
-    results = await asyncio.gather(*(store.claim_event("slack", "same") for _ in range(20)))
-    assert results.count(True) == 1
+async def test_duplicates_write_nothing(store: SqliteStore, db_path: Path) -> None:
+    await enqueue(store, "m1")
+    # The same delivery again, and the same platform message under another delivery id.
+    assert await store.enqueue_turn(new_turn("m1")) is None
+    assert await store.enqueue_turn(new_turn("m1", event_id="another")) is None
+    assert raw(db_path, "SELECT COUNT(*) FROM turns") == [(1,)]
+    # A delivery refused as a duplicate message leaves no ledger row behind either.
+    assert raw(db_path, "SELECT event_id FROM processed_events") == [("ev-m1",)]
+    # Ids are per platform; the same message id in another thread is another turn.
+    assert await store.enqueue_turn(new_turn("m1", key=OTHER)) is not None
 
 
-async def test_concurrent_claims_across_two_connections(store: SqliteStore, db_path: Path) -> None:
+async def test_twenty_concurrent_deliveries_give_one_turn(store: SqliteStore) -> None:
+    results = await asyncio.gather(*(store.enqueue_turn(new_turn("same")) for _ in range(20)))
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_concurrent_deliveries_across_two_connections(
+    store: SqliteStore, db_path: Path
+) -> None:
     # Two stores on one file stand in for two bridge processes.
     second = await open_store(db_path)
     try:
         results = await asyncio.gather(
-            *(s.claim_event("slack", "x") for s in (store, second) for _ in range(10))
+            *(s.enqueue_turn(new_turn("x")) for s in (store, second) for _ in range(10))
         )
     finally:
         await second.close()
-    assert results.count(True) == 1
-
-
-async def test_conversation_round_trip(store: SqliteStore, db_path: Path) -> None:
-    assert await store.get_conversation(KEY) is None
-    conv = await store.create_conversation(KEY, "llama3")
-    assert conv.key == KEY and conv.model == "llama3"
-    assert conv.chat_id is None and conv.last_answer_id is None
-    assert conv.created_at == conv.updated_at
-    assert await store.get_conversation(KEY) == conv
-    # Empty workspace (DMs) is a real value, distinct from other keys.
-    other = await store.create_conversation(OTHER, "qwen")
-    assert other.id != conv.id and other.key == OTHER
-    assert raw(db_path, "SELECT COUNT(*) FROM conversations") == [(2,)]
-
-
-async def test_create_conversation_is_idempotent(store: SqliteStore, db_path: Path) -> None:
-    first = await store.create_conversation(KEY, "llama3")
-    again = await store.create_conversation(KEY, "another-model")
-    assert again == first  # the existing mapping wins, model included
-    racers = await asyncio.gather(*(store.create_conversation(KEY, "m") for _ in range(10)))
-    assert {c.id for c in racers} == {first.id}
+    assert sum(r is not None for r in results) == 1
     assert raw(db_path, "SELECT COUNT(*) FROM conversations") == [(1,)]
 
 
-async def test_set_chat_id(store: SqliteStore, db_path: Path) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    await store.set_chat_id(conv.id, "chat-123")
-    got = await store.get_conversation(KEY)
-    assert got is not None and got.chat_id == "chat-123"
-    assert got.updated_at >= conv.updated_at
-    assert raw(db_path, "SELECT chat_id FROM conversations") == [("chat-123",)]
-    with pytest.raises(LookupError):
-        await store.set_chat_id(9999, "nope")
+async def test_next_turn_runs_cut_off_first_then_platform_order(store: SqliteStore) -> None:
+    late = await enqueue(store, "late", order="0003")
+    early = await enqueue(store, "early", order="0002")
+    running = await enqueue(store, "running", order="0009")
+    await store.mark_running(running)
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None
+    order = []
+    while (turn := await store.next_turn(conversation.id)) is not None:
+        order.append(turn.id)
+        await store.settle_turn(turn.id, TurnStatus.DONE, error=None, answer_id=None)
+    assert order == [running, early, late]
 
 
-async def test_turn_round_trip(store: SqliteStore, db_path: Path) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    assert await store.find_turn(conv.id, "m1") is None
-    turn = await store.start_turn(conv.id, "m1", "u1", "a1")
-    assert (turn.conversation_id, turn.platform_message_id) == (conv.id, "m1")
-    assert (turn.user_message_id, turn.assistant_message_id) == ("u1", "a1")
-    assert turn.status is TurnStatus.RUNNING and turn.error is None
-    assert await store.find_turn(conv.id, "m1") == turn
-    assert raw(db_path, "SELECT status FROM turns WHERE id = ?", (turn.id,)) == [("running",)]
+async def test_open_conversations_per_platform(store: SqliteStore) -> None:
+    await enqueue(store, "m1")
+    await enqueue(store, "m2", key=OTHER)
+    done = await enqueue(store, "m3", key=ThreadKey("slack", "T1", "C2", "t"))
+    await store.settle_turn(done, TurnStatus.FAILED, error="x", answer_id=None)
+    slack = await store.get_conversation(KEY)
+    assert slack is not None
+    assert await store.open_conversations("slack") == [slack.id]
+    assert len(await store.open_conversations("discord")) == 1
+    assert await store.open_conversations("console") == []
 
 
-async def test_duplicate_turn(store: SqliteStore, db_path: Path) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    other = await store.create_conversation(OTHER, "llama3")
-    await store.start_turn(conv.id, "m1", "u1", "a1")
-    with pytest.raises(DuplicateTurn):
-        await store.start_turn(conv.id, "m1", "u2", "a2")
-    # The same platform message id in another conversation is not a duplicate.
-    await store.start_turn(other.id, "m1", "u3", "a3")
-    assert raw(db_path, "SELECT COUNT(*) FROM turns WHERE conversation_id = ?", (conv.id,)) == [
-        (1,)
+async def test_settle_moves_the_chain_only_with_an_answer(
+    store: SqliteStore, db_path: Path
+) -> None:
+    first = await enqueue(store, "m1")
+    await store.settle_turn(first, TurnStatus.DONE, error=None, answer_id="a-m1")
+    second = await enqueue(store, "m2")
+    # A failed turn whose answer never reached the chat leaves the chain alone…
+    await store.settle_turn(second, TurnStatus.FAILED, error="unreachable", answer_id=None)
+    assert raw(db_path, "SELECT last_answer_id FROM conversations") == [("a-m1",)]
+    # …a stopped (or failed) one whose answer exists moves it: the next question hangs there.
+    third = await enqueue(store, "m3")
+    await store.settle_turn(third, TurnStatus.STOPPED, error=None, answer_id="a-m3")
+    assert raw(db_path, "SELECT last_answer_id FROM conversations") == [("a-m3",)]
+    assert raw(db_path, "SELECT status, error FROM turns ORDER BY id") == [
+        ("done", None),
+        ("failed", "unreachable"),
+        ("stopped", None),
     ]
-
-
-async def test_complete_turn_sets_last_answer(store: SqliteStore, db_path: Path) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    turn = await store.start_turn(conv.id, "m1", "u1", "a1")
-    await store.complete_turn(turn.id)
-    done = await store.find_turn(conv.id, "m1")
-    assert done is not None and done.status is TurnStatus.DONE
-    assert done.updated_at >= turn.updated_at
-    got = await store.get_conversation(KEY)
-    assert got is not None and got.last_answer_id == "a1"
-    assert got.updated_at >= conv.updated_at
-    assert raw(db_path, "SELECT last_answer_id FROM conversations") == [("a1",)]
-    # The next turn's answer takes over.
-    second = await store.start_turn(conv.id, "m2", "u2", "a2")
-    await store.complete_turn(second.id)
-    assert raw(db_path, "SELECT last_answer_id FROM conversations") == [("a2",)]
     with pytest.raises(LookupError):
-        await store.complete_turn(9999)
+        await store.settle_turn(9999, TurnStatus.DONE, error=None, answer_id=None)
 
 
-async def test_complete_turn_is_atomic(store: SqliteStore, db_path: Path) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    turn = await store.start_turn(conv.id, "m1", "u1", "a1")
+async def test_settle_is_atomic(store: SqliteStore, db_path: Path) -> None:
+    turn = await enqueue(store, "m1")
     # Make the second statement of the transaction fail, from outside the store.
     conn = sqlite3.connect(db_path)
     conn.execute(
@@ -183,95 +183,123 @@ async def test_complete_turn_is_atomic(store: SqliteStore, db_path: Path) -> Non
     conn.commit()
     conn.close()
     with pytest.raises(sqlite3.IntegrityError, match="boom"):
-        await store.complete_turn(turn.id)
+        await store.settle_turn(turn, TurnStatus.DONE, error=None, answer_id="a-m1")
     # The turn's status update was rolled back with it.
-    assert raw(db_path, "SELECT status FROM turns") == [("running",)]
-    assert raw(db_path, "SELECT last_answer_id FROM conversations") == [(None,)]
+    assert raw(db_path, "SELECT status FROM turns") == [("queued",)]
     # And the store is usable afterwards (no transaction left open).
-    assert await store.claim_event("slack", "after") is True
-    assert raw(db_path, "SELECT COUNT(*) FROM processed_events") == [(1,)]
+    assert await store.enqueue_turn(new_turn("after")) is not None
 
 
-async def test_fail_turn_and_unfinished(store: SqliteStore, db_path: Path) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    t1 = await store.start_turn(conv.id, "m1", "u1", "a1")
-    t2 = await store.start_turn(conv.id, "m2", "u2", "a2")
-    t3 = await store.start_turn(conv.id, "m3", "u3", "a3")
-    await store.fail_turn(t1.id, "model timed out")
-    await store.complete_turn(t3.id)
-    failed = await store.find_turn(conv.id, "m1")
-    assert failed is not None and failed.status is TurnStatus.FAILED
-    assert failed.error == "model timed out"
-    assert raw(db_path, "SELECT error FROM turns WHERE id = ?", (t1.id,)) == [("model timed out",)]
-    assert [t.id for t in await store.unfinished_turns()] == [t2.id]
-    # A failed turn does not move the chain.
-    got = await store.get_conversation(KEY)
-    assert got is not None and got.last_answer_id == "a3"
+async def test_reply_ids_chat_id_and_model(store: SqliteStore, db_path: Path) -> None:
+    turn = await enqueue(store, "m1")
+    await store.set_reply_ids(turn, ["1700.1", "1700.2"])
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None
+    found = await store.find_turn(conversation.id, "m1")
+    assert found is not None and found.reply_ids == ("1700.1", "1700.2")
+    await store.set_chat_id(conversation.id, "chat-1")
+    await store.set_model(conversation.id, "qwen")
+    assert raw(db_path, "SELECT chat_id, model FROM conversations") == [("chat-1", "qwen")]
     with pytest.raises(LookupError):
-        await store.fail_turn(9999, "x")
+        await store.set_chat_id(9999, "nope")
+    with pytest.raises(LookupError):
+        await store.set_reply_ids(9999, [])
 
 
 async def test_turns_in_creation_order(store: SqliteStore) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    other = await store.create_conversation(OTHER, "llama3")
-    ids = [(await store.start_turn(conv.id, f"m{i}", f"u{i}", f"a{i}")).id for i in range(5)]
-    await store.start_turn(other.id, "x", "ux", "ax")
-    assert [t.id for t in await store.turns(conv.id)] == ids
-    assert [t.platform_message_id for t in await store.turns(conv.id)] == [
-        f"m{i}" for i in range(5)
-    ]
+    ids = [await enqueue(store, f"m{i}", order=f"{9 - i}") for i in range(5)]
+    await enqueue(store, "x", key=OTHER)
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None
+    assert [t.id for t in await store.turns(conversation.id)] == ids
     assert await store.turns(9999) == []
 
 
 async def test_prune_events(store: SqliteStore, db_path: Path) -> None:
-    for event_id in ("old1", "old2", "new"):
-        await store.claim_event("slack", event_id)
+    for message in ("old1", "old2", "new"):
+        await enqueue(store, message)
     conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE processed_events SET received_at = 100 WHERE event_id LIKE 'old%'")
+    conn.execute("UPDATE processed_events SET received_at = 100 WHERE event_id LIKE 'ev-old%'")
     conn.commit()
     conn.close()
     assert await store.prune_events(200.0) == 2
-    assert raw(db_path, "SELECT event_id FROM processed_events") == [("new",)]
+    assert raw(db_path, "SELECT event_id FROM processed_events") == [("ev-new",)]
     assert await store.prune_events(200.0) == 0
-    # A forgotten delivery can be claimed again.
-    assert await store.claim_event("slack", "old1") is True
+    # A forgotten delivery id is claimable again, but its message still has its turn.
+    assert await store.enqueue_turn(new_turn("old1")) is None
 
 
 async def test_data_survives_restart(db_path: Path) -> None:
     first = await open_store(db_path)
-    await first.claim_event("slack", "Ev1")
-    conv = await first.create_conversation(KEY, "llama3")
-    await first.set_chat_id(conv.id, "chat-1")
-    done = await first.start_turn(conv.id, "m1", "u1", "a1")
-    await first.complete_turn(done.id)
-    running = await first.start_turn(conv.id, "m2", "u2", "a2")
+    done = await enqueue(first, "m1")
+    await first.settle_turn(done, TurnStatus.DONE, error=None, answer_id="a-m1")
+    waiting = await enqueue(first, "m2")
     await first.close()
     await first.close()  # closing twice is harmless
 
     second = await open_store(db_path)
     try:
-        assert await second.claim_event("slack", "Ev1") is False
+        assert await second.enqueue_turn(new_turn("m2")) is None
         got = await second.get_conversation(KEY)
-        assert got is not None
-        assert (got.id, got.chat_id, got.last_answer_id) == (conv.id, "chat-1", "a1")
-        assert await second.unfinished_turns() == [running]
-        assert [t.status for t in await second.turns(conv.id)] == [
-            TurnStatus.DONE,
-            TurnStatus.RUNNING,
-        ]
+        assert got is not None and got.last_answer_id == "a-m1"
+        assert await second.open_conversations("slack") == [got.id]
+        queued = await second.next_turn(got.id)
+        assert queued is not None and queued.id == waiting
     finally:
         await second.close()
 
 
+async def test_schema_1_turns_are_kept_by_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE conversations (id INTEGER PRIMARY KEY, platform TEXT NOT NULL,
+            workspace TEXT NOT NULL, channel TEXT NOT NULL, thread TEXT NOT NULL,
+            chat_id TEXT NULL, last_answer_id TEXT NULL, model TEXT NOT NULL,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            UNIQUE (platform, workspace, channel, thread));
+        CREATE TABLE turns (id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL
+            REFERENCES conversations (id) ON DELETE CASCADE, platform_message_id TEXT NOT NULL,
+            user_message_id TEXT NOT NULL, assistant_message_id TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+            error TEXT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            UNIQUE (conversation_id, platform_message_id));
+        CREATE INDEX turns_status ON turns (status);
+        CREATE TABLE processed_events (platform TEXT NOT NULL, event_id TEXT NOT NULL,
+            received_at REAL NOT NULL, PRIMARY KEY (platform, event_id));
+        INSERT INTO conversations VALUES (1, 'slack', 'T1', 'C1', 't1', 'chat', 'a0', 'm', 1, 1);
+        INSERT INTO turns VALUES (1, 1, 'm0', 'u0', 'a0', 'done', NULL, 1, 1);
+        INSERT INTO turns VALUES (2, 1, 'm1', 'u1', 'a1', 'running', NULL, 2, 2);
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.close()
+    store = await open_store(path)
+    try:
+        cut_off = await store.next_turn(1)
+        assert cut_off is not None and cut_off.id == 2 and cut_off.status is TurnStatus.RUNNING
+        assert cut_off.event is None and cut_off.reply_ids == ()
+        assert [t.status for t in await store.turns(1)] == [TurnStatus.DONE, TurnStatus.RUNNING]
+    finally:
+        await store.close()
+
+
 async def test_deleting_conversation_cascades_to_turns(store: SqliteStore) -> None:
-    conv = await store.create_conversation(KEY, "llama3")
-    await store.start_turn(conv.id, "m1", "u1", "a1")
+    await enqueue(store, "m1")
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None
     # No Store method deletes; use the store's connection, which has foreign_keys on.
-    await store._conn.execute("DELETE FROM conversations WHERE id = ?", (conv.id,))
-    assert await store.turns(conv.id) == []
+    await store._conn.execute("DELETE FROM conversations WHERE id = ?", (conversation.id,))
+    assert await store.turns(conversation.id) == []
 
 
-async def test_conversation_by_id(store: SqliteStore) -> None:
-    conversation = await store.create_conversation(KEY, "m")
-    assert await store.conversation_by_id(conversation.id) == conversation
-    assert await store.conversation_by_id(conversation.id + 1000) is None
+async def test_in_memory_store_is_private_and_complete() -> None:
+    one, two = await open_store(MEMORY), await open_store(MEMORY)
+    try:
+        assert await one.enqueue_turn(new_turn("m1")) is not None
+        assert await two.get_conversation(KEY) is None
+        assert await two.enqueue_turn(new_turn("m1")) is not None
+    finally:
+        await one.close()
+        await two.close()

@@ -8,6 +8,7 @@ from adapters.slack.text import (
     decode_inbound,
     markdown_to_mrkdwn,
     mentioned_user_ids,
+    neutralise_mentions,
     strip_bot_mention,
 )
 
@@ -150,3 +151,56 @@ def test_strip_bot_mention(text: str, stripped: str) -> None:
 )
 def test_markdown_to_mrkdwn(md: str, mrkdwn: str) -> None:
     assert markdown_to_mrkdwn(md) == mrkdwn
+
+
+Z = "\u200b"
+
+
+@pytest.mark.parametrize(
+    ("answer", "sent"),
+    [
+        # Every form Slack would act on gets a zero-width space after "<": still readable.
+        ("ping <!channel> now", f"ping <{Z}!channel> now"),
+        ("<!here> and <!everyone>", f"<{Z}!here> and <{Z}!everyone>"),
+        ("<!here|here>", f"<{Z}!here|here>"),
+        ("team <!subteam^S123|@oncall>", f"team <{Z}!subteam^S123|@oncall>"),
+        ("ask <@U123> or <@W456|eve>", f"ask <{Z}@U123> or <{Z}@W456|eve>"),
+        # Typed broadcasts too; an e-mail address or a longer word is no broadcast.
+        ("hey @channel and @Here", f"hey @{Z}channel and @{Z}Here"),
+        ("mail ops@here.com", "mail ops@here.com"),
+        ("@channels is a word", "@channels is a word"),
+        ("`<!channel>` in code", f"`<{Z}!channel>` in code"),
+        # Everything else is left as the model wrote it.
+        ("a < b and <https://x.y>", "a < b and <https://x.y>"),
+        ("see <#C1|general>", "see <#C1|general>"),
+        # Already neutral text stays as it is.
+        (f"<{Z}!channel> @{Z}here", f"<{Z}!channel> @{Z}here"),
+    ],
+)
+def test_neutralise_mentions(answer: str, sent: str) -> None:
+    assert neutralise_mentions(answer) == sent
+
+
+MARKUP = "a <!channel> b <@U1> c <!subteam^S1>"
+
+
+@pytest.mark.parametrize("cut", range(len(MARKUP) + 1))
+def test_neutralised_prefix_stays_a_prefix_for_markup(cut: int) -> None:
+    # Streaming appends only what is new: a prefix must neutralise to a prefix.
+    assert neutralise_mentions(MARKUP).startswith(neutralise_mentions(MARKUP[:cut]))
+
+
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        # A Markdown link whose target is Slack markup must not become that markup.
+        ("[all](!channel)", "all (!channel)"),
+        ("[you](@U123)", "you (@U123)"),
+        ("[docs](/relative/path)", "docs (/relative/path)"),
+        ("[docs](https://x.y)", "<https://x.y|docs>"),
+        # Literal markup is escaped, as before.
+        ("<!channel>", "&lt;!channel&gt;"),
+    ],
+)
+def test_mrkdwn_links_cannot_ping(markdown: str, mrkdwn: str) -> None:
+    assert markdown_to_mrkdwn(markdown) == mrkdwn

@@ -1,0 +1,146 @@
+"""Showing an answer on the platform, apart from following the model.
+
+The follower hands every new text to ``offer`` and goes on at once: a slow or
+rate-limited platform delays what the thread shows, never the answer itself,
+so the answer timeout measures the model only. A pusher task sends the newest
+text at most once per ``min_update_interval``; texts that arrive meanwhile are
+skipped, never queued. ``finish`` always delivers the final text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from bridge.errors import ReplyStopped
+from bridge.reply import Capabilities, ReplyHandle
+
+log = logging.getLogger(__name__)
+
+Render = Callable[[str], str]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+class Delivery:
+    def __init__(
+        self, handle: ReplyHandle, capabilities: Capabilities, render: Render = _same
+    ) -> None:
+        self._handle = handle
+        self._interval = capabilities.min_update_interval
+        self._render = render
+        self._latest = ""
+        self._shown = ""
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._pusher: asyncio.Task[None] | None = None
+        self._finishing = False
+        self.stopped = asyncio.Event()  # the person stopped the answer on the platform
+        self.updates_sent = 0
+
+    @property
+    def shown_text(self) -> str:
+        """The text the thread shows now (as rendered for the platform)."""
+        return self._shown
+
+    async def start(self) -> None:
+        try:
+            await self._handle.start()
+        except Exception as exc:  # a thinking indicator is a nicety
+            log.debug("reply start failed: %s", exc)
+        self._pusher = asyncio.create_task(self._push())
+
+    def offer(self, text: str) -> None:
+        """The newest whole text; returns at once."""
+        rendered = self._render(text)
+        if rendered and rendered != self._latest:
+            self._latest = rendered
+            self._wake.set()
+
+    async def _push(self) -> None:
+        last_sent = float("-inf")
+        while not self._closing.is_set():
+            await self._next_offer()
+            self._wake.clear()
+            pause = last_sent + self._interval - time.monotonic()
+            if pause > 0 and await self._pause(pause):
+                return
+            text = self._latest
+            if self._closing.is_set() or text == self._shown:
+                continue
+            try:
+                shown = await self._handle.update(text)
+            except ReplyStopped:
+                self.stopped.set()
+                return
+            except Exception as exc:  # a lost intermediate update is harmless
+                log.warning("update of a reply failed: %s", exc)
+                shown = False
+            last_sent = time.monotonic()
+            if shown:
+                self._shown = text
+                self.updates_sent += 1
+            else:
+                self._wake.set()  # over budget: offer the newest text again after a pause
+
+    async def _next_offer(self) -> None:
+        """Wait for a new text (or closing)."""
+        waits = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._closing.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep, cut short by closing; True if closing."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        return self._closing.is_set()
+
+    async def _halt(self) -> None:
+        """Stop the pusher; a platform call under way is let finish, never cut off."""
+        self._closing.set()
+        if self._pusher is not None:
+            with contextlib.suppress(Exception):
+                await self._pusher
+
+    async def finish(self, text: str) -> None:
+        """Show the final text; raises the platform's error if it cannot land."""
+        await self._halt()
+        final = self._render(text)
+        self._finishing = True
+        await self._handle.finish(final)
+        self._shown = final
+
+    async def end_stopped(self) -> None:
+        """The person stopped the answer: keep what the thread shows."""
+        await self._halt()
+        if self._finishing:
+            return  # the stop came from ``finish`` itself: the reply has had its last call
+        try:
+            await self._handle.finish(self._shown)
+        except Exception as exc:
+            log.debug("ending a stopped reply: %s", exc)
+
+    def abandon(self) -> None:
+        """The turn is being cancelled (shutdown): drop the pusher without a last word."""
+        if self._pusher is not None:
+            self._pusher.cancel()
+
+    async def fail(self, message: str) -> None:
+        """One short message to the thread; never raises."""
+        await self._halt()
+        try:
+            await self._handle.fail(message)
+        except Exception:
+            log.exception("could not tell the thread that the turn failed")

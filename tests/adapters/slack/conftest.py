@@ -1,0 +1,3 @@
+from tests.adapters.slack.slack_fixtures import fake
+
+__all__ = ["fake"]
