@@ -206,10 +206,9 @@ class Bridge:
         result: TurnResult,
     ) -> None:
         """Answer; every way it can end is one final reply call and a result status."""
-        cut_off = turn.status == TurnStatus.RUNNING
         try:
             await delivery.start()
-            await self._answer(conversation, turn, event, delivery, result, cut_off=cut_off)
+            await self._answer(conversation, turn, event, delivery, result)
             result.status = TurnStatus.DONE
         except ReplyStopped:
             result.status = TurnStatus.STOPPED
@@ -231,10 +230,9 @@ class Bridge:
         event: PlatformEvent,
         delivery: Delivery,
         result: TurnResult,
-        *,
-        cut_off: bool,
     ) -> None:
         answer_id = turn.assistant_message_id
+        cut_off = turn.status == TurnStatus.RUNNING  # a restart found it under way
         events = self._live.subscribe(answer_id) if self._live else None
         try:
             request = TurnRequest(

@@ -93,7 +93,9 @@ def visible_text(content: str, reasoning: Reasoning = "summary") -> str:
         if note is None:
             shown.append(rest.removeprefix("\n"))  # the block leaves no blank line
         else:
-            shown.append(note + rest)
+            # A paragraph of its own: Markdown joins lines split by a single newline.
+            following = lines[closing + 1] if closing + 1 < len(lines) else ""
+            shown.append(note + rest + ("\n" if rest == "\n" and following.strip() else ""))
         i = closing + 1
     return "".join(shown)
 

@@ -150,6 +150,9 @@ class SlackAdapter:
                 settings.signing_secret.get_secret_value() if settings.signing_secret else None
             ),
             request_verification_enabled=not settings.socket_mode,
+            # Acknowledge only once the question is stored (the listener makes no Slack
+            # call and takes milliseconds): an event Slack saw acknowledged is never lost.
+            process_before_response=True,
         )
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)

@@ -175,13 +175,7 @@ class SlackReply:
 
     async def start(self) -> None:
         try:
-            await self._call(
-                "assistant.threads.setStatus",
-                False,
-                channel_id=self._to.channel,
-                thread_ts=self._to.thread_ts,
-                status=THINKING,
-            )
+            await self._set_status(THINKING)
             self._status_set = True
         except (_Skipped, *CALL_ERRORS) as exc:
             # Only assistant threads show a status; elsewhere Slack says no. Harmless.
@@ -464,15 +458,18 @@ class SlackReply:
             return
         self._status_set = False
         try:
-            await self._call(
-                "assistant.threads.setStatus",
-                False,
-                channel_id=self._to.channel,
-                thread_ts=self._to.thread_ts,
-                status="",
-            )
+            await self._set_status("")
         except (_Skipped, *CALL_ERRORS):
             pass  # Slack clears it by itself once the bot has answered
+
+    async def _set_status(self, status: str) -> None:
+        await self._call(
+            "assistant.threads.setStatus",
+            False,
+            channel_id=self._to.channel,
+            thread_ts=self._to.thread_ts,
+            status=status,
+        )
 
     async def _call(self, method: str, urgent: bool, **params: Any) -> AsyncSlackResponse:
         """One Web API call within the budget. Not ``urgent``: now or ``_Skipped``.

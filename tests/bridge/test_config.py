@@ -79,3 +79,24 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("openwebui_url = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("604800", 604800.0), ("7d", 604800.0), ("12h", 43200.0), ("90m", 5400.0), ("30s", 30.0)],
+)
+def test_event_retention_takes_durations(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: float
+) -> None:
+    assert load_settings().bridge_event_retention == 7 * 86400  # the default: a week
+    monkeypatch.setenv("BRIDGE_EVENT_RETENTION", value)
+    assert load_settings().bridge_event_retention == seconds
+
+
+def test_bad_retention_and_reasoning_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_EVENT_RETENTION", "soon")
+    monkeypatch.setenv("BRIDGE_SHOW_REASONING", "everything")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "BRIDGE_EVENT_RETENTION" in str(info.value)
+    assert "BRIDGE_SHOW_REASONING" in str(info.value)

@@ -66,23 +66,23 @@ CASES: dict[str, tuple[str, str, str]] = {
     ),
     "reasoning then answer": (
         stored(reasoning(THOUGHTS, 3), text("The answer is 4.")),
-        "_Thought for 3 seconds_\nThe answer is 4.",
+        "_Thought for 3 seconds_\n\nThe answer is 4.",
         "The answer is 4.",
     ),
     "one second": (
         stored(reasoning("quick", 1), text("Yes.")),
-        "_Thought for 1 second_\nYes.",
+        "_Thought for 1 second_\n\nYes.",
         "Yes.",
     ),
     "under a second": (
         stored(reasoning("quick", 0), text("Yes.")),
-        "_Thought for less than a second_\nYes.",
+        "_Thought for less than a second_\n\nYes.",
         "Yes.",
     ),
     "still thinking": (stored(reasoning(THOUGHTS, None)), "", ""),
     "text, reasoning, text": (
         stored(text("First."), reasoning("hmm", 2), text("Second.")),
-        "First.\n\n_Thought for 2 seconds_\nSecond.",
+        "First.\n\n_Thought for 2 seconds_\n\nSecond.",
         "First.\n\nSecond.",
     ),
     "tool call done": (
@@ -106,8 +106,8 @@ CASES: dict[str, tuple[str, str, str]] = {
     ),
     "code interpreter": (
         stored(text("Computing."), code_run("print(2 + 2)"), text("It is 4.")),
-        "Computing.\n\n_Ran code_\nIt is 4.",
-        "Computing.\n\n_Ran code_\nIt is 4.",
+        "Computing.\n\n_Ran code_\n\nIt is 4.",
+        "Computing.\n\n_Ran code_\n\nIt is 4.",
     ),
     "a person's details": (PERSON_DETAILS, PERSON_DETAILS, PERSON_DETAILS),
     "a block inside a code fence": (FENCED, FENCED, FENCED),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -291,3 +292,32 @@ async def test_workspace_without_markdown_text_gets_mrkdwn(make: Make) -> None:
         expected = expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
         assert [m.text for m in replies] == [markdown_to_mrkdwn(expected)]
         assert "```python" not in replies[0].text  # mrkdwn fences carry no language
+
+
+async def test_reasoning_shows_as_one_line_not_raw_html(make: Make) -> None:
+    async with make("socket") as h:
+        q = f"<@{BOT_USER_ID}> think first [[think=1]] [[words=20]]"
+        ts = await h.say(CHANNEL, ALICE, q)
+        [reply] = await h.answers(CHANNEL, ts, 1)
+        answer = expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        assert not any("<details" in version for version in reply.versions)
+        # 0.6.x folds the reasoning into the answer's text (shown as one line of its
+        # own); 0.12.x keeps it apart from the text.
+        assert reply.text == answer or re.fullmatch(
+            r"_Thought for (less than a second|\d+ seconds?)_\n\n" + re.escape(answer), reply.text
+        ), reply.text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_question_is_stored_before_slack_gets_the_ack(make: Make, mode: str) -> None:
+    async with make(mode) as h:
+        h.fake.delay("users.info", 2.0)  # the turn's own look-ups may take their time…
+        ts = await h.say(CHANNEL, ALICE, f"<@{BOT_USER_ID}> keep this safe")
+        # …but once Slack has its acknowledgement, the question is on disk.
+        db = sqlite3.connect(h.runtime.settings.bridge_database)
+        try:
+            rows = db.execute("select platform_message_id from turns").fetchall()
+        finally:
+            db.close()
+        assert rows == [(ts,)]
+        await h.answers(CHANNEL, ts, 1)

@@ -49,11 +49,12 @@ async def test_run_serves_slack_until_stopped(
         fake.add_user("UALICE", "Alice")
         env = base_env(openwebui, fake, tmp_path)
         port = free_port()
+        # Both modes serve /healthz and /readyz; HTTP mode also takes Slack's events there.
+        env |= {"BRIDGE_HTTP_HOST": "127.0.0.1", "BRIDGE_HTTP_PORT": str(port)}
         if mode == "socket":
             env["SLACK_APP_TOKEN"] = "xapp-cli"
         else:
-            env |= {"SLACK_SIGNING_SECRET": SECRET, "BRIDGE_HTTP_HOST": "127.0.0.1",
-                    "BRIDGE_HTTP_PORT": str(port)}  # fmt: skip
+            env["SLACK_SIGNING_SECRET"] = SECRET
         proc = await asyncio.create_subprocess_exec(
             *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -82,6 +83,10 @@ async def test_run_serves_slack_until_stopped(
             assert [m.text for m in fake.bot_replies("C1", ts)] == [
                 expected_reply("Alice: via run")
             ]
+            async with httpx.AsyncClient() as client:
+                ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {"ready": True, "checks": {"openwebui": True, "slack": True}}
         finally:
             proc.send_signal(signal.SIGTERM)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
