@@ -8,21 +8,28 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+import discord as discord_lib
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.discord.app import make_client as make_discord_client
+from adapters.discord.app import point_at
+from adapters.discord.invite import INTENT_MISSING, invite_url, message_content_granted
+from adapters.discord.settings import DiscordSettings
 from adapters.runtime import make_client, start_live_events
 from adapters.slack.app import identify
 from adapters.slack.app import make_client as make_slack_client
 from adapters.slack.settings import SlackSettings
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings, read_settings
 from bridge.errors import AuthRejected, BridgeError
 from bridge.openwebui import JWT_FIX, OpenWebUIClient, describe_expiry, jwt_expiry
 
 Report = Callable[[str, bool, str], None]
 
 
-async def run_check(settings: Settings, slack: SlackSettings) -> int:
+async def run_check(
+    settings: Settings, slack: SlackSettings, discord: DiscordSettings | None = None
+) -> int:
     """Report each check on its own line; exit 1 if any failed."""
     ok = True
 
@@ -37,6 +44,7 @@ async def run_check(settings: Settings, slack: SlackSettings) -> int:
         await check_slack_bot(slack, report)
     if slack.app_token is not None:
         await check_slack_app_token(slack, report)
+    await check_discord_configured(discord, report)
     return 0 if ok else 1
 
 
@@ -147,3 +155,45 @@ async def check_slack_app_token(slack: SlackSettings, report: Report) -> None:
         report("slack app token", False, f"cannot reach {slack.api_url}: {type(exc).__name__}")
         return
     report("slack app token", True, "Socket Mode can connect")
+
+
+async def check_discord_configured(discord: DiscordSettings | None, report: Report) -> None:
+    """Discord, when DISCORD_BOT_TOKEN is set (settings read from the environment
+    when the caller passed none)."""
+    if discord is None:
+        try:
+            discord = read_settings(DiscordSettings)
+        except ConfigError as exc:
+            report("discord", False, str(exc))
+            return
+    if discord.enabled:
+        await check_discord_bot(discord, report)
+
+
+async def check_discord_bot(settings: DiscordSettings, report: Report) -> None:
+    """Log in as the bot (REST only): who it is, its invite URL, and the intent."""
+    if settings.bot_token is None:
+        return
+    point_at(settings)
+    client = make_discord_client(discord_lib.Intents.none())
+    try:
+        await client.login(settings.bot_token.get_secret_value())
+        user, app_id, flags = client.user, client.application_id, client.application_flags
+    except discord_lib.LoginFailure:
+        report("discord", False, "DISCORD_BOT_TOKEN was rejected by Discord (401)")
+        return
+    except discord_lib.HTTPException as exc:
+        report("discord", False, f"{settings.api_url} answered {exc.status}: {exc.text}")
+        return
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        report("discord", False, f"cannot reach {settings.api_url}: {type(exc).__name__}")
+        return
+    finally:
+        await client.close()
+    bot_id = user.id if user is not None else "?"
+    report("discord", True, f"bot {user} ({bot_id})")
+    report("discord invite", True, invite_url(app_id or bot_id))
+    if message_content_granted(flags):
+        report("discord intent", True, "Message Content intent enabled")
+    else:
+        report("discord intent", False, INTENT_MISSING)

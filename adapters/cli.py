@@ -8,9 +8,12 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Protocol
 
 from adapters.check import run_check as _check
 from adapters.console.chat import run_chat
+from adapters.discord.app import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
 from adapters.runtime import open_runtime
 from adapters.slack.app import SlackAdapter
 from adapters.slack.settings import SlackSettings
@@ -55,9 +58,29 @@ def _slack_settings(config: Path | None) -> SlackSettings:
     return settings
 
 
-async def _run(settings: Settings, slack: SlackSettings) -> int:
-    if not slack.enabled:
-        print("owui-bridge: no platform configured (set SLACK_BOT_TOKEN)", file=sys.stderr)
+class Served(Protocol):
+    """A platform adapter as ``run`` drives it."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """No new questions from here on."""
+        ...
+
+    async def close(self) -> None:
+        """After the drain: release what answers under way still needed."""
+        ...
+
+
+async def _run(settings: Settings, slack: SlackSettings, discord: DiscordSettings) -> int:
+    if not (slack.enabled or discord.enabled):
+        print(
+            "owui-bridge: no platform configured (set SLACK_BOT_TOKEN or DISCORD_BOT_TOKEN)",
+            file=sys.stderr,
+        )
         return 2
     if not settings.openwebui_model:
         print("owui-bridge: set OPENWEBUI_MODEL", file=sys.stderr)
@@ -69,18 +92,28 @@ async def _run(settings: Settings, slack: SlackSettings) -> int:
     async with open_runtime(settings) as runtime:
         web = WebServer()
         web.add_check("openwebui", runtime.client.reachable)
-        adapter = SlackAdapter(runtime.bridge, slack, web_server=web)
+        adapters: list[Served] = []
+        if slack.enabled:
+            adapters.append(SlackAdapter(runtime.bridge, slack, web_server=web))
+        if discord.enabled:
+            adapters.append(DiscordAdapter(runtime.bridge, discord, web_server=web))
         await web.start(slack.http_host, slack.http_port)
+        started: list[Served] = []
         try:
-            await adapter.start()
-            # Questions a previous run left queued or half-answered go first, in order.
-            await runtime.bridge.resume(adapter.name)
+            for adapter in adapters:
+                await adapter.start()
+                started.append(adapter)
+                # Questions a previous run left queued or half-answered go first, in order.
+                await runtime.bridge.resume(adapter.name)
             await stop.wait()
         finally:
-            await adapter.stop()  # no new events from here on
+            for adapter in started:
+                await adapter.stop()  # no new questions from here on
             # Answers under way (and queued behind them) get a grace period; what is
             # left is resumed by the next start.
             await runtime.bridge.drain(SHUTDOWN_GRACE)
+            for adapter in adapters:
+                await adapter.close()
             await web.stop()
     return 0
 
@@ -99,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         slack = _slack_settings(args.config)
+        discord = read_settings(DiscordSettings, args.config)
     except ConfigError as exc:
         print(f"owui-bridge: {exc}", file=sys.stderr)
         return 2
@@ -107,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "chat":
             return asyncio.run(_chat(settings, args.thread, args.model))
         if args.command == "run":
-            return asyncio.run(_run(settings, slack))
-        return asyncio.run(_check(settings, slack))
+            return asyncio.run(_run(settings, slack, discord))
+        return asyncio.run(_check(settings, slack, discord))
+    except ConfigError as exc:
+        # A platform refused to start for a reason the operator must fix (one line).
+        print(f"owui-bridge: {exc}", file=sys.stderr)
+        return 2
     except BridgeError as exc:
         print(f"owui-bridge: {exc.user_message} ({exc})", file=sys.stderr)
         return 1

@@ -140,6 +140,11 @@ class Bridge:
         self._queue.wake(turn.conversation_id)
         return result
 
+    async def start_over(self, key: ThreadKey) -> bool:
+        """The thread's next question opens a new chat (e.g. a DM's "/new"); the old
+        chat stays in Open WebUI. Questions already queued finish in the old chat."""
+        return await self._store.retire_conversation(key)
+
     async def resume(self, platform: str) -> int:
         """Run the turns of ``platform`` that an earlier process left queued or cut
         off, through the same per-thread queue as new events. Returns the number of

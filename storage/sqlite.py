@@ -232,6 +232,16 @@ class SqliteStore:
     async def set_model(self, conversation_id: int, model: str) -> None:
         await self._update_conversation(conversation_id, "model", model)
 
+    async def retire_conversation(self, key: ThreadKey) -> bool:
+        async with self._lock:
+            changed = await self._write(
+                # The id makes the retired key unique; '#' never occurs in platform ids.
+                "UPDATE conversations SET thread = thread || '#' || id, updated_at = ?"
+                " WHERE platform = ? AND workspace = ? AND channel = ? AND thread = ?",
+                (time.time(), key.platform, key.workspace, key.channel, key.thread),
+            )
+        return changed == 1
+
     async def _update_conversation(self, conversation_id: int, column: str, value: str) -> None:
         async with self._lock:
             changed = await self._write(

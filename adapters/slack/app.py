@@ -217,6 +217,9 @@ class SlackAdapter:
             await self._own_web.stop()
             self._own_web = None
 
+    async def close(self) -> None:
+        """After the drain: nothing left to release (Web API calls hold no connection)."""
+
     async def ready(self) -> bool:
         """Readiness: Slack's Web API answers for this token right now."""
         try:

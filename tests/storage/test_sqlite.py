@@ -303,3 +303,20 @@ async def test_in_memory_store_is_private_and_complete() -> None:
     finally:
         await one.close()
         await two.close()
+
+
+async def test_retired_conversation_keeps_its_turns_and_frees_the_key(
+    store: SqliteStore, db_path: Path
+) -> None:
+    first = await enqueue(store, "m1")
+    old = await store.get_conversation(KEY)
+    assert old is not None
+    assert await store.retire_conversation(KEY) is True
+    assert await store.get_conversation(KEY) is None
+    assert await store.retire_conversation(KEY) is False  # nothing left to retire
+    await enqueue(store, "m2")
+    new = await store.get_conversation(KEY)
+    assert new is not None and new.id != old.id
+    kept = await store.conversation_by_id(old.id)
+    assert kept is not None and kept.key.thread == f"{KEY.thread}#{old.id}"
+    assert [t.id for t in await store.turns(old.id)] == [first]

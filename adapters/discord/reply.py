@@ -1,0 +1,323 @@
+"""One answer in a Discord channel (a thread or a DM), as a small state machine.
+
+::
+
+    typing ──first text──▶ editing ──finish / fail──▶ done
+                  (stored ids after a restart start in editing)
+
+* **typing**: the typing indicator, renewed every ``TYPING_RENEW`` seconds
+  (Discord shows it for 10), until the first text goes out.
+* **editing**: the answer split at paragraph/code-fence boundaries into
+  messages of at most 2,000 characters (``bridge.split``); each part is posted
+  once and edited as it grows; a part a person deleted is posted again (with
+  the parts after it, so the order holds); surplus parts are deleted. Each time
+  the list of message ids changes it is saved, so a restart edits them in place.
+
+Pacing comes from the core (``Capabilities.min_update_interval``);
+discord.py's rate limiter waits out buckets and 429s (``retry_after``). An
+update while another call is still under way is skipped. ``finish`` lands the
+final text or raises ``PlatformFailed`` / ``PlatformRateLimited``. Every
+message goes out with mentions disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import discord
+
+from bridge.errors import PlatformFailed, PlatformRateLimited
+from bridge.reply import SaveMessageIds
+from bridge.split import split_message
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+TYPING_RENEW = 8.0  # seconds; Discord's typing indicator lasts 10
+EMPTY_ANSWER = "*(empty answer)*"
+WARNING = "⚠️"
+# Waits before retrying a final call that failed on the way (network, Discord 5xx).
+FINAL_RETRY_DELAYS = (1.0, 3.0, 8.0)
+NO_MENTIONS = discord.AllowedMentions.none()
+UNKNOWN_MESSAGE = 10008  # Discord's JSON error code: the message does not exist (any more)
+
+
+class MessageGone(Exception):
+    """The message was deleted (by a person, or never existed)."""
+
+
+class CallFailed(PlatformFailed):
+    """A call whose fate is unknown (network, Discord 5xx): worth another try."""
+
+
+class Channel(Protocol):
+    """The Discord calls a reply makes; errors come out as ``MessageGone``,
+    ``CallFailed``, ``PlatformFailed`` or ``PlatformRateLimited``."""
+
+    async def typing(self) -> None: ...
+
+    async def send(self, text: str) -> str: ...
+
+    async def edit(self, message_id: str, text: str) -> None: ...
+
+    async def delete(self, message_id: str) -> None: ...
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """discord.py and network errors as the bridge's own, where they enter."""
+    try:
+        yield
+    except discord.NotFound as exc:
+        if exc.code == UNKNOWN_MESSAGE:
+            raise MessageGone(what) from exc
+        raise PlatformFailed(f"{what}: not found ({exc.code}: {exc.text})") from exc
+    except discord.RateLimited as exc:
+        raise PlatformRateLimited(f"{what}: retry after {exc.retry_after:.0f} s") from exc
+    except discord.DiscordServerError as exc:
+        raise CallFailed(f"{what}: Discord answered {exc.status}") from exc
+    except discord.HTTPException as exc:
+        if exc.status == 429:
+            raise PlatformRateLimited(f"{what}: still rate limited") from exc
+        raise PlatformFailed(f"{what}: {exc.status} ({exc.code}: {exc.text})") from exc
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise CallFailed(f"{what}: {type(exc).__name__}") from exc
+
+
+class DiscordChannel:
+    """``Channel`` on discord.py's REST client: no fetch, ids only."""
+
+    def __init__(self, channel: discord.PartialMessageable) -> None:
+        self._channel = channel
+
+    async def typing(self) -> None:
+        with translated(f"typing in {self._channel.id}"):
+            await self._channel.typing()
+
+    async def send(self, text: str) -> str:
+        with translated(f"posting in {self._channel.id}"):
+            message = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+        return str(message.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        with translated(f"editing {message_id} in {self._channel.id}"):
+            await self._channel.get_partial_message(int(message_id)).edit(
+                content=text, allowed_mentions=NO_MENTIONS
+            )
+
+    async def delete(self, message_id: str) -> None:
+        with translated(f"deleting {message_id} in {self._channel.id}"):
+            await self._channel.get_partial_message(int(message_id)).delete()
+
+
+# -- states ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Part:
+    id: str
+    shown: str | None  # None: unknown (written before a restart)
+
+
+@dataclass
+class _Typing:
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Editing:
+    parts: list[_Part] = field(default_factory=list)
+
+
+@dataclass
+class _Done:
+    parts: list[_Part] = field(default_factory=list)
+
+
+_State = _Typing | _Editing | _Done
+
+
+class DiscordReply:
+    """``bridge.reply.ReplyHandle`` for one answer in one Discord channel."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        message_ids: Sequence[str] = (),
+        save_ids: SaveMessageIds | None = None,
+        *,
+        limit: int = MESSAGE_LIMIT,
+        typing_renew: float = TYPING_RENEW,
+        final_retry_delays: Sequence[float] = FINAL_RETRY_DELAYS,
+    ) -> None:
+        self._channel = channel
+        self._save_ids = save_ids
+        self._limit = limit
+        self._typing_renew = typing_renew
+        self._retry_delays = tuple(final_retry_delays)
+        self._lock = asyncio.Lock()  # one Discord exchange at a time per reply
+        self._state: _State = (
+            _Editing([_Part(i, None) for i in message_ids]) if message_ids else _Typing()
+        )
+
+    @property
+    def message_ids(self) -> list[str]:
+        """The messages the reply occupies now, in order."""
+        state = self._state
+        return [part.id for part in state.parts] if isinstance(state, _Editing | _Done) else []
+
+    # -- ReplyHandle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        state = self._state
+        if isinstance(state, _Typing) and state.task is None:
+            # The first indicator before start returns (the answer may come at once);
+            # renewals in the background until the first text.
+            if await self._type():
+                state.task = asyncio.create_task(self._keep_typing())
+
+    async def update(self, text: str) -> bool:
+        if self._lock.locked() or isinstance(self._state, _Done):
+            return False  # an edit is still on its way: the core offers a newer text later
+        async with self._lock:
+            try:
+                await self._show(text)
+            except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
+                # A lost intermediate update is harmless: a later one or the final carries it.
+                log.warning("discord update failed: %s", exc)
+                return False
+            return True
+
+    async def finish(self, text: str) -> None:
+        async with self._lock:
+            if isinstance(self._state, _Done):
+                return
+            for delay in (*self._retry_delays, None):
+                try:
+                    await self._show(text)
+                    break
+                except CallFailed as exc:
+                    if delay is None:
+                        raise
+                    log.warning("discord final text failed (%s); retrying in %.0f s", exc, delay)
+                    await asyncio.sleep(delay)
+            self._state = _Done(self._editing().parts)
+
+    async def fail(self, message: str) -> None:
+        async with self._lock:
+            state = self._state
+            self._stop_typing()
+            parts = state.parts if isinstance(state, _Editing | _Done) else []
+            self._state = _Done(parts)
+            await self._show_warning(parts, f"{WARNING} {message}")
+
+    # -- showing text -----------------------------------------------------------------
+
+    async def _show(self, text: str) -> None:
+        chunks = split_message(text if text.strip() else EMPTY_ANSWER, self._limit)
+        state = self._editing()
+        parts = state.parts
+        index = 0
+        while index < len(chunks):
+            chunk = chunks[index]
+            if index >= len(parts):
+                parts.append(_Part(await self._channel.send(chunk), chunk))
+                await self._save(parts)
+            elif parts[index].shown != chunk:
+                try:
+                    await self._channel.edit(parts[index].id, chunk)
+                except MessageGone:
+                    # Deleted by a person: this part and the ones after it go out again,
+                    # so the thread reads in order.
+                    log.info("message %s is gone; posting the answer from there", parts[index].id)
+                    await self._delete_from(parts, index)
+                    continue
+                parts[index].shown = chunk
+            index += 1
+        if len(parts) > len(chunks):
+            # An earlier, longer attempt's parts. The answer itself is shown: a part that
+            # cannot be deleted is left (and forgotten) rather than failing the answer.
+            try:
+                await self._delete_from(parts, len(chunks))
+            except (PlatformFailed, PlatformRateLimited) as exc:
+                log.warning("cannot delete a surplus part of an answer: %s", exc)
+                del parts[len(chunks) :]
+                await self._save(parts)
+
+    def _editing(self) -> _Editing:
+        state = self._state
+        if isinstance(state, _Editing):
+            return state
+        self._stop_typing()
+        editing = _Editing()
+        self._state = editing
+        return editing
+
+    async def _delete_from(self, parts: list[_Part], index: int) -> None:
+        while len(parts) > index:
+            with contextlib.suppress(MessageGone):
+                await self._channel.delete(parts[-1].id)
+            parts.pop()
+            await self._save(parts)
+
+    async def _show_warning(self, parts: list[_Part], warning: str) -> None:
+        """The one failure notice: in the reply's message where it has one."""
+        into: _Part | None = None
+        text = warning
+        if parts and any(part.shown is None for part in parts):
+            # What these messages show is unknown (a restart): the first says it, the rest go.
+            into = parts[0]
+            try:
+                await self._delete_from(parts, 1)
+            except PlatformFailed as exc:
+                log.warning("cannot delete the rest of a failed answer: %s", exc)
+        elif parts:
+            shown = parts[-1].shown or ""
+            combined = f"{shown}\n\n{warning}" if shown.strip() else warning
+            if len(combined) <= self._limit:
+                into, text = parts[-1], combined
+        if into is not None:
+            try:
+                await self._channel.edit(into.id, text)
+                return
+            except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
+                log.warning("cannot edit %s for the failure notice: %s", into.id, exc)
+        try:
+            message_id = await self._channel.send(warning)
+        except MessageGone as exc:  # cannot happen on a post; keeps the contract's types
+            raise PlatformFailed(str(exc)) from exc
+        parts.append(_Part(message_id, warning))
+        await self._save(parts)
+
+    # -- typing -------------------------------------------------------------------------
+
+    async def _keep_typing(self) -> None:
+        while True:
+            await asyncio.sleep(self._typing_renew)
+            if not await self._type():
+                return
+
+    async def _type(self) -> bool:
+        """One typing indicator; False when Discord refuses it (not worth retrying)."""
+        try:
+            await self._channel.typing()
+        except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
+            log.debug("no typing indicator: %s", exc)
+            return isinstance(exc, CallFailed)
+        return True
+
+    def _stop_typing(self) -> None:
+        state = self._state
+        if isinstance(state, _Typing) and state.task is not None:
+            state.task.cancel()
+            state.task = None
+
+    async def _save(self, parts: list[_Part]) -> None:
+        if self._save_ids is not None:
+            await self._save_ids([part.id for part in parts])

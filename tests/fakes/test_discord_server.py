@@ -1,0 +1,497 @@
+"""FakeDiscord driven by the real discord.py client (REST, gateway, app commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import discord
+import pytest
+from discord import app_commands
+
+from tests.fakes.discord_server import (
+    APP_ID,
+    BOT_USER_ID,
+    GATEWAY_MESSAGE_CONTENT_LIMITED,
+    GUILD_FORUM,
+    MESSAGE_CONTENT,
+    FakeDiscord,
+    point_discord_py_at,
+)
+
+TOKEN = "fake-bot-token"
+EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    guild: str
+    general: str
+    forum: str
+    ada: str
+    role: str
+
+
+@dataclass
+class Bot:
+    client: discord.Client
+    task: asyncio.Task[None]
+    messages: list[discord.Message] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    resumed: int = 0
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Lab")
+        general = fake.add_channel(guild, "general")
+        forum = fake.add_channel(guild, "help", type=GUILD_FORUM)
+        ada = fake.add_user(name="ada", global_name="Ada Lovelace")
+        role = fake.add_role(guild, name="mathematicians")
+        fake.add_member(guild, ada, nick="Ada L.", roles=[role])
+        with point_discord_py_at(fake):
+            yield World(fake, guild, general, forum, ada, role)
+
+
+def _intents(*, content: bool = True) -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = content
+    return intents
+
+
+async def _start(client: discord.Client) -> Bot:
+    bot = Bot(client, asyncio.create_task(client.start(TOKEN)))
+
+    @client.event
+    async def on_ready() -> None:
+        bot.ready.set()
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        bot.messages.append(message)
+
+    @client.event
+    async def on_resumed() -> None:
+        bot.resumed += 1
+
+    ready = asyncio.create_task(bot.ready.wait())
+    done, _ = await asyncio.wait({ready, bot.task}, timeout=5, return_when="FIRST_COMPLETED")
+    if ready in done:
+        return bot
+    # A client left running would reconnect to discord.gg once the patch is undone.
+    ready.cancel()
+    await client.close()
+    if bot.task.done():
+        bot.task.result()  # raises what start() raised
+    bot.task.cancel()
+    raise AssertionError("on_ready never fired")
+
+
+@pytest.fixture
+async def bot(world: World) -> AsyncIterator[Bot]:
+    client = discord.Client(intents=_intents(), guild_ready_timeout=0.05)
+    running = await _start(client)
+    yield running
+    await client.close()
+    await asyncio.wait_for(running.task, 5)
+
+
+async def _wait_messages(fake: FakeDiscord, bot: Bot, count: int) -> None:
+    await fake.wait_for(lambda: len(bot.messages) >= count, what=f"{count} on_message call(s)")
+
+
+# -- login, READY, GUILD_CREATE, MESSAGE_CREATE ------------------------------------------
+
+
+async def test_ready_fills_the_cache(world: World) -> None:
+    intents = _intents()
+    intents.members = True
+    client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+    bot = await _start(client)
+    try:
+        _check_cache(world, client, intents)
+    finally:
+        await client.close()
+        await bot.task
+
+
+def _check_cache(world: World, client: discord.Client, intents: discord.Intents) -> None:
+    assert client.user is not None and str(client.user.id) == BOT_USER_ID
+    assert str(client.application_id) == APP_ID
+    assert client.application_flags.value & GATEWAY_MESSAGE_CONTENT_LIMITED
+    assert client.application_flags.gateway_message_content_limited
+    guild = client.get_guild(int(world.guild))
+    assert guild is not None and guild.name == "Lab"
+    general = guild.get_channel(int(world.general))
+    assert isinstance(general, discord.TextChannel) and general.name == "general"
+    assert isinstance(guild.get_channel(int(world.forum)), discord.ForumChannel)
+    ada = guild.get_member(int(world.ada))
+    assert ada is not None and ada.display_name == "Ada L." and ada.global_name == "Ada Lovelace"
+    assert [r.name for r in ada.roles] == ["@everyone", "mathematicians"]
+    me = guild.me
+    assert me is not None and me.bot
+    perms = general.permissions_for(me)
+    assert perms.create_public_threads and perms.send_messages_in_threads
+    # What discord.py asked for: the identify carried the intents, the socket compression.
+    assert world.fake.identifies[0]["intents"] == intents.value
+    assert world.fake.gateway_connections[0].query == {
+        "v": "10",
+        "encoding": "json",
+        "compress": "zlib-stream",
+    }
+    assert [c.key for c in world.fake.calls[:2]] == [
+        "GET /users/@me",
+        "GET /oauth2/applications/@me",
+    ]
+
+
+async def test_message_create_reaches_on_message(world: World, bot: Bot) -> None:
+    fake = world.fake
+    sent = fake.user_says(
+        world.general, world.ada, f"<@{BOT_USER_ID}> what is 2+2, <@&{world.role}>?"
+    )
+    await _wait_messages(fake, bot, 1)
+    message = bot.messages[0]
+    assert message.id == int(sent.id)
+    assert message.content == f"<@{BOT_USER_ID}> what is 2+2, <@&{world.role}>?"
+    assert isinstance(message.author, discord.Member)
+    assert message.author.display_name == "Ada L."
+    assert bot.client.user in message.mentions
+    # Without the members intent only the bot is cached: the author's member comes with the
+    # message.
+    assert message.guild is not None and message.guild.get_member(int(world.ada)) is None
+    assert [r.id for r in message.role_mentions] == [int(world.role)]
+    assert isinstance(message.channel, discord.TextChannel)
+    assert message.type is discord.MessageType.default and message.webhook_id is None
+
+    dm = fake.add_dm(world.ada)
+    fake.user_says(dm, world.ada, "hi in private")
+    webhook = fake.user_says(world.general, world.ada, "from a webhook", webhook=True)
+    await _wait_messages(fake, bot, 3)
+    assert isinstance(bot.messages[1].channel, discord.DMChannel)
+    assert bot.messages[1].content == "hi in private" and bot.messages[1].guild is None
+    assert bot.messages[2].webhook_id == int(str(webhook.webhook_id))
+
+
+async def test_content_is_withheld_without_the_intent(world: World) -> None:
+    fake = world.fake
+    client = discord.Client(intents=_intents(content=False), guild_ready_timeout=0.05)
+    bot = await _start(client)
+    try:
+        fake.user_says(world.general, world.ada, "no mention here")
+        fake.user_says(world.general, world.ada, f"<@{BOT_USER_ID}> mentioned")
+        fake.user_says(fake.add_dm(world.ada), world.ada, "a DM")
+        await _wait_messages(fake, bot, 3)
+        assert [m.content for m in bot.messages] == ["", f"<@{BOT_USER_ID}> mentioned", "a DM"]
+    finally:
+        await client.close()
+        await bot.task
+
+
+# -- REST: send, edit, threads, typing, history ---------------------------------------------
+
+
+async def test_send_edit_thread_typing_and_history(world: World, bot: Bot) -> None:
+    fake = world.fake
+    question = fake.user_says(world.general, world.ada, f"<@{BOT_USER_ID}> tell me about @everyone")
+    await _wait_messages(fake, bot, 1)
+    asked = bot.messages[0]
+
+    thread = await asked.create_thread(name="tell me about everyone")
+    assert thread.id == asked.id and thread.parent_id == int(world.general)
+    assert fake.message(question.id) is not None
+    assert fake.threads(world.general)[0]["name"] == "tell me about everyone"
+    # THREAD_CREATE reached the cache.
+    await fake.wait_for(lambda: bot.client.get_channel(thread.id) is not None)
+
+    async with thread.typing():
+        pass
+    none = discord.AllowedMentions.none()
+    answer = await thread.send("Thinking about @everyone", allowed_mentions=none)
+    await answer.edit(content="Everyone is here.", allowed_mentions=none)
+    second = await thread.send(f"<@{world.ada}> ping!")  # no allowed_mentions: pings Ada
+
+    assert len(fake.typing_in(thread.id)) == 1
+    view = fake.channel_view(thread.id)
+    assert [(m.content, m.by_bot) for m in view] == [
+        ("Everyone is here.", True),
+        (f"<@{world.ada}> ping!", True),
+    ]
+    assert view[0].versions == ["Thinking about @everyone", "Everyone is here."]
+    assert view[0].allowed_mentions == [none.to_dict(), none.to_dict()]
+    assert fake.pings(thread.id) == [(view[1], f"<@{world.ada}>")]
+    assert [m.id for m in fake.bot_messages(thread.id)] == [str(answer.id), str(second.id)]
+    assert int(question.id) < answer.id < second.id  # snowflakes grow
+
+    history = [m async for m in thread.history(limit=10)]
+    assert [m.id for m in history] == [second.id, answer.id]  # newest first
+    oldest_first = [m.id async for m in thread.history(limit=10, oldest_first=True)]
+    assert oldest_first == [answer.id, second.id]
+    fetched = await thread.fetch_message(answer.id)
+    assert fetched.content == "Everyone is here." and fetched.edited_at is not None
+    await second.delete()
+    assert [m.id for m in fake.bot_messages(thread.id)] == [str(answer.id)]
+
+    calls = fake.calls_of("PATCH", "/channels/{channel_id}/messages/{message_id}")
+    assert len(calls) == 1 and calls[0].body["content"] == "Everyone is here."
+    assert fake.calls_of("POST", f"/channels/{thread.id}/typing")
+
+
+async def test_discord_refusals(world: World, bot: Bot) -> None:
+    fake = world.fake
+    fake.user_says(world.general, world.ada, "hello")
+    await _wait_messages(fake, bot, 1)
+    message = bot.messages[0]
+    channel = message.channel
+    assert isinstance(channel, discord.TextChannel)
+
+    with pytest.raises(discord.HTTPException) as too_long:
+        await channel.send("x" * 2001)
+    assert (too_long.value.status, too_long.value.code) == (400, 50035)
+    await channel.send("x" * 2000)
+
+    with pytest.raises(discord.HTTPException) as bad_name:
+        await message.create_thread(name="n" * 101)
+    assert bad_name.value.code == 50035
+    await message.create_thread(name="first")
+    with pytest.raises(discord.HTTPException) as twice:
+        await message.create_thread(name="second")
+    assert twice.value.code == 160004
+
+    with pytest.raises(discord.Forbidden) as not_ours:
+        await message.edit(content="mine now")
+    assert not_ours.value.code == 50005
+
+    fake.fail_next("POST /channels/{channel_id}/messages", 403, 50013, "Missing Permissions")
+    with pytest.raises(discord.Forbidden) as forbidden:
+        await channel.send("nope")
+    assert forbidden.value.code == 50013
+
+
+async def test_429_on_an_edit_is_waited_out(world: World, bot: Bot) -> None:
+    fake = world.fake
+    channel = bot.client.get_channel(int(world.general))
+    assert isinstance(channel, discord.TextChannel)
+    sent = await channel.send("draft", allowed_mentions=discord.AllowedMentions.none())
+    fake.rate_limit_next(EDIT, retry_after=0.5)
+    started = time.monotonic()
+    await sent.edit(content="final")
+    assert time.monotonic() - started >= 0.5
+    edits = fake.calls_of("PATCH", "/channels/*/messages/*")
+    assert len(edits) == 2 and fake.rate_limited == [edits[0]]
+    assert fake.channel_view(world.general)[-1].content == "final"
+
+
+async def test_429_headers_are_what_discord_py_needs(world: World) -> None:
+    fake = world.fake
+    fake.rate_limit_next("GET /gateway/bot", retry_after=2.5)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{fake.api_url}/gateway/bot", headers={"Authorization": "Bot x"}) as r,
+    ):
+        assert r.status == 429
+        assert await r.json() == {
+            "message": "You are being rate limited.",
+            "retry_after": 2.5,
+            "global": False,
+        }
+        assert r.headers["Via"] == "1.1 google" and r.headers["Retry-After"] == "3"
+        assert r.headers["X-RateLimit-Remaining"] == "0"
+        assert r.headers["X-RateLimit-Reset-After"] == "2.500"
+        assert r.headers["X-RateLimit-Bucket"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{fake.api_url}/gateway/bot", headers={"Authorization": "Bot x"}) as r,
+    ):
+        body = await r.json()
+        assert body["url"] == fake.gateway_url and body["shards"] == 1
+        assert body["session_start_limit"]["max_concurrency"] == 1
+        assert "X-RateLimit-Limit" in r.headers
+
+
+# -- gateway: resume, replay, fatal closes ------------------------------------------------
+
+
+async def test_reconnect_resumes_and_replays_missed_events(world: World, bot: Bot) -> None:
+    fake = world.fake
+    fake.user_says(world.general, world.ada, "one")
+    await _wait_messages(fake, bot, 1)
+
+    fake.reconnect()
+    # Sent right behind op 7: the client closes before reading it, so only the resume's
+    # replay of the session's buffer delivers it.
+    fake.user_says(world.general, world.ada, "two")
+    await fake.wait_for(lambda: bot.resumed == 1, what="RESUMED")
+    await _wait_messages(fake, bot, 2)
+    assert [m.content for m in bot.messages] == ["one", "two"]
+    assert len(fake.identifies) == 1 and len(fake.resumes) == 1
+    assert fake.resumes[0]["session_id"] == bot.client.ws.session_id
+
+    fake.drop()
+    fake.user_says(world.general, world.ada, "three")  # lost with the socket
+    await fake.wait_for(lambda: bot.resumed == 2, what="second RESUMED")
+    await _wait_messages(fake, bot, 3)
+    assert [m.content for m in bot.messages] == ["one", "two", "three"]
+    assert len(fake.identifies) == 1 and len(fake.gateway_connections) == 3
+
+
+async def test_a_replayed_message_create_arrives_twice(world: World, bot: Bot) -> None:
+    fake = world.fake
+    fake.user_says(world.general, world.ada, "only once, please")
+    await _wait_messages(fake, bot, 1)
+    assert fake.replay_last(1) == 1
+    await _wait_messages(fake, bot, 2)
+
+    # And a resume that restarts one dispatch early delivers it again too.
+    fake.resume_replays_delivered = 1
+    fake.drop()
+    await fake.wait_for(lambda: bot.resumed == 1, what="RESUMED")
+    await _wait_messages(fake, bot, 3)
+    assert [m.id for m in bot.messages] == [bot.messages[0].id] * 3
+
+
+async def test_invalid_session_identifies_again(world: World, bot: Bot) -> None:
+    fake = world.fake
+    fake.invalidate_session()
+    await fake.wait_for_session(2, timeout=10)
+    fake.user_says(world.general, world.ada, "after the new session")
+    await _wait_messages(fake, bot, 1)
+    assert len(fake.identifies) == 2
+    # Only the DEFAULT_GATEWAY patch keeps this reconnect away from discord.gg.
+    assert len(fake.gateway_connections) == 2
+
+
+async def test_message_content_intent_not_allowed(world: World) -> None:
+    world.fake.message_content_allowed = False
+    client = discord.Client(intents=_intents(), guild_ready_timeout=0.05)
+    with pytest.raises(discord.errors.PrivilegedIntentsRequired):
+        await _start(client)  # closes the client when start() fails
+    assert not client.application_flags.gateway_message_content_limited
+    assert world.fake.identifies[0]["intents"] & MESSAGE_CONTENT
+
+
+async def test_plain_text_frames_when_compression_is_off(world: World) -> None:
+    world.fake.zlib_stream = False
+    client = discord.Client(intents=_intents(), guild_ready_timeout=0.05)
+    bot = await _start(client)
+    try:
+        world.fake.user_says(world.general, world.ada, "plain")
+        await _wait_messages(world.fake, bot, 1)
+    finally:
+        await client.close()
+        await bot.task
+
+
+async def test_raw_gateway_frames(world: World) -> None:
+    """The handshake as a hand-written client sees it (zlib-stream framing included)."""
+    fake = world.fake
+    inflate = zlib.decompressobj()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream") as ws,
+    ):
+
+        async def receive() -> dict[str, object]:
+            frame = await ws.receive_bytes(timeout=5)
+            assert frame.endswith(b"\x00\x00\xff\xff")
+            decoded: dict[str, object] = __import__("json").loads(inflate.decompress(frame))
+            return decoded
+
+        hello = await receive()
+        assert hello == {"op": 10, "d": {"heartbeat_interval": 41_250}}
+        await ws.send_json({"op": 1, "d": None})
+        assert await receive() == {"op": 11}
+        await ws.send_json(
+            {"op": 2, "d": {"token": TOKEN, "intents": 1 | 1 << 9, "properties": {}}}
+        )
+        ready = await receive()
+        assert (ready["op"], ready["s"], ready["t"]) == (0, 1, "READY")
+        guild_create = await receive()
+        assert (guild_create["s"], guild_create["t"]) == (2, "GUILD_CREATE")
+
+
+# -- application commands and interactions -----------------------------------------------
+
+
+async def test_slash_command_round_trip(world: World) -> None:
+    fake = world.fake
+    client = discord.Client(intents=_intents(), guild_ready_timeout=0.05)
+    tree = app_commands.CommandTree(client)
+    ran: list[discord.Interaction] = []
+
+    @tree.command(name="new", description="Start a new chat")
+    async def new(interaction: discord.Interaction) -> None:
+        ran.append(interaction)
+        await interaction.response.send_message("Started a new chat.", ephemeral=True)
+
+    @tree.command(name="hello", description="Say hello")
+    async def hello(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("Hello, everyone!")
+
+    async def setup_hook() -> None:
+        await tree.sync()
+
+    client.setup_hook = setup_hook  # type: ignore[method-assign]
+    bot = await _start(client)
+    try:
+        assert [c["name"] for c in fake.commands] == ["new", "hello"]
+        assert len(fake.command_overwrites) == 1
+        assert fake.calls_of("PUT", "/applications/{application_id}/commands")
+
+        fake.interaction(world.ada, "new", world.general)
+        await fake.wait_for(lambda: len(fake.interaction_responses) == 1, what="/new response")
+        assert ran[0].user.id == int(world.ada) and ran[0].command is not None
+        response = fake.interaction_responses[0]
+        assert response.type == 4 and response.data["content"] == "Started a new chat."
+        # Ephemeral: only Ada sees it.
+        assert fake.bot_messages(world.general) == []
+        assert [m.content for m in fake.bot_messages(world.general, as_user=world.ada)] == [
+            "Started a new chat."
+        ]
+
+        dm = fake.add_dm(world.ada)
+        fake.interaction(world.ada, "hello", dm)
+        await fake.wait_for(lambda: len(fake.interaction_responses) == 2, what="/hello response")
+        assert [m.content for m in fake.channel_view(dm)] == ["Hello, everyone!"]
+    finally:
+        await client.close()
+        await bot.task
+
+
+async def test_forum_post_and_thread_history(world: World, bot: Bot) -> None:
+    fake = world.fake
+    thread_id, first = fake.forum_post(world.forum, world.ada, "How do I?", "Question body")
+    assert first.id == thread_id
+    fake.user_says(thread_id, world.ada, f"<@{BOT_USER_ID}> any idea?")
+    await _wait_messages(fake, bot, 2)
+    thread = bot.messages[1].channel
+    assert isinstance(thread, discord.Thread) and thread.parent_id == int(world.forum)
+    assert [m.content async for m in thread.history(oldest_first=True)] == [
+        "Question body",
+        f"<@{BOT_USER_ID}> any idea?",
+    ]
+    assert bot.messages[0].id == thread.id
+
+
+async def test_hold_and_release_an_edit(world: World, bot: Bot) -> None:
+    fake = world.fake
+    channel = bot.client.get_channel(int(world.general))
+    assert isinstance(channel, discord.TextChannel)
+    sent = await channel.send("draft")
+    fake.hold(EDIT, when=lambda call: call.body.get("content") == "final")
+    edit = asyncio.create_task(sent.edit(content="final"))
+    await fake.wait_for(lambda: len(fake.held) == 1, what="the held edit")
+    assert fake.channel_view(world.general)[-1].content == "draft"
+    fake.release(EDIT)
+    await edit
+    assert fake.channel_view(world.general)[-1].versions == ["draft", "final"]
+    assert fake.dropped == []
