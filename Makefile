@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# `make run` talks from the terminal; `make run CMD=run` serves Slack.
+# `make run` talks from the terminal; `make run CMD=run` serves Slack and/or Discord.
 run: install
 	$(BIN)/owui-bridge $(CMD) $(ARGS)
 

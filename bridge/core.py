@@ -255,9 +255,14 @@ class Bridge:
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
             if found is _Found.ABSENT:
-                chat_id = await self._flow.start(request)
-                if conversation.chat_id != chat_id:
+
+                async def created(chat_id: str) -> None:
+                    result.chat_id = chat_id
                     await self._store.set_chat_id(conversation.id, chat_id)
+
+                chat_id = await self._flow.start(request, created)
+                if conversation.chat_id != chat_id and result.chat_id != chat_id:
+                    await created(chat_id)
             else:
                 chat_id = request.chat_id or ""
             result.chat_id, result.reached = chat_id, True
@@ -265,8 +270,10 @@ class Bridge:
                 await self._flow.restart(request)
             elif found is _Found.CUT:
                 raise TurnInterrupted(f"answer {answer_id} was cut off by a restart")
-            # A finished answer is read once from the chat; no event will come for it.
-            live = None if found is _Found.FINISHED else events
+            # A turn found under way after a restart is followed by reading the stored
+            # chat: the live deltas before this moment are gone, and a finished answer
+            # sends no more events at all.
+            live = None if cut_off else events
             await self._follow(chat_id, answer_id, delivery, result, live)
         finally:
             if self._live:

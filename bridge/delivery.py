@@ -21,6 +21,7 @@ from bridge.reply import Capabilities, ReplyHandle
 log = logging.getLogger(__name__)
 
 Render = Callable[[str], str]
+SKIP_PAUSE = 0.1  # seconds before a skipped update is offered again
 
 
 def _same(text: str) -> str:
@@ -86,7 +87,11 @@ class Delivery:
                 self._shown = text
                 self.updates_sent += 1
             else:
-                self._wake.set()  # over budget: offer the newest text again after a pause
+                # Over budget: offer the newest text again after a pause (never a spin,
+                # even with no update interval at all).
+                if await self._pause(max(self._interval, SKIP_PAUSE)):
+                    return
+                self._wake.set()
 
     async def _next_offer(self) -> None:
         """Wait for a new text (or closing)."""

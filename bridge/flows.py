@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,8 +55,13 @@ class TurnRequest:
         return payload
 
 
+# Told the chat id as soon as the chat exists, before the answer is started, so a
+# refused completion still leaves the chat linked to its thread.
+ChatCreated = Callable[[str], Awaitable[None]]
+
+
 class TurnFlow(Protocol):
-    async def start(self, request: TurnRequest) -> str:
+    async def start(self, request: TurnRequest, created: ChatCreated) -> str:
         """Put the turn into the chat and start the answer; returns the chat id."""
         ...
 
@@ -106,7 +112,8 @@ class ServerManagedFlow:
     def __init__(self, client: OpenWebUIClient) -> None:
         self._client = client
 
-    async def start(self, request: TurnRequest) -> str:
+    async def start(self, request: TurnRequest, created: ChatCreated) -> str:
+        # One request: the server creates the chat only if the answer could start.
         user = tree.user_message(
             request.user_message_id, request.parent_id, request.content, request.model
         )
@@ -140,7 +147,7 @@ class ClientTreeFlow:
     def __init__(self, client: OpenWebUIClient) -> None:
         self._client = client
 
-    async def start(self, request: TurnRequest) -> str:
+    async def start(self, request: TurnRequest, created: ChatCreated) -> str:
         user = tree.user_message(
             request.user_message_id, request.parent_id, request.content, request.model
         )
@@ -151,6 +158,7 @@ class ClientTreeFlow:
             history = tree.add_turn(tree.empty_history(), user, answer)
             document = tree.chat_document(history, title=NEW_CHAT_TITLE, model=request.model)
             chat_id = str((await self._client.create_chat(document))["id"])
+            await created(chat_id)
         else:
             chat_id = request.chat_id
             stored = await self._client.get_chat(chat_id)

@@ -84,8 +84,10 @@ class SqliteStore:
     async def _transaction(self) -> AsyncIterator[None]:
         # Caller holds _lock. IMMEDIATE takes the write lock up front, so a second
         # process waits on busy_timeout instead of failing mid-transaction.
-        await self._conn.execute("BEGIN IMMEDIATE")
         try:
+            # Inside the try: a caller cancelled while BEGIN runs must not leave the
+            # connection in a transaction every later statement would join.
+            await self._conn.execute("BEGIN IMMEDIATE")
             yield
         except BaseException:
             if self._conn.in_transaction:

@@ -87,6 +87,9 @@ def intents() -> discord.Intents:
 def make_client(intents: discord.Intents, *, guild_ready_timeout: float = 2.0) -> discord.Client:
     """The bot's client. ``guild_ready_timeout``: how long READY waits for servers to
     arrive (discord.py's default; tests shorten it)."""
+    # The bot never joins voice: discord.py's start-up warnings about voice libraries
+    # would only worry an operator.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     return discord.Client(
         intents=intents,
         guild_ready_timeout=guild_ready_timeout,

@@ -261,7 +261,9 @@ class SlackReply:
     async def _start_stream(self, body: str, urgent: bool, final: bool) -> bool:
         """Open the native stream with ``body``; False (now editing) where it cannot."""
         to = self._to
-        if not self._may_stream(body):
+        if final or not self._may_stream(body):
+            # A whole answer before any stream opened (a short one, or every update
+            # skipped for budget) is one ordinary post: a stream would cost two Tier 2 calls.
             self._state = _Editing()
             return False
         try:
@@ -290,9 +292,6 @@ class SlackReply:
         stream = _Streaming(str(response["ts"]), body, time.monotonic())
         self._state = stream
         await self._save([stream.ts])
-        if final:
-            # The whole answer went out with the start; closing it is all that is left.
-            await self._append(stream, body, urgent, final=True)
         return True
 
     def _may_stream(self, body: str) -> bool:

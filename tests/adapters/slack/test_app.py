@@ -168,7 +168,8 @@ async def test_stream_goes_to_the_askers_own_team(
         saved.append(ids)
 
     reply = slack.reply(await slack.prepare(event), (), save)
-    await reply.finish("hello")
+    assert await reply.update("hello")
+    await reply.finish("hello there")
     (start,) = fake.calls_of("chat.startStream")
     assert (start.params["recipient_user_id"], start.params["recipient_team_id"]) == ("U9", "T9")
     assert saved == [[fake.bot_replies("C1", parent)[0].ts]]

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.slack.budget import Rates, SlackBudget
 from adapters.slack.features import Recipient, Refusals
+from adapters.slack.reply import SlackReply
 from bridge.errors import ReplyStopped
 from bridge.split import join_split
 from tests.adapters.slack.slack_fixtures import ask, methods, output
@@ -204,15 +205,21 @@ async def test_fail_after_restart_rewrites_the_stored_messages(fake: FakeSlack) 
 # -- refusals per channel and recipient ---------------------------------------------------
 
 
+async def answer(reply: SlackReply, text: str) -> None:
+    """As the core shows an answer: some text while it streams, then the whole of it."""
+    await reply.update(text[: len(text) // 2])
+    await reply.finish(text)
+
+
 async def test_streaming_refused_in_one_channel_only(fake: FakeSlack) -> None:
     out = output(fake)
     elsewhere = ask(fake, out, "C2")
     fake.fail_next("chat.startStream", "method_not_supported_for_channel_type")
-    await elsewhere.reply().finish("posted")
-    await ask(fake, out, "C2").reply().finish("posted again")
+    await answer(elsewhere.reply(), "posted")
+    await answer(ask(fake, out, "C2").reply(), "posted again")
     assert fake.count("chat.startStream") == 1  # C2 is not asked twice
     here = ask(fake, out, "C1")
-    await here.reply().finish("streamed")
+    await answer(here.reply(), "streamed")
     assert fake.count("chat.startStream") == 2
     assert fake.bot_replies("C1", here.thread)[0].streamed
     assert not fake.bot_replies("C2", elsewhere.thread)[0].streamed
@@ -227,7 +234,7 @@ async def test_a_hiccup_switches_nothing_off(fake: FakeSlack) -> None:
     assert await reply.update("Hello there")
     await reply.finish("Hello there!")
     again = ask(fake, out)
-    await again.reply().finish("Streamed too")
+    await answer(again.reply(), "Streamed too")
     assert all(m.streamed for m in fake.bot_replies("C1", asked.thread))
     assert fake.bot_replies("C1", again.thread)[0].streamed
 
@@ -236,9 +243,9 @@ async def test_one_recipient_kind_does_not_change_anothers(fake: FakeSlack) -> N
     out = output(fake)
     fake.fail_next("chat.startStream", "invalid_arguments")
     guest = ask(fake, out)
-    await guest.reply(user="U9", team="T9", recipient=Recipient.EXTERNAL).finish("for a guest")
+    await answer(guest.reply(user="U9", team="T9", recipient=Recipient.EXTERNAL), "for a guest")
     member = ask(fake, out)
-    await member.reply().finish("for a member")
+    await answer(member.reply(), "for a member")
     assert not fake.bot_replies("C1", guest.thread)[0].streamed
     assert fake.bot_replies("C1", member.thread)[0].streamed
 

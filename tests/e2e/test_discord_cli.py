@@ -1,0 +1,166 @@
+"""``owui-bridge run`` and ``owui-bridge check`` as a user starts them, with Discord
+pointed at the local Discord-compatible server (the CLI runs as a real process)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.discord.invite import INTENT_MISSING
+from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.fakes.discord_server import (
+    APP_ID,
+    BOT_USER_ID,
+    DIRECT_MESSAGES,
+    GATEWAY_MESSAGE_CONTENT_LIMITED,
+    GUILD_MESSAGES,
+    GUILDS,
+    MESSAGE_CONTENT,
+    FakeDiscord,
+)
+from tests.harness.model_server import expected_reply
+from tests.harness.openwebui import RunningOpenWebUI, free_port
+
+TOKEN = "cli-discord-token"
+INVITE = (
+    f"https://discord.com/oauth2/authorize?client_id={APP_ID}"
+    "&scope=bot%20applications.commands&permissions=309237713920"
+)
+
+
+def base_env(openwebui: RunningOpenWebUI, fake: FakeDiscord, tmp: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+    return clean | {
+        "OPENWEBUI_URL": openwebui.url,
+        "OPENWEBUI_API_KEY": openwebui.jwt,
+        "OPENWEBUI_MODEL": "fake-model",
+        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
+        "BRIDGE_HTTP_HOST": "127.0.0.1",
+        "BRIDGE_HTTP_PORT": str(free_port()),
+        "DISCORD_BOT_TOKEN": TOKEN,
+        "DISCORD_API_URL": fake.api_url,
+        "DISCORD_GATEWAY_URL": fake.gateway_url,
+    }
+
+
+async def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    """The command to its end (async: the fake Discord runs in this loop)."""
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, *args, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode()
+
+
+async def readiness(port: int, timeout: float = 30) -> httpx.Response:
+    """/readyz once it says ready (or its last answer when ``timeout`` runs out)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/readyz")
+                if response.status_code == 200 or asyncio.get_running_loop().time() > deadline:
+                    return response
+            except httpx.TransportError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.3)
+
+
+async def test_run_serves_discord_until_stopped(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Lab")
+        general = fake.add_channel(guild, "general")
+        ada = fake.add_user(name="ada", global_name="Ada")
+        fake.add_member(guild, ada)
+        env = base_env(openwebui, fake, tmp_path)
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            ready = await readiness(int(env["BRIDGE_HTTP_PORT"]))
+            assert ready.status_code == 200, ready.text
+            assert ready.json() == {"ready": True, "checks": {"openwebui": True, "discord": True}}
+            [identify] = fake.identifies
+            wanted = GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT
+            assert identify["intents"] & wanted == wanted
+            assert [c["name"] for c in fake.commands] == ["new"]  # /new registered
+
+            thread = fake.user_says(general, ada, f"<@{BOT_USER_ID}> via run").id
+            answer = expected_reply("Ada: via run")
+            await fake.wait_for(
+                lambda: [m.content for m in fake.bot_messages(thread)] == [answer],
+                timeout=60,
+                what="the answer in the thread",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(proc.communicate(), 40)
+        assert proc.returncode == 0, out.decode()
+        assert TOKEN not in out.decode()
+        assert [m.content for m in fake.bot_messages(thread)] == [answer]
+
+
+@pytest.mark.parametrize("where", ["application-flags", "gateway-4014"])
+async def test_run_without_the_message_content_intent_is_one_clear_line(
+    openwebui: RunningOpenWebUI, tmp_path: Path, where: str
+) -> None:
+    async with FakeDiscord() as fake:
+        fake.add_channel(fake.add_guild("Lab"), "general")
+        fake.message_content_allowed = False
+        if where == "gateway-4014":
+            # The application says the intent is on; the gateway refuses it anyway.
+            fake.application_flags = GATEWAY_MESSAGE_CONTENT_LIMITED
+        code, out = await run_cli("run", env=base_env(openwebui, fake, tmp_path))
+
+        assert code != 0, out
+        assert "Traceback" not in out, out
+        about_intent = [line for line in out.splitlines() if "Message Content" in line]
+        assert about_intent == [f"owui-bridge: {INTENT_MISSING}"], out
+        assert "Developer Portal" in about_intent[0]  # says where to enable it
+        assert TOKEN not in out
+        if where == "gateway-4014":
+            assert fake.identifies  # it got as far as the gateway
+
+
+async def test_check_prints_the_invite_url_and_the_intent(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    async with FakeDiscord() as fake:
+        env = base_env(openwebui, fake, tmp_path)
+        code, out = await run_cli("check", env=env)
+        assert code == 0, out
+        lines = out.splitlines()
+        assert f"ok   discord: bot owui-bot ({BOT_USER_ID})" in lines
+        assert f"ok   discord invite: {INVITE}" in lines
+        assert "ok   discord intent: Message Content intent enabled" in lines
+
+        fake.message_content_allowed = False
+        code, out2 = await run_cli("check", env=env)
+        assert code == 1, out2
+        assert f"FAIL discord intent: {INTENT_MISSING}" in out2.splitlines()
+        assert f"ok   discord invite: {INVITE}" in out2.splitlines()
+
+        fake.valid_tokens = {"another-token"}
+        code, out3 = await run_cli("check", env=env)
+        assert code == 1, out3
+        assert [line for line in out3.splitlines() if line.startswith("FAIL")] == [
+            "FAIL discord: DISCORD_BOT_TOKEN was rejected by Discord (401)"
+        ]
+    for output in (out, out2, out3):
+        assert TOKEN not in output
+        assert "Traceback" not in output
