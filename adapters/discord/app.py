@@ -454,7 +454,9 @@ class DiscordAdapter:
     ) -> DiscordReply:
         target = self._unthreaded.pop(event.thread.thread, event.thread.channel)
         channel = self._channel(target, event.thread.workspace)
-        return DiscordReply(DiscordChannel(channel), message_ids, save_ids)
+        return DiscordReply(
+            DiscordChannel(channel), message_ids, save_ids, nonce_base=event.message_id
+        )
 
 
 def _gateway_ended(task: asyncio.Task[None]) -> None:

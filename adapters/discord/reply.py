@@ -39,6 +39,7 @@ from bridge.split import split_message
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
+NONCE_LIMIT = 25  # characters Discord keeps of a message nonce
 TYPING_RENEW = 8.0  # seconds; Discord's typing indicator lasts 10
 EMPTY_ANSWER = "*(empty answer)*"
 WARNING = "⚠️"
@@ -62,7 +63,10 @@ class Channel(Protocol):
 
     async def typing(self) -> None: ...
 
-    async def send(self, text: str) -> str: ...
+    async def send(self, text: str, nonce: str | None = None) -> str:
+        """Post ``text``; a ``nonce`` Discord saw recently reuses that message (which then
+        shows ``text`` too)."""
+        ...
 
     async def edit(self, message_id: str, text: str) -> None: ...
 
@@ -100,9 +104,16 @@ class DiscordChannel:
         with translated(f"typing in {self._channel.id}"):
             await self._channel.typing()
 
-    async def send(self, text: str) -> str:
+    async def send(self, text: str, nonce: str | None = None) -> str:
         with translated(f"posting in {self._channel.id}"):
-            message = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+            # discord.py sends a nonce with enforce_nonce: Discord returns the message it
+            # already made for that nonce (a post whose answer a crash or timeout lost).
+            if nonce is None:
+                message = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+            else:
+                message = await self._channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
+            if message.content != text:  # that nonce's earlier message: bring it up to date
+                await message.edit(content=text, allowed_mentions=NO_MENTIONS)
         return str(message.id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -155,8 +166,12 @@ class DiscordReply:
         limit: int = MESSAGE_LIMIT,
         typing_renew: float = TYPING_RENEW,
         final_retry_delays: Sequence[float] = FINAL_RETRY_DELAYS,
+        nonce_base: str = "",
     ) -> None:
         self._channel = channel
+        # Each part's post carries a nonce made of the question's id and the part's
+        # place, so the same part posted again after a restart is the same message.
+        self._nonce_base = nonce_base
         self._save_ids = save_ids
         self._limit = limit
         self._typing_renew = typing_renew
@@ -227,7 +242,7 @@ class DiscordReply:
         while index < len(chunks):
             chunk = chunks[index]
             if index >= len(parts):
-                parts.append(_Part(await self._channel.send(chunk), chunk))
+                parts.append(_Part(await self._channel.send(chunk, self._nonce(index)), chunk))
                 await self._save(parts)
             elif parts[index].shown != chunk:
                 try:
@@ -249,6 +264,9 @@ class DiscordReply:
                 log.warning("cannot delete a surplus part of an answer: %s", exc)
                 del parts[len(chunks) :]
                 await self._save(parts)
+
+    def _nonce(self, place: int | str) -> str | None:
+        return f"{self._nonce_base}.{place}"[:NONCE_LIMIT] if self._nonce_base else None
 
     def _editing(self) -> _Editing:
         state = self._state
@@ -289,7 +307,7 @@ class DiscordReply:
             except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
                 log.warning("cannot edit %s for the failure notice: %s", into.id, exc)
         try:
-            message_id = await self._channel.send(warning)
+            message_id = await self._channel.send(warning, self._nonce("w"))
         except MessageGone as exc:  # cannot happen on a post; keeps the contract's types
             raise PlatformFailed(str(exc)) from exc
         parts.append(_Part(message_id, warning))

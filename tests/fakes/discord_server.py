@@ -1231,6 +1231,17 @@ class FakeDiscord:
         channel = self._channel(cid)
         body = call.body if isinstance(call.body, dict) else {}
         content = str(body.get("content") or "")
+        nonce = body.get("nonce")
+        if body.get("enforce_nonce") and nonce is not None:
+            # Discord: a nonce this author used in the past few minutes returns that
+            # message and creates none.
+            for earlier in self._messages[cid]:
+                if (
+                    not earlier.deleted
+                    and earlier.author_id == BOT_USER_ID
+                    and earlier.nonce == nonce
+                ):
+                    return self._message_shape(earlier)
         self._check_content(content, body, creating=True)
         reference = body.get("message_reference") or {}
         message = Message(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import discord
+import httpx
 import pytest
 from discord import app_commands
 
@@ -495,3 +496,24 @@ async def test_hold_and_release_an_edit(world: World, bot: Bot) -> None:
     await edit
     assert fake.channel_view(world.general)[-1].versions == ["draft", "final"]
     assert fake.dropped == []
+
+
+async def test_a_nonce_sent_again_returns_the_same_message() -> None:
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("G")
+        channel = fake.add_channel(guild, "general")
+        async with httpx.AsyncClient(base_url=fake.api_url) as http:
+            headers = {"Authorization": "Bot fake-bot-token"}
+            body = {"content": "part one", "nonce": "42.0", "enforce_nonce": True}
+            first = (
+                await http.post(f"/channels/{channel}/messages", json=body, headers=headers)
+            ).json()
+            again = (
+                await http.post(f"/channels/{channel}/messages", json=body, headers=headers)
+            ).json()
+            plain = {"content": "part one", "nonce": "42.0"}
+            third = (
+                await http.post(f"/channels/{channel}/messages", json=plain, headers=headers)
+            ).json()
+        assert again["id"] == first["id"] != third["id"]  # only enforce_nonce deduplicates
+        assert [m.content for m in fake.bot_messages(channel)] == ["part one", "part one"]

@@ -71,15 +71,15 @@ async def test_sigkill_mid_answer_completes_the_message_in_place(
     await faults.kill(bridge)
     cut = faults.fake.message(first)
     assert cut is not None and cut.content != expected_reply(asked(q)), "the answer was not cut"
-    posted = posts_in(faults, thread)
     await faults.start()
 
     verdict = await faults.wait_answered(thread, [asked(q)])
     faults.report(capsys, "sigkill-mid-answer", verdict)
     faults.assert_clean(verdict, thread)
+    # One message, the first attempt's: if the restart posted again (its id may not
+    # have been saved before the kill), the post's nonce brought back that same message.
     [message] = faults.fake.bot_messages(thread)
     assert message.id == first and message.content == expected_reply(asked(q))
-    assert posts_in(faults, thread) == posted, "the answer was re-posted"
     await faults.assert_chain(thread, [asked(q)])
 
 

@@ -28,6 +28,7 @@ class Channel:
         self.next_id = 1000
         self.fail_next: list[Exception] = []  # raised by the next calls, in order
         self.gate: asyncio.Event | None = None  # holds edits until set
+        self.nonces: dict[str, str] = {}
 
     def _fault(self) -> None:
         if self.fail_next:
@@ -36,11 +37,16 @@ class Channel:
     async def typing(self) -> None:
         self.typings += 1
 
-    async def send(self, text: str) -> str:
+    async def send(self, text: str, nonce: str | None = None) -> str:
         self.calls.append(("send", text))
         self._fault()
+        if nonce is not None and self.nonces.get(nonce) in self.messages:
+            self.messages[self.nonces[nonce]] = text  # reused, as DiscordChannel does
+            return self.nonces[nonce]
         self.next_id += 1
         self.messages[str(self.next_id)] = text
+        if nonce is not None:
+            self.nonces[nonce] = str(self.next_id)
         return str(self.next_id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -225,3 +231,16 @@ async def test_fail_posts_when_its_message_is_gone() -> None:
     channel.messages.clear()
     await handle.fail("Stopped.")
     assert channel.shown == ["⚠️ Stopped."]
+
+
+async def test_a_post_whose_id_was_never_saved_is_found_again_not_doubled() -> None:
+    channel = Channel()
+    # The first attempt posts, and the process dies before the message id is saved.
+    first = DiscordReply(channel, (), None, nonce_base="1234")
+    assert await first.update("Hello")
+    # The restarted turn knows no message: its post carries the same nonce.
+    saved = Saved()
+    again = DiscordReply(channel, (), saved, nonce_base="1234")
+    await again.finish("Hello, world")
+    assert channel.shown == ["Hello, world"]
+    assert saved.ids == list(channel.messages)
