@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.events import PlatformEvent
+from bridge.events import PlatformEvent, ThreadKey
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,15 @@ class Platform(Protocol):
         earlier attempt of this turn occupies (after a restart): edit them, never
         post a second copy."""
         ...
+
+
+class Intake(Protocol):
+    """What an adapter needs of the core (``bridge.core.Bridge`` is one)."""
+
+    def register(self, platform: Platform) -> None: ...
+
+    async def knows_thread(self, key: ThreadKey) -> bool: ...
+
+    async def submit(self, event: PlatformEvent) -> object: ...
+
+    async def start_over(self, key: ThreadKey) -> bool: ...

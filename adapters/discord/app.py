@@ -20,7 +20,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Literal
 
 import aiohttp
 import discord
@@ -37,7 +37,7 @@ from adapters.discord.text import Names, readable, thread_name
 from adapters.web import WebServer
 from bridge.config import ConfigError
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey
-from bridge.reply import Capabilities, Platform, SaveMessageIds
+from bridge.reply import Capabilities, Intake, SaveMessageIds
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,6 @@ NEW_IN_SERVER = (
     "In a server, mention me in a channel: each mention opens its own thread and conversation."
 )
 TOKEN_REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord; copy it again (Developer Portal → Bot)"
-
-
-class Core(Protocol):
-    """What the adapter needs of ``bridge.core.Bridge``."""
-
-    def register(self, platform: Platform) -> None: ...
-
-    async def knows_thread(self, key: ThreadKey) -> bool: ...
-
-    async def submit(self, event: PlatformEvent) -> object: ...
-
-    async def start_over(self, key: ThreadKey) -> bool: ...
 
 
 def point_at(settings: DiscordSettings) -> None:
@@ -135,7 +123,7 @@ class DiscordAdapter:
 
     def __init__(
         self,
-        bridge: Core,
+        bridge: Intake,
         settings: DiscordSettings,
         *,
         web_server: WebServer | None = None,

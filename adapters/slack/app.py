@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -37,7 +37,7 @@ from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_me
 from adapters.web import WebServer
 from bridge.config import ConfigError
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
-from bridge.reply import Capabilities, Platform, SaveMessageIds
+from bridge.reply import Capabilities, Intake, SaveMessageIds
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +54,6 @@ EVENTS_PATH = "/slack/events"
 NAME_CACHE_SIZE = 5000
 CONTEXT_LIMIT = 200  # earlier thread messages read when the bot joins a thread
 READY_TIMEOUT = 3.0
-
-
-class Core(Protocol):
-    """What the adapter needs of ``bridge.core.Bridge``."""
-
-    def register(self, platform: Platform) -> None: ...
-
-    async def knows_thread(self, key: ThreadKey) -> bool: ...
-
-    async def submit(self, event: PlatformEvent) -> object: ...
 
 
 def make_client(settings: SlackSettings, *, retries: bool = True) -> AsyncWebClient:
@@ -119,7 +109,7 @@ class SlackAdapter:
 
     def __init__(
         self,
-        bridge: Core,
+        bridge: Intake,
         settings: SlackSettings,
         *,
         web_server: WebServer | None = None,
