@@ -17,12 +17,13 @@ from adapters.discord.app import point_at
 from adapters.discord.invite import INTENT_MISSING, invite_url, message_content_granted
 from adapters.discord.settings import DiscordSettings
 from adapters.runtime import make_client, start_live_events
-from adapters.slack.app import identify
+from adapters.slack.app import ROLES_SCOPE, identify
 from adapters.slack.app import make_client as make_slack_client
 from adapters.slack.settings import SlackSettings
 from bridge.config import ConfigError, Settings, read_settings
 from bridge.errors import AuthRejected, BridgeError
 from bridge.openwebui import JWT_FIX, OpenWebUIClient, describe_expiry, jwt_expiry
+from bridge.policy import describe
 
 Report = Callable[[str, bool, str], None]
 
@@ -39,9 +40,10 @@ async def run_check(
         print(f"{'ok  ' if passed else 'FAIL'} {name}: {detail}", flush=True)
 
     await check_openwebui(settings, report)
+    report("access", True, describe(settings.access, settings.limits))
     # Slack is checked even when Open WebUI failed: an operator fixes both at once.
     if slack.enabled:
-        await check_slack_bot(slack, report)
+        await check_slack_bot(slack, report, roles=bool(settings.bridge_allowed_roles))
     if slack.app_token is not None:
         await check_slack_app_token(slack, report)
     await check_discord_configured(discord, report)
@@ -120,7 +122,7 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 86400)} days"
 
 
-async def check_slack_bot(slack: SlackSettings, report: Report) -> None:
+async def check_slack_bot(slack: SlackSettings, report: Report, *, roles: bool = False) -> None:
     try:
         identity = await identify(make_slack_client(slack))
     except SlackApiError as exc:
@@ -132,6 +134,8 @@ async def check_slack_bot(slack: SlackSettings, report: Report) -> None:
     report("slack", True, f"bot {identity.user_id} in team {identity.team_id}")
     if identity.missing_scopes:
         report("slack scopes", False, "missing " + ", ".join(identity.missing_scopes))
+    if roles and identity.lacks(ROLES_SCOPE):
+        report("slack scopes", False, f"BRIDGE_ALLOWED_ROLES needs {ROLES_SCOPE}")
 
 
 async def check_slack_app_token(slack: SlackSettings, report: Report) -> None:

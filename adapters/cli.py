@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
 from adapters.check import run_check as _check
 from adapters.console.chat import run_chat
 from adapters.discord.app import DiscordAdapter
@@ -20,6 +23,7 @@ from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
 from bridge.config import ConfigError, Settings, load_settings, read_settings
 from bridge.errors import BridgeError
+from bridge.redaction import RedactingFormatter, keep_secret, redact
 
 SHUTDOWN_GRACE = 30.0  # seconds answers under way may take to finish on shutdown
 
@@ -36,14 +40,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.bridge_log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _setup_logging(settings: Settings, *more: BaseSettings) -> None:
+    for configured in (settings, *more):
+        for value in dict(configured).values():
+            if isinstance(value, SecretStr):
+                keep_secret(value.get_secret_value())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.bridge_log_level, handlers=[handler])
     # Request lines at INFO drown the conversation; warnings still show.
-    for noisy in ("httpx", "socketio", "engineio", "aiosqlite"):
+    # httpcore at DEBUG prints response headers: Open WebUI's sign-in cookie is the JWT.
+    for noisy in ("httpx", "httpcore", "hpack", "socketio", "engineio", "aiosqlite"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, settings_level(settings)))
 
 
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"owui-bridge: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings)
+    _setup_logging(settings, slack, discord)
     try:
         if args.command == "chat":
             return asyncio.run(_chat(settings, args.thread, args.model))
@@ -145,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_check(settings, slack, discord))
     except ConfigError as exc:
         # A platform refused to start for a reason the operator must fix (one line).
-        print(f"owui-bridge: {exc}", file=sys.stderr)
+        print(redact(f"owui-bridge: {exc}"), file=sys.stderr)
         return 2
     except BridgeError as exc:
-        print(f"owui-bridge: {exc.user_message} ({exc})", file=sys.stderr)
+        print(redact(f"owui-bridge: {exc.user_message} ({exc})"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

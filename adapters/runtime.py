@@ -25,6 +25,7 @@ from bridge.openwebui import (
     describe_expiry,
     jwt_expiry,
 )
+from bridge.policy import describe
 from bridge.store import Store
 from storage import open_store
 
@@ -120,6 +121,8 @@ async def open_runtime(settings: Settings, *, model: str | None = None) -> Async
             knowledge_ids=tuple(settings.openwebui_knowledge_ids),
             filter_ids=tuple(settings.openwebui_filter_ids),
             reasoning=settings.bridge_show_reasoning,
+            access=settings.access,
+            limits=settings.limits,
         )
         bridge = Bridge(client, store, flow_for(client), options, live=live)
         # Leaving stops what is still running; the store keeps it for the next start.
@@ -132,4 +135,5 @@ async def open_runtime(settings: Settings, *, model: str | None = None) -> Async
             client.auth_mode,
             bridge.follow_mode,
         )
+        log.info("access: %s", describe(settings.access, settings.limits))
         yield Runtime(settings, client, server, store, bridge, live)

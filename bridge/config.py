@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bridge.policy import AccessPolicy, Limits
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -41,6 +43,13 @@ class EnvFirstSettings(BaseSettings):
 
 
 SettingsT = TypeVar("SettingsT", bound=EnvFirstSettings)
+
+# A list of ids: comma-separated in the environment, a string or an array in TOML.
+IdList = Annotated[list[str], NoDecode]
+
+
+def _ids(name: str) -> Any:
+    return Field(default_factory=list, validation_alias=AliasChoices(name, name.lower()))
 
 
 class Settings(EnvFirstSettings):
@@ -109,6 +118,42 @@ class Settings(EnvFirstSettings):
         gt=0,
         validation_alias=AliasChoices("BRIDGE_EVENT_RETENTION", "bridge_event_retention"),
     )
+    # Who may ask (bridge.policy): comma-separated ids; empty lists do not restrict.
+    bridge_allowed_workspaces: IdList = _ids("BRIDGE_ALLOWED_WORKSPACES")
+    bridge_allowed_channels: IdList = _ids("BRIDGE_ALLOWED_CHANNELS")
+    bridge_denied_channels: IdList = _ids("BRIDGE_DENIED_CHANNELS")
+    bridge_allowed_users: IdList = _ids("BRIDGE_ALLOWED_USERS")
+    bridge_denied_users: IdList = _ids("BRIDGE_DENIED_USERS")
+    bridge_allowed_roles: IdList = _ids("BRIDGE_ALLOWED_ROLES")
+    bridge_allow_dms: bool = Field(
+        True, validation_alias=AliasChoices("BRIDGE_ALLOW_DMS", "bridge_allow_dms")
+    )
+    bridge_allow_guests: bool = Field(
+        False, validation_alias=AliasChoices("BRIDGE_ALLOW_GUESTS", "bridge_allow_guests")
+    )
+    bridge_allow_external: bool = Field(
+        False, validation_alias=AliasChoices("BRIDGE_ALLOW_EXTERNAL", "bridge_allow_external")
+    )
+    bridge_user_rate_limit: int = Field(
+        20,
+        ge=0,
+        validation_alias=AliasChoices("BRIDGE_USER_RATE_LIMIT", "bridge_user_rate_limit"),
+    )
+    bridge_max_question_chars: int = Field(
+        32000,
+        ge=1,
+        validation_alias=AliasChoices("BRIDGE_MAX_QUESTION_CHARS", "bridge_max_question_chars"),
+    )
+    bridge_max_queued_per_thread: int = Field(
+        5,
+        ge=1,
+        validation_alias=AliasChoices(
+            "BRIDGE_MAX_QUEUED_PER_THREAD", "bridge_max_queued_per_thread"
+        ),
+    )
+    bridge_denied_notice: bool = Field(
+        True, validation_alias=AliasChoices("BRIDGE_DENIED_NOTICE", "bridge_denied_notice")
+    )
     bridge_database: Path = Field(
         Path("./owui-bridge.db"),
         validation_alias=AliasChoices("BRIDGE_DATABASE", "bridge_database"),
@@ -124,11 +169,23 @@ class Settings(EnvFirstSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("openwebui_knowledge_ids", "openwebui_filter_ids", mode="before")
+    @field_validator(
+        "openwebui_knowledge_ids",
+        "openwebui_filter_ids",
+        "bridge_allowed_workspaces",
+        "bridge_allowed_channels",
+        "bridge_denied_channels",
+        "bridge_allowed_users",
+        "bridge_denied_users",
+        "bridge_allowed_roles",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):  # TOML: Discord ids may be written as numbers
+            return [str(part).strip() for part in value if str(part).strip()]
         return value
 
     @field_validator("bridge_event_retention", mode="before")
@@ -146,6 +203,29 @@ class Settings(EnvFirstSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def access(self) -> AccessPolicy:
+        return AccessPolicy(
+            allowed_workspaces=frozenset(self.bridge_allowed_workspaces),
+            allowed_channels=frozenset(self.bridge_allowed_channels),
+            denied_channels=frozenset(self.bridge_denied_channels),
+            allowed_users=frozenset(self.bridge_allowed_users),
+            denied_users=frozenset(self.bridge_denied_users),
+            allowed_roles=frozenset(self.bridge_allowed_roles),
+            allow_dms=self.bridge_allow_dms,
+            allow_guests=self.bridge_allow_guests,
+            allow_external=self.bridge_allow_external,
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            user_rate_limit=self.bridge_user_rate_limit,
+            max_question_chars=self.bridge_max_question_chars,
+            max_queued_per_thread=self.bridge_max_queued_per_thread,
+            denied_notice=self.bridge_denied_notice,
+        )
 
     @property
     def has_credentials(self) -> bool:

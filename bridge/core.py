@@ -21,16 +21,24 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from bridge import display, tree
+from bridge.admission import Admission
 from bridge.delivery import Delivery
-from bridge.errors import BridgeError, ReplyStopped, TurnInterrupted, user_message
+from bridge.errors import (
+    BridgeError,
+    QuestionRefused,
+    ReplyStopped,
+    TurnInterrupted,
+    user_message,
+)
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.flows import TurnFlow, TurnRequest
 from bridge.follow import AnswerFollower
 from bridge.live import Event, LiveEvents
 from bridge.openwebui import OpenWebUIClient
+from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.queue import ThreadQueue
 from bridge.reply import Platform
-from bridge.store import Conversation, NewTurn, Store, Turn, TurnStatus
+from bridge.store import Conversation, NewTurn, Store, ThreadBusy, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,8 @@ class CoreOptions:
     knowledge_ids: tuple[str, ...] = ()
     filter_ids: tuple[str, ...] = ()
     reasoning: display.Reasoning = "summary"
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -99,6 +109,8 @@ class Bridge:
             store, self._run, max_concurrent=options.max_concurrent_turns
         )
         self._models: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+        self._admission = Admission(options.access, options.limits)
+        self._admitting = asyncio.Lock()  # check → store → count, one question at a time
 
     # -- what adapters use --------------------------------------------------
 
@@ -118,27 +130,64 @@ class Bridge:
         """Whether the thread is a conversation already (so replies continue it)."""
         return await self._store.get_conversation(key) is not None
 
-    async def submit(self, event: PlatformEvent) -> asyncio.Future[TurnResult] | None:
+    @property
+    def access(self) -> AccessPolicy:
+        """The operator's access settings (adapters look up the facts it needs)."""
+        return self._options.access
+
+    async def submit(
+        self, event: PlatformEvent, asker: Asker | None = None
+    ) -> asyncio.Future[TurnResult] | None:
         """Queue the event's turn durably behind its thread's earlier turns. None for a
-        delivery (or platform message) seen before; else a future for the turn's result."""
-        turn = await self._store.enqueue_turn(
-            NewTurn(
-                key=event.thread,
-                event_id=event.event_id,
-                platform_message_id=event.message_id,
-                sort_key=event.order,
-                event=event.to_json(),
-                model=event.model or self._options.default_model,
-                user_message_id=str(uuid.uuid4()),
-                assistant_message_id=str(uuid.uuid4()),
+        delivery (or platform message) seen before; else a future for the turn's result.
+
+        Raises ``QuestionRefused`` when the question is not taken: ``asker`` may not ask
+        here (``bridge.policy``), the text is empty or too long, the asker is over the
+        rate limit, or the thread is full. Nothing is stored then. ``asker`` None
+        (a local source such as the console) skips the access policy only."""
+        async with self._admitting:
+            verdict = self._admission.check(event, asker)
+            turn = None
+            if verdict.refusal is None:
+                try:
+                    turn = await self._store.enqueue_turn(self._new_turn(event))
+                except ThreadBusy:
+                    verdict = self._admission.busy(event)
+                else:
+                    if turn is not None:
+                        self._admission.taken(event)
+        if verdict.refusal is not None:
+            key = event.thread
+            # The reason and where, never the text: a refused question is not kept.
+            log.info(
+                "refused message %s from %s in %s %s/%s: %s",
+                event.message_id,
+                event.author_id,
+                key.platform,
+                key.workspace,
+                key.channel,
+                verdict.refusal.value,
             )
-        )
+            raise QuestionRefused(verdict.refusal.value, verdict.notice)
         if turn is None:
             log.info("duplicate delivery %s ignored", event.event_id)
             return None
         result = self._queue.watch(turn.id)
         self._queue.wake(turn.conversation_id)
         return result
+
+    def _new_turn(self, event: PlatformEvent) -> NewTurn:
+        return NewTurn(
+            key=event.thread,
+            event_id=event.event_id,
+            platform_message_id=event.message_id,
+            sort_key=event.order,
+            event=event.to_json(),
+            model=event.model or self._options.default_model,
+            user_message_id=str(uuid.uuid4()),
+            assistant_message_id=str(uuid.uuid4()),
+            limit=self._options.limits.max_queued_per_thread,
+        )
 
     async def start_over(self, key: ThreadKey) -> bool:
         """The thread's next question opens a new chat (e.g. a DM's "/new"); the old

@@ -10,7 +10,8 @@
     ├── TurnInterrupted        a restart cut the answer off before it was complete
     ├── PlatformRateLimited    the chat platform asked us to slow down beyond our patience
     ├── PlatformFailed         the chat platform refused to show the answer
-    └── ReplyStopped           the person stopped the answer from the platform (not a failure)
+    ├── ReplyStopped           the person stopped the answer from the platform (not a failure)
+    └── QuestionRefused        the question is not taken (access, limits, bounds); never stored
 
 Third-party errors are translated where they enter (the Open WebUI client,
 the adapters); the core only sees these. ``user_message`` is what the thread
@@ -75,3 +76,13 @@ class ReplyStopped(BridgeError):
     """Raised by a reply handle; the core stops the answer and keeps what was shown."""
 
     user_message = "The answer was stopped."
+
+
+class QuestionRefused(BridgeError):
+    """Raised by ``submit``: nothing was stored and nothing reached Open WebUI.
+    ``notice`` is what the asker is told (None: stay silent); ``reason`` is for logs."""
+
+    def __init__(self, reason: str, notice: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.notice = notice

@@ -41,6 +41,7 @@ class PlatformEvent:
     order: str = ""
     # The bot joins a thread it was not in: ``Platform.prepare`` fetches the earlier messages.
     needs_context: bool = False
+    attachments: int = 0  # files sent with the question (not read yet)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

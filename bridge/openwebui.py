@@ -28,6 +28,7 @@ from bridge.errors import (
     OpenWebUIUnavailable,
     RequestRejected,
 )
+from bridge.redaction import keep_secret
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,7 @@ class OpenWebUIClient:
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthRejected("POST /api/v1/auths/signin: the answer has no token")
+        keep_secret(token)
         self._token = token
         self._generation += 1
         log.info("signed in to Open WebUI as %s", self._credentials.email)

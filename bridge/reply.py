@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.policy import AccessPolicy, Asker
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,16 @@ class Intake(Protocol):
 
     def register(self, platform: Platform) -> None: ...
 
+    @property
+    def access(self) -> AccessPolicy:
+        """What the adapter must find out about an asker (guest, external, roles)."""
+        ...
+
     async def knows_thread(self, key: ThreadKey) -> bool: ...
 
-    async def submit(self, event: PlatformEvent) -> object: ...
+    async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
+        """Queue the question; raises ``bridge.errors.QuestionRefused`` (with the notice
+        to show the asker, or None for silence) when it is not taken."""
+        ...
 
     async def start_over(self, key: ThreadKey) -> bool: ...

@@ -60,13 +60,25 @@ class NewTurn:
     model: str  # for the conversation, if this turn creates it
     user_message_id: str
     assistant_message_id: str
+    # Refuse the turn (``ThreadBusy``) when its thread already holds this many
+    # unanswered turns (running included); 0 = no limit.
+    limit: int = 0
+
+
+class ThreadBusy(Exception):
+    """``enqueue_turn`` refused a turn: its thread holds ``NewTurn.limit`` unanswered turns."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} turns waiting")
+        self.waiting = waiting
 
 
 class Store(Protocol):
     async def enqueue_turn(self, turn: NewTurn) -> Turn | None:
         """In one transaction: claim the delivery, find or create the conversation, and
         record the turn as queued. None when the delivery or the platform message was
-        seen before (a duplicate): nothing is written then."""
+        seen before (a duplicate): nothing is written then. Raises ``ThreadBusy`` (and
+        writes nothing) when the thread is full (``NewTurn.limit``)."""
         ...
 
     async def next_turn(self, conversation_id: int) -> Turn | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -14,8 +16,10 @@ from typing import Any
 import aiosqlite
 
 from bridge.events import ThreadKey
-from bridge.store import Conversation, NewTurn, Store, Turn, TurnStatus
+from bridge.store import Conversation, NewTurn, Store, ThreadBusy, Turn, TurnStatus
 from storage.migrations import check_not_too_new, migrate
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -133,6 +137,14 @@ class SqliteStore:
             conversation = await self._get_conversation(key)
             if conversation is None:  # cannot happen inside the transaction
                 raise RuntimeError(f"conversation for {key} missing after insert")
+            if turn.limit:
+                row = await self._fetchone(
+                    "SELECT COUNT(*) FROM turns WHERE conversation_id = ? AND status IN (?, ?)",
+                    (conversation.id, TurnStatus.QUEUED.value, TurnStatus.RUNNING.value),
+                )
+                waiting = int(row[0]) if row is not None else 0
+                if waiting >= turn.limit:
+                    raise ThreadBusy(waiting)  # rolls back the claim and a new conversation
             # OR IGNORE: the same platform message through another delivery id is a duplicate.
             async with self._conn.execute(
                 "INSERT OR IGNORE INTO turns (conversation_id, platform_message_id, sort_key,"
@@ -304,6 +316,19 @@ async def _enable_wal(conn: aiosqlite.Connection) -> Any:
 
 
 MEMORY = ":memory:"
+PRIVATE = 0o600  # the database holds who asked what: only its owner reads it
+
+
+def _private(path: Path) -> None:
+    """Create the database file readable by its owner only (SQLite gives its -wal and
+    -shm files the same mode), and tighten an existing file that is more open."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != PRIVATE:
+            os.fchmod(fd, PRIVATE)
+            log.info("database %s made readable by its owner only (mode 0600)", path)
+    finally:
+        os.close(fd)
 
 
 async def open_store(path: str | Path) -> SqliteStore:
@@ -313,6 +338,7 @@ async def open_store(path: str | Path) -> SqliteStore:
     if not in_memory:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _private(path)
     # isolation_level=None: autocommit, so our explicit BEGIN/COMMIT are the only
     # transactions (sqlite3's implicit BEGIN would otherwise wrap stray statements).
     conn = await aiosqlite.connect(path, isolation_level=None)

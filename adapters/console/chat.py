@@ -11,6 +11,7 @@ from typing import TextIO
 
 from adapters.console.reply import Console
 from bridge.core import Bridge
+from bridge.errors import QuestionRefused
 from bridge.events import PlatformEvent, ThreadKey
 
 NEW_THREAD = "/new"
@@ -77,7 +78,12 @@ async def run_chat(
             model=model,
         )
         console.asked.add(message_id)
-        pending = await bridge.submit(event)
+        try:
+            pending = await bridge.submit(event)
+        except QuestionRefused as exc:  # e.g. longer than BRIDGE_MAX_QUESTION_CHARS
+            stderr.write(f"[bridge] {exc.notice or exc.reason}\n")
+            failures += 1
+            continue
         result = await pending if pending else None
         if result is None or result.error is not None:
             failures += 1

@@ -1,10 +1,15 @@
 """The Discord adapter: a discord.py client that turns messages into core events.
 
-The gateway listener only parses, decides and queues the event with the core,
-with no Discord call on the way, so questions queue in the order they were
-delivered. The look-ups (names, the thread so far) and opening the thread a
-mention starts happen in ``prepare``, inside the turn. Replies use discord.py's
-REST client and its rate limiter; every message goes out with mentions off.
+The gateway listener parses, finds out who asks (``facts``: what the message
+carries; a DM's guild membership or an uncached thread's parent is looked up,
+cached, before the ordered step), then decides and queues the event with the
+core with no Discord call in between, so questions queue in the order they were
+delivered. A question the core refuses gets its notice as a reply (Discord has
+no ephemeral messages outside interactions), or silence. The look-ups for the
+answer (names, the thread so far) and opening the thread a mention starts
+happen in ``prepare``, inside the turn, so a refused mention opens no thread.
+Replies use discord.py's REST client and its rate limiter; every message goes
+out with mentions off.
 
 Lifecycle: ``start`` logs in, connects and returns once the gateway is READY
 (the client keeps the gateway, reconnecting and resuming, in the background);
@@ -30,13 +35,17 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord import inbound
+from adapters.discord.facts import AskerFacts
 from adapters.discord.invite import INTENT_FIX, INTENT_MISSING, message_content_granted
 from adapters.discord.reply import MESSAGE_LIMIT, DiscordChannel, DiscordReply
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.text import Names, readable, thread_name
 from adapters.web import WebServer
+from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.config import ConfigError
+from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey
+from bridge.policy import Asker, Refusal, judge
 from bridge.reply import Capabilities, Intake, SaveMessageIds
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,10 @@ NEW_DONE = "Done: your next message starts a new conversation."
 NEW_IN_SERVER = (
     "In a server, mention me in a channel: each mention opens its own thread and conversation."
 )
+# /new answers for those who may not use the DM (an interaction must be answered).
+NEW_DMS_OFF = "I don't answer direct messages, so there is no conversation to start over."
+NEW_REFUSED = "Sorry, you don't have access to this assistant."
+NEW_UNVERIFIED = "I couldn't confirm your access just now. Please try again in a minute."
 TOKEN_REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord; copy it again (Developer Portal → Bot)"
 
 
@@ -151,6 +164,7 @@ class DiscordAdapter:
         self._unthreaded: dict[str, str] = {}
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
+        self._facts = AskerFacts(self.client, bridge.access)
 
         async def on_message(message: discord.Message) -> None:
             await self._on_message(message)
@@ -258,16 +272,33 @@ class DiscordAdapter:
         if parsed.guild_id and isinstance(message.author, discord.Member):
             self._remember_nick(parsed.guild_id, parsed.author_id, parsed.author_name)
         key = inbound.thread_key(parsed)
-        if key is None or not inbound.is_question(parsed):
+        # Only what would be answered in a thread the bridge knows is worth judging:
+        # channel chatter is ignored before any look-up.
+        if key is None or not inbound.decide(parsed, known_thread=True).answer:
             return
         try:
-            async with self._order:
-                known = await self._bridge.knows_thread(key)
-                decision = inbound.decide(parsed, known_thread=known)
-                if not decision.answer:
-                    return
-                self._remember(parsed)
-                await self._bridge.submit(
+            asker = await self._facts.of_message(message, parsed)
+            if asker is None:
+                return  # cannot be verified (facts logged it): no answer, no notice
+            notice = await self._queue(parsed, key, asker)
+        except Exception:
+            log.exception("could not queue Discord message %s", parsed.id)
+            return
+        if notice is not None:
+            await self._tell(message, notice)
+
+    async def _queue(
+        self, parsed: inbound.DiscordMessage, key: ThreadKey, asker: Asker
+    ) -> str | None:
+        """Decide and submit in delivery order; what to tell the asker afterwards."""
+        async with self._order:
+            known = await self._bridge.knows_thread(key)
+            decision = inbound.decide(parsed, known_thread=known)
+            if not decision.answer:
+                return None
+            self._remember(parsed)
+            try:
+                queued = await self._bridge.submit(
                     PlatformEvent(
                         event_id=parsed.delivery_id,
                         thread=key,
@@ -277,10 +308,28 @@ class DiscordAdapter:
                         text=parsed.question,
                         order=inbound.order_of(parsed),
                         needs_context=decision.needs_context,
-                    )
+                        attachments=parsed.attachments,
+                    ),
+                    asker,
                 )
-        except Exception:
-            log.exception("could not queue Discord message %s", parsed.id)
+            except QuestionRefused as refused:
+                self._seen.pop(parsed.id, None)
+                return refused.notice
+        if queued is not None and parsed.attachments and parsed.question.strip():
+            return ATTACHMENTS_IGNORED  # answered, but the files are not read
+        return None
+
+    async def _tell(self, message: discord.Message, text: str) -> None:
+        """A short reply to the asker's message, pinging no one (the author included)."""
+        try:
+            await message.channel.send(
+                text,
+                reference=message.to_reference(fail_if_not_exists=False),
+                allowed_mentions=discord.AllowedMentions.none(),
+                mention_author=False,
+            )
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("cannot reply to message %s: %s", message.id, type(exc).__name__)
 
     def _remember(self, message: inbound.DiscordMessage) -> None:
         self._seen[message.id] = _Seen(message.author_name, message.names)
@@ -430,10 +479,30 @@ class DiscordAdapter:
         if interaction.guild_id is not None or interaction.channel_id is None:
             await interaction.response.send_message(NEW_IN_SERVER, ephemeral=True)
             return
+        refusal = await self._new_refusal(str(interaction.user.id))
+        if refusal is not None:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
         channel = str(interaction.channel_id)
         async with self._order:  # between the questions before it and after it
             await self._bridge.start_over(ThreadKey(inbound.PLATFORM, "", channel, channel))
         await interaction.response.send_message(NEW_DONE, ephemeral=True)
+
+    async def _new_refusal(self, user: str) -> str | None:
+        """Why ``user`` may not start over in a DM (the DM would not answer them)."""
+        try:
+            asker = await self._facts.of_dm_user(user)
+        except Exception:
+            log.exception("cannot check /new of user %s", user)
+            return NEW_UNVERIFIED
+        if asker is None:
+            return NEW_UNVERIFIED
+        refusal = judge(self._bridge.access, asker)
+        if refusal is None:
+            return None
+        if refusal is Refusal.DIRECT:
+            return NEW_DMS_OFF
+        return NEW_UNVERIFIED if refusal is Refusal.UNVERIFIED else NEW_REFUSED
 
     # -- replies ------------------------------------------------------------------
 

@@ -12,7 +12,10 @@ mention objects, the cached channel) into a plain ``DiscordMessage``;
 * a DM → the DM channel's conversation (``/new`` starts a new chat there).
 
 Bots (the bridge itself included), webhooks and system messages are never
-questions. Edits and deletions never reach here (no listener for them).
+questions. Neither is a message with no text and no files, unless it mentions
+the bot: that bare mention (and a message with files only) goes to the core,
+which refuses it with a hint. Edits and deletions never reach here (no
+listener for them).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class DiscordMessage:
     mentions_bot: bool = False  # the bot's user or its own role is mentioned
     bot_mention_ids: frozenset[str] = frozenset()  # ids that mean the bot: user, own role
     names: Names = field(default_factory=Names)
+    attachments: int = 0  # files sent with the message
 
     @property
     def question(self) -> str:
@@ -90,11 +94,13 @@ def order_of(message: DiscordMessage) -> str:
 
 
 def is_question(message: DiscordMessage) -> bool:
+    """A person wrote to be answered: text, files, or a bare mention (which the core
+    answers with a hint). A sticker alone, say, is not a question."""
     return (
         not message.from_bot
         and message.webhook_id is None
         and message.type in QUESTION_TYPES
-        and bool(message.question.strip())
+        and (bool(message.question.strip()) or message.attachments > 0 or message.mentions_bot)
     )
 
 
@@ -174,6 +180,7 @@ def from_message(message: discord.Message, bot_id: int) -> DiscordMessage:
         mentions_bot=bool(mentioned & bot_ids),
         bot_mention_ids=frozenset(bot_ids),
         names=names_of(message),
+        attachments=len(message.attachments),
     )
 
 

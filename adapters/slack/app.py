@@ -2,24 +2,36 @@
 
 Socket Mode when an app-level token is configured, otherwise the HTTP Events
 API (``POST /slack/events`` on the process's web server). Bolt acknowledges
-each event before the listener runs; the listener only parses, decides and
-queues the event with the core, with no Slack call on the way, so questions
-are queued in the order they were delivered. The look-ups (names, the thread
-so far) happen in ``prepare``, inside the turn.
+each event once the listener has run: the listener parses, decides and queues
+the event with the core, so an acknowledged question is stored. The only Slack
+calls before the acknowledgement are the facts the access policy needs about
+the asker (cached, bounded by ``facts.LOOKUP_TIMEOUT``); they run for all events
+at once, and the events still queue one at a time in delivery order
+(``InOrder``). The rest (names, the thread so far) happens in ``prepare``,
+inside the turn. Refused askers get a notice only they see (``notices``).
+
+In HTTP mode every request is screened before Bolt parses it: too large (413),
+unsigned, badly signed or stale (401), not UTF-8 JSON (400). Nothing unsigned
+reaches a parser or the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -30,13 +42,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import inbound
 from adapters.slack.budget import SlackBudget
+from adapters.slack.facts import Facts, describe
 from adapters.slack.features import Recipient, Refusals
+from adapters.slack.inbound import SlackMessage
+from adapters.slack.notices import Notices
 from adapters.slack.reply import CALL_ERRORS, SlackOutput, SlackReply, Target
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
 from adapters.web import WebServer
+from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.config import ConfigError
+from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
+from bridge.policy import Asker
 from bridge.reply import Capabilities, Intake, SaveMessageIds
 
 log = logging.getLogger(__name__)
@@ -50,8 +68,11 @@ SCOPES = (
     "chat:write",
     "users:read",
 )
+# Needed only when BRIDGE_ALLOWED_ROLES names user groups (usergroups.users.list).
+ROLES_SCOPE = "usergroups:read"
 EVENTS_PATH = "/slack/events"
-NAME_CACHE_SIZE = 5000
+MAX_AGE = 300  # seconds a signed request stays valid (Slack's own rule against replays)
+MAX_BODY = 1024 * 1024  # bytes; Slack's event payloads are a few kilobytes
 CONTEXT_LIMIT = 200  # earlier thread messages read when the bot joins a thread
 READY_TIMEOUT = 3.0
 
@@ -88,18 +109,16 @@ class Identity:
     def missing_scopes(self) -> list[str]:
         return [s for s in SCOPES if s not in self.scopes] if self.scopes else []
 
+    def lacks(self, scope: str) -> bool:
+        """The token's scopes are known and ``scope`` is not among them."""
+        return bool(self.scopes) and scope not in self.scopes
+
 
 async def identify(client: AsyncWebClient) -> Identity:
     response = await client.auth_test()
     header = response.headers.get("x-oauth-scopes") or response.headers.get("X-OAuth-Scopes")
     scopes = frozenset(s.strip() for s in (header or "").split(",") if s.strip())
     return Identity(str(response["user_id"]), str(response.get("team_id") or ""), scopes)
-
-
-@dataclass(frozen=True)
-class _User:
-    name: str
-    team: str | None
 
 
 class SlackAdapter:
@@ -129,11 +148,12 @@ class SlackAdapter:
         self._capabilities = Capabilities(
             max_message_length=self._output.limit, min_update_interval=settings.update_interval
         )
-        self._users: dict[str, _User] = {}
+        self._facts = Facts(self.client)
+        self._notices = Notices(self._quick)
         self._identity: Identity | None = None
-        # knows_thread → decide → submit as one step: a reply right after the mention that
-        # opened its thread sees that thread, and questions queue in delivery order.
-        self._order = asyncio.Lock()
+        # knows_thread → decide → submit as one step, one event at a time in delivery
+        # order: a reply right after the mention that opened its thread sees that thread.
+        self._order = InOrder()
         self.app = AsyncApp(
             client=self.client,
             signing_secret=(
@@ -183,6 +203,12 @@ class SlackAdapter:
         self._identity = await identify(self.client)
         if self._identity.missing_scopes:
             log.warning("Slack token lacks scopes: %s", ", ".join(self._identity.missing_scopes))
+        if self._bridge.access.allowed_roles and self._identity.lacks(ROLES_SCOPE):
+            log.warning(
+                "BRIDGE_ALLOWED_ROLES is set but the Slack token lacks %s:"
+                " no one can be admitted by user group",
+                ROLES_SCOPE,
+            )
         if self._settings.socket_mode:
             if self._settings.app_token is None:
                 raise ConfigError("SLACK_APP_TOKEN is not set")
@@ -200,6 +226,7 @@ class SlackAdapter:
         log.info("Slack events on %s (port %s)", EVENTS_PATH, self.http_port)
 
     async def stop(self) -> None:
+        await self._notices.close()
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
@@ -223,9 +250,19 @@ class SlackAdapter:
         if self._identity is None:
             # Mounted before start(): Slack retries the delivery.
             return web.json_response({"ok": False, "error": "starting"}, status=503)
-        return await to_aiohttp_response(
-            await self.app.async_dispatch(await to_bolt_request(request))
+        secret = self._settings.signing_secret
+        try:
+            body = await _read_capped(request, MAX_BODY)
+            text = _screen(body, request.headers, secret.get_secret_value() if secret else "")
+        except _Rejected as rejected:
+            log.info("Slack events request rejected (%d): %s", rejected.status, rejected)
+            return web.json_response({"error": str(rejected)}, status=rejected.status)
+        bolt = AsyncBoltRequest(
+            body=text,
+            query=request.query_string,
+            headers=request.headers,  # type: ignore[arg-type]
         )
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt))
 
     # -- inbound ----------------------------------------------------------------
 
@@ -233,24 +270,58 @@ class SlackAdapter:
         message = inbound.parse(body)
         if message is None:
             return
-        bot = self.identity.user_id
         key = ThreadKey("slack", message.team, message.channel, message.thread)
-        async with self._order:
-            known = await self._bridge.knows_thread(key)
-            decision = inbound.decide(message, bot, known_thread=known)
-            if not decision.answer:
-                return
-            event = PlatformEvent(
-                event_id=message.delivery_id,
-                thread=key,
-                message_id=message.ts,
-                author_id=message.user,
-                author_name="",  # prepare() looks it up, inside the turn
-                text=strip_bot_mention(message.text, bot),
-                order=order_key(message.ts),
-                needs_context=decision.needs_context,
-            )
-            await self._bridge.submit(event)
+        place = self._order.place()  # taken on arrival, before anything waits
+        try:
+            # Only a message the bridge would answer is judged (channel chatter is not);
+            # its asker is looked up while earlier events are still being queued.
+            asker = None
+            if (await self._decide(message, key)).answer:
+                asker = await self._facts.asker(message, self._bridge.access)
+            await place.turn()
+            notice = await self._queue(message, key, asker)
+        finally:
+            place.done()
+        if notice is not None:
+            # The attachments notice goes with the answer; a refusal where it was asked.
+            self._notices.post(message, notice, in_thread=notice == ATTACHMENTS_IGNORED)
+
+    async def _queue(
+        self, message: SlackMessage, key: ThreadKey, asker: Asker | None
+    ) -> str | None:
+        """Hand the question to the core; what to tell the asker, if anything."""
+        decision = await self._decide(message, key)
+        if not decision.answer:
+            return None
+        if asker is None:  # its thread became the bot's while earlier events queued
+            asker = await self._facts.asker(message, self._bridge.access)
+        event = self._event(message, key, decision)
+        try:
+            taken = await self._bridge.submit(event, asker)
+        except QuestionRefused as refused:
+            return refused.notice
+        if taken is not None and message.files and event.text.strip():
+            return ATTACHMENTS_IGNORED
+        return None
+
+    async def _decide(self, message: SlackMessage, key: ThreadKey) -> inbound.Decision:
+        known = await self._bridge.knows_thread(key)
+        return inbound.decide(message, self.identity.user_id, known_thread=known)
+
+    def _event(
+        self, message: SlackMessage, key: ThreadKey, decision: inbound.Decision
+    ) -> PlatformEvent:
+        return PlatformEvent(
+            event_id=message.delivery_id,
+            thread=key,
+            message_id=message.ts,
+            author_id=message.user,
+            author_name="",  # prepare() looks it up, inside the turn
+            text=strip_bot_mention(message.text, self.identity.user_id),
+            order=order_key(message.ts),
+            needs_context=decision.needs_context,
+            attachments=message.files,
+        )
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         """Names, readable text and the thread so far. An event that already has its
@@ -258,12 +329,12 @@ class SlackAdapter:
         if event.author_name:
             return event
         # A turn stored before events were kept has no author: nothing to look up.
-        author = await self._user(event.author_id) if event.author_id else _User("", None)
+        author = await self._facts.name(event.author_id) if event.author_id else ""
         text = decode_inbound(event.text, await self._names_in(event.text))
         context = event.context
         if event.needs_context and not context:
             context = await self._context(event)
-        return replace(event, author_name=author.name, text=text, context=context)
+        return replace(event, author_name=author, text=text, context=context)
 
     async def _context(self, event: PlatformEvent) -> tuple[ContextMessage, ...]:
         """The thread before ``event``, when the bot joins a thread it was not in."""
@@ -272,7 +343,7 @@ class SlackAdapter:
                 channel=event.thread.channel, ts=event.thread.thread, limit=CONTEXT_LIMIT
             )
         except CALL_ERRORS as exc:
-            log.warning("cannot read thread %s: %s", event.thread.thread, _describe(exc))
+            log.warning("cannot read thread %s: %s", event.thread.thread, describe(exc))
             return ()
         earlier = []
         for item in response.get("messages") or []:
@@ -281,40 +352,14 @@ class SlackAdapter:
                 continue
             text = str(item.get("text") or "")
             from_bot = bool(item.get("bot_id"))
-            name = (
-                "assistant" if from_bot else (await self._user(str(item.get("user") or "?"))).name
-            )
+            name = "assistant" if from_bot else await self._facts.name(str(item.get("user") or "?"))
             earlier.append(
                 ContextMessage(name, decode_inbound(text, await self._names_in(text)), from_bot)
             )
         return tuple(earlier)
 
     async def _names_in(self, text: str) -> dict[str, str]:
-        return {uid: (await self._user(uid)).name for uid in mentioned_user_ids(text)}
-
-    async def _user(self, user_id: str) -> _User:
-        """Display name and home team; on a failed look-up the id (not cached)."""
-        cached = self._users.get(user_id)
-        if cached is not None:
-            return cached
-        try:
-            user = (await self.client.users_info(user=user_id)).get("user") or {}
-        except CALL_ERRORS as exc:
-            log.info("cannot look up %s: %s", user_id, _describe(exc))
-            return _User(user_id, None)
-        profile = user.get("profile") or {}
-        name = str(
-            profile.get("display_name")
-            or profile.get("real_name")
-            or user.get("real_name")
-            or user.get("name")
-            or user_id
-        )
-        if len(self._users) >= NAME_CACHE_SIZE:
-            self._users.pop(next(iter(self._users)))  # the oldest entry
-        found = _User(name, str(user.get("team_id") or profile.get("team") or "") or None)
-        self._users[user_id] = found
-        return found
+        return {uid: await self._facts.name(uid) for uid in mentioned_user_ids(text)}
 
     # -- replies ------------------------------------------------------------------
 
@@ -322,7 +367,7 @@ class SlackAdapter:
         self, event: PlatformEvent, message_ids: Sequence[str], save_ids: SaveMessageIds
     ) -> SlackReply:
         home = event.thread.workspace or self.identity.team_id
-        known = self._users.get(event.author_id)
+        known = self._facts.known(event.author_id)
         team = known.team if known is not None and known.team else home
         target = Target(
             workspace=home,
@@ -335,7 +380,87 @@ class SlackAdapter:
         return SlackReply(self._output, target, message_ids, save_ids)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return type(exc).__name__
+class InOrder:
+    """One section at a time, in the order places were taken; what runs before a
+    section (look-ups) runs for every event at once."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def place(self) -> Place:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        place = Place(self._last, mine)
+        self._last = mine
+        return place
+
+
+@dataclass
+class Place:
+    before: asyncio.Future[None] | None
+    mine: asyncio.Future[None]
+
+    async def turn(self) -> None:
+        """Wait until every earlier place is done."""
+        if self.before is not None:
+            await asyncio.shield(self.before)
+
+    def done(self) -> None:
+        """Let the next place go: now, or (if this one gave up waiting) after the earlier."""
+        if self.before is None or self.before.done():
+            _resolve(self.mine)
+        else:
+            self.before.add_done_callback(lambda _: _resolve(self.mine))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Rejected(Exception):
+    """An events request refused before Bolt sees it; the message names why (no secret)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes without reading it all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _Rejected(413, "body too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _Rejected(413, "body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _screen(body: bytes, headers: Mapping[str, str], secret: str) -> str:
+    """The body as text if Slack signed it lately and it is a JSON object, else
+    ``_Rejected``. The signature is checked on the raw bytes, before any parsing."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        raise _Rejected(401, "no valid timestamp")
+    if abs(time.time() - int(timestamp)) > MAX_AGE:
+        raise _Rejected(401, "stale timestamp")
+    # Slack's recipe on the raw bytes (slack_sdk's SignatureVerifier decodes the body
+    # first and raises on bytes that are not UTF-8, before knowing who sent them).
+    signed = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    given = headers.get("X-Slack-Signature", "").encode("utf-8", "replace")
+    if not secret or not hmac.compare_digest(expected.encode(), given):
+        raise _Rejected(401, "bad signature")
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except UnicodeDecodeError:
+        raise _Rejected(400, "body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise _Rejected(400, "body is not JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("event", {}), dict):
+        raise _Rejected(400, "not an Events API payload")
+    return text

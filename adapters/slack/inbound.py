@@ -19,6 +19,11 @@ class SlackMessage:
     text: str
     ts: str
     thread_ts: str | None
+    files: int = 0  # files sent with the message (not read yet)
+    # The author's home team as the event tells it (Slack Connect sets it): a
+    # free hint that the author is external, before any look-up.
+    user_team: str | None = None
+    enterprise: str | None = None  # the Enterprise Grid org the event came through
 
     @property
     def thread(self) -> str:
@@ -29,6 +34,12 @@ class SlackMessage:
         return self.channel_type == "im"
 
     @property
+    def is_direct(self) -> bool:
+        """A direct message for the access rules: a DM or a group DM (Slack lists both
+        under "Direct messages"; neither is a channel an operator can list)."""
+        return self.channel_type in ("im", "mpim")
+
+    @property
     def delivery_id(self) -> str:
         """One id for one user message, shared by its ``message`` and ``app_mention``
         events and by Slack's retries of either."""
@@ -37,14 +48,16 @@ class SlackMessage:
 
 def parse(body: dict[str, Any]) -> SlackMessage | None:
     """The person's message in an Events API body, or None if it is not one."""
-    event = body.get("event") or {}
-    if event.get("type") not in ("message", "app_mention"):
+    event = body.get("event")
+    if not isinstance(event, dict) or event.get("type") not in ("message", "app_mention"):
         return None
     if event.get("bot_id") or event.get("subtype") not in ANSWERED_SUBTYPES:
         return None
     user, text, ts = event.get("user"), event.get("text"), event.get("ts")
-    if not user or not ts or not (text or "").strip():
+    if not user or not ts:
         return None
+    # Empty text still counts: a bare mention gets a hint, files alone a notice.
+    files = event.get("files")
     channel = str(event.get("channel") or "")
     channel_type = event.get("channel_type") or ("im" if channel.startswith("D") else "channel")
     return SlackMessage(
@@ -52,10 +65,17 @@ def parse(body: dict[str, Any]) -> SlackMessage | None:
         channel=channel,
         channel_type=str(channel_type),
         user=str(user),
-        text=str(text),
+        text=str(text or ""),
         ts=str(ts),
         thread_ts=event.get("thread_ts"),
+        files=len(files) if isinstance(files, list) else 0,
+        user_team=_text(event.get("user_team") or event.get("source_team")),
+        enterprise=_text(body.get("enterprise_id") or body.get("context_enterprise_id")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 def mentions(message: SlackMessage, bot_user_id: str) -> bool:

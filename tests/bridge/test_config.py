@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, load_settings
+from bridge.policy import AccessPolicy, Limits
 
 ALL_VARS = [
     "OPENWEBUI_URL", "OPENWEBUI_API_KEY", "OPENWEBUI_EMAIL", "OPENWEBUI_PASSWORD",
@@ -100,3 +101,42 @@ def test_bad_retention_and_reasoning_are_named(monkeypatch: pytest.MonkeyPatch) 
         load_settings()
     assert "BRIDGE_EVENT_RETENTION" in str(info.value)
     assert "BRIDGE_SHOW_REASONING" in str(info.value)
+
+
+def test_access_settings_default_to_members_anywhere() -> None:
+    settings = load_settings()
+    assert settings.access == AccessPolicy()
+    assert settings.limits == Limits(
+        user_rate_limit=20, max_question_chars=32000, max_queued_per_thread=5, denied_notice=True
+    )
+
+
+def test_access_settings_from_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "bridge.toml"
+    # Discord ids written as TOML numbers are ids all the same.
+    config.write_text(
+        "bridge_allowed_roles = [123456789012345678, 'S0ABC']\n"
+        'bridge_allowed_channels = "C1, C2"\n'
+        "bridge_allow_guests = true\n"
+    )
+    monkeypatch.setenv("BRIDGE_DENIED_USERS", " U9 ,,U8")
+    monkeypatch.setenv("BRIDGE_ALLOW_DMS", "false")
+    monkeypatch.setenv("BRIDGE_USER_RATE_LIMIT", "0")
+    settings = load_settings(config)
+    assert settings.access == AccessPolicy(
+        allowed_channels=frozenset({"C1", "C2"}),
+        denied_users=frozenset({"U9", "U8"}),
+        allowed_roles=frozenset({"123456789012345678", "S0ABC"}),
+        allow_dms=False,
+        allow_guests=True,
+    )
+    assert settings.limits.user_rate_limit == 0
+
+
+def test_limits_must_be_sensible(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_MAX_QUEUED_PER_THREAD", "0")
+    monkeypatch.setenv("BRIDGE_USER_RATE_LIMIT", "-1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "BRIDGE_MAX_QUEUED_PER_THREAD" in str(caught.value)
+    assert "BRIDGE_USER_RATE_LIMIT" in str(caught.value)

@@ -119,6 +119,8 @@ def settings_for(
         "openwebui_poll_interval": 0.2,
         "bridge_database": str(db),
         "bridge_answer_timeout": 60,
+        # One test author asks many questions in a minute; tests/e2e covers the limit.
+        "bridge_user_rate_limit": 0,
         **credentials,
     }
     return load_settings(**(values | extra))

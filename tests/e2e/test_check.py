@@ -63,3 +63,22 @@ def test_check_rejects_invalid_settings(cli: Cli) -> None:
     assert "OPENWEBUI_URL" in result.stderr
     assert "ftp://x" not in result.output  # names the setting, never repeats the value
     assert "Traceback" not in result.output
+
+
+def test_check_prints_who_can_use_the_bot(openwebui: RunningOpenWebUI, cli: Cli) -> None:
+    env = with_api_key(
+        openwebui,
+        BRIDGE_ALLOWED_CHANNELS="C0SUPPORT,C0HELP",
+        BRIDGE_DENIED_USERS="U0MALLORY",
+        BRIDGE_USER_RATE_LIMIT="10",
+    )
+    result = cli("check", env=env)
+
+    assert result.returncode == 0, result.output
+    [line] = lines_starting(result, "ok   access:")
+    assert line == (
+        "ok   access: Answers in 2 channels, to everyone except 1 user; no guests;"
+        " no external users; DMs on; 10 questions per user per minute;"
+        " questions up to 32,000 characters; up to 5 questions waiting per thread;"
+        " refused people get one short notice an hour."
+    )

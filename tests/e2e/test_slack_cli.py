@@ -103,6 +103,10 @@ async def test_check_reports_slack_identity_and_missing_scopes(
         code, out = await run_cli("check", env=env)
         assert code == 0, out
         assert f"ok   slack: bot {BOT_USER_ID} in team T1" in out
+        # User groups as roles need one more scope than the bot itself.
+        code, out = await run_cli("check", env=env | {"BRIDGE_ALLOWED_ROLES": "S0STAFF"})
+        assert code == 1, out
+        assert "FAIL slack scopes: BRIDGE_ALLOWED_ROLES needs usergroups:read" in out
 
         fake.scopes = [s for s in fake.scopes if s != "users:read"]
         code, out = await run_cli("check", env=env)

@@ -168,6 +168,7 @@ class Message:
     mention_roles: list[str] = field(default_factory=list)
     mention_everyone: bool = False
     reference: str | None = None  # the message this one replies to
+    attachments: list[JSON] = field(default_factory=list)  # Discord attachment objects
     thread_id: str | None = None  # the thread started from this message
     interaction_id: str | None = None  # set on interaction responses
     nonce: str | int | None = None
@@ -320,6 +321,9 @@ class FakeDiscord:
         # resume from a stale sequence number would (Discord promises at-least-once).
         self.resume_replays_delivered = 0
         self.max_content = MAX_CONTENT
+        # False: guild messages arrive without the author's ``member`` object (Discord
+        # always sends it on MESSAGE_CREATE; for testing a client's fallback).
+        self.message_members = True
 
         self._guilds: dict[str, _Guild] = {}
         self._messages: dict[str, list[Message]] = defaultdict(list)
@@ -514,6 +518,8 @@ class FakeDiscord:
             "mentionable": True,
             "flags": 0,
         }
+        # Connected clients learn of a new role as from Discord (the GUILDS intent).
+        self._dispatch("GUILD_ROLE_CREATE", {"guild_id": g.id, "role": g.roles[rid]}, intent=GUILDS)
         return rid
 
     def add_member(
@@ -528,6 +534,24 @@ class FakeDiscord:
             "roles": [str(r) for r in roles or []],
             "joined_at": _iso(time.time()),
         }
+
+    def set_roles(self, guild: Id, user: Id, roles: list[Id]) -> None:
+        """Give a member exactly ``roles``. Discord tells bots with the members intent
+        (GUILD_MEMBER_UPDATE); later messages carry the new roles either way."""
+        g = self._guild(guild)
+        uid = str(user)
+        if uid not in g.members:
+            raise KeyError(f"FakeDiscord: {uid} is not a member of {g.id}")
+        g.members[uid]["roles"] = [str(r) for r in roles]
+        data = {"guild_id": g.id, **self._member_shape(g.id, uid, with_user=True)}
+        self._dispatch("GUILD_MEMBER_UPDATE", data, intent=GUILD_MEMBERS)
+
+    def remove_member(self, guild: Id, user: Id) -> None:
+        """The user leaves the guild (GET member answers 404 Unknown Member from now on)."""
+        g = self._guild(guild)
+        if g.members.pop(str(user), None) is not None:
+            data = {"guild_id": g.id, "user": self._user(str(user))}
+            self._dispatch("GUILD_MEMBER_REMOVE", data, intent=GUILD_MEMBERS)
 
     def add_channel(
         self,
@@ -694,6 +718,19 @@ class FakeDiscord:
     def bot_messages(self, channel: Id, *, as_user: Id | None = None) -> list[Message]:
         return [m for m in self.channel_view(channel, as_user=as_user) if m.by_bot]
 
+    def replies_to(self, message_id: Id) -> list[Message]:
+        """The bot's visible replies (``message_reference``) to ``message_id``, oldest first."""
+        mid = str(message_id)
+        return sorted(
+            (
+                m
+                for messages in self._messages.values()
+                for m in messages
+                if m.by_bot and m.reference == mid and not m.deleted
+            ),
+            key=lambda m: int(m.id),
+        )
+
     def typing_in(self, channel: Id) -> list[float]:
         """When the bot sent typing in ``channel`` (``time.monotonic()`` values)."""
         return [t.at for t in self.typing if t.channel == str(channel)]
@@ -752,14 +789,17 @@ class FakeDiscord:
         type: int | None = None,
         flags: int = 0,
         message_id: Id | None = None,
+        attachments: int = 0,
     ) -> Message:
         """A person (or bot, or webhook) posts ``content``: store it, dispatch MESSAGE_CREATE.
 
         Mentions are parsed from the content like Discord does (``<@id>``, ``<@!id>``,
         ``<@&id>``, ``@everyone``). ``mentions_bot=True`` puts the bot in ``mentions`` even
         without ``<@BOT_USER_ID>`` in the text (a reply that pings), ``False`` keeps it out.
-        ``webhook=True`` posts as a webhook (``webhook_id`` set, no member). Nothing is
-        delivered when no client is connected, as with Discord.
+        ``webhook=True`` posts as a webhook (``webhook_id`` set, no member). ``attachments``
+        files (small text files) come with it. Nothing is delivered when no client is
+        connected, as with Discord. Guild messages carry the author's ``member`` (nick,
+        roles) as Discord's do.
         """
         cid = str(channel)
         self._channel(cid)
@@ -783,6 +823,7 @@ class FakeDiscord:
             mention_everyone=everyone,
             reference=str(reply_to) if reply_to is not None else None,
         )
+        message.attachments = [self._attachment(cid, i) for i in range(attachments)]
         self._store(message, None)
         self._dispatch_message("MESSAGE_CREATE", message)
         return message
@@ -1405,6 +1446,19 @@ class FakeDiscord:
             },
         }
 
+    def _attachment(self, channel_id: str, index: int) -> JSON:
+        aid = self.next_id()
+        name = f"file{index + 1}.txt"
+        url = f"https://cdn.discordapp.com/attachments/{channel_id}/{aid}/{name}"
+        return {
+            "id": aid,
+            "filename": name,
+            "size": 12,
+            "url": url,
+            "proxy_url": url.replace("cdn.discordapp.com", "media.discordapp.net"),
+            "content_type": "text/plain; charset=utf-8",
+        }
+
     def _member_shape(self, guild_id: str, user_id: str, *, with_user: bool) -> JSON:
         g = self._guild(guild_id)
         member = g.members.get(user_id) or {"nick": None, "roles": [], "joined_at": None}
@@ -1496,7 +1550,7 @@ class FakeDiscord:
             "mention_everyone": message.mention_everyone,
             "mentions": [self._mentioned_user(guild_id, u, gateway) for u in message.mentions],
             "mention_roles": list(message.mention_roles),
-            "attachments": [],
+            "attachments": copy.deepcopy(message.attachments),
             "embeds": [],
             "pinned": False,
             "flags": message.flags,
@@ -1536,7 +1590,7 @@ class FakeDiscord:
                 }
         if gateway and guild_id is not None:
             shape["guild_id"] = guild_id
-            if message.webhook_id is None:
+            if message.webhook_id is None and self.message_members:
                 shape["member"] = self._member_shape(guild_id, message.author_id, with_user=False)
         return shape
 

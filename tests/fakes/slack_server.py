@@ -19,6 +19,12 @@ by itself), ``stop_stream_by_user`` / ``user_stops_streams_after`` (a person pre
 ``enforce_tiers`` (Slack's per-method rate tiers) and ``storm`` (every chat.* call 429s),
 ``hold`` / ``release`` (a call waits; if its client is gone by then it is never applied, as
 with a killed process) and ``delay`` (slow calls). ``pings`` finds mentions that would notify.
+
+People: ``add_user`` makes members, guests (``is_restricted`` / ``is_ultra_restricted``) and
+users of another organisation (``team_id``); ``add_usergroup`` fills the user groups
+``usergroups.users.list`` answers from (it needs the ``usergroups:read`` scope, as on Slack).
+Notices only one person sees (``chat.postEphemeral``) are kept in ``ephemerals``, not in any
+channel view. Events may carry ``files`` and ``user_team`` (what Slack Connect messages carry).
 """
 
 from __future__ import annotations
@@ -93,6 +99,16 @@ class Status(NamedTuple):
     channel: str
     thread_ts: str
     status: str
+    at: float
+
+
+class Ephemeral(NamedTuple):
+    """A ``chat.postEphemeral`` message: only ``user`` sees it, in ``channel`` (and thread)."""
+
+    channel: str
+    user: str
+    text: str
+    thread_ts: str | None
     at: float
 
 
@@ -183,6 +199,8 @@ class FakeSlack:
         self.users: dict[str, JSON] = {}
         self.channel_names: dict[str, str] = {}
         self.statuses: list[Status] = []
+        self.ephemerals: list[Ephemeral] = []
+        self.usergroups: dict[str, list[str]] = {}  # user group id: member user ids
         self.envelopes: list[Envelope] = []
         # Switches a test may flip.
         self.streaming_enabled = True
@@ -236,6 +254,8 @@ class FakeSlack:
             "conversations.history": self._history,
             "conversations.info": self._conversation_info,
             "users.info": self._users_info,
+            "chat.postEphemeral": self._post_ephemeral,
+            "usergroups.users.list": self._usergroup_users,
         }
 
     # -- lifecycle ------------------------------------------------------------
@@ -282,22 +302,31 @@ class FakeSlack:
         real_name: str | None = None,
         name: str | None = None,
         is_bot: bool = False,
+        team_id: str = TEAM_ID,
+        is_restricted: bool = False,
+        is_ultra_restricted: bool = False,
     ) -> JSON:
-        """Add a user to the table users.info answers from (Slack's user object shape)."""
+        """Add a user to the table users.info answers from (Slack's user object shape).
+
+        ``is_restricted``: a multi-channel guest; ``is_ultra_restricted`` (with it, on
+        Slack): a single-channel guest; another ``team_id``: a Slack Connect user.
+        """
         real = real_name if real_name is not None else display_name
         user = {
             "id": user_id,
-            "team_id": TEAM_ID,
+            "team_id": team_id,
             "name": name or display_name.lower().replace(" ", "."),
             "deleted": False,
             "real_name": real,
             "is_bot": is_bot,
+            "is_restricted": is_restricted or is_ultra_restricted,
+            "is_ultra_restricted": is_ultra_restricted,
             "profile": {
                 "display_name": display_name,
                 "display_name_normalized": display_name,
                 "real_name": real,
                 "real_name_normalized": real,
-                "team": TEAM_ID,
+                "team": team_id,
             },
         }
         self.users[user_id] = user
@@ -305,6 +334,10 @@ class FakeSlack:
 
     def add_channel(self, channel_id: str, name: str) -> None:
         self.channel_names[channel_id] = name
+
+    def add_usergroup(self, group_id: str, members: list[str]) -> None:
+        """A user group (``S…``) and its members, for usergroups.users.list."""
+        self.usergroups[group_id] = list(members)
 
     def rate_limit_next(self, method: str, retry_after: int = 1, *, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with HTTP 429 + ``Retry-After``."""
@@ -408,6 +441,10 @@ class FakeSlack:
             forms = {m.group(0) for text in message.versions for m in _PING.finditer(text)}
             found.extend((message, form) for form in sorted(forms))
         return found
+
+    def ephemerals_to(self, user: str) -> list[Ephemeral]:
+        """The notices shown to ``user`` alone, oldest first."""
+        return [e for e in self.ephemerals if e.user == user]
 
     def status_of(self, channel: str, thread_ts: str) -> str | None:
         """The last assistant.threads.setStatus status for the thread (``""`` = cleared)."""
@@ -715,6 +752,32 @@ class FakeSlack:
             raise SlackError("user_not_found")
         return {"ok": True, "user": user}
 
+    def _post_ephemeral(self, params: JSON) -> JSON:
+        channel = _require(params, "channel", "channel_not_found")
+        user = _require(params, "user", "user_not_found")
+        text = _visible(params)
+        if not text:
+            raise SlackError("no_text")
+        self.ephemerals.append(
+            Ephemeral(channel, user, text, _opt_str(params, "thread_ts"), time.monotonic())
+        )
+        # Slack answers with a ts that names no message anyone else can see.
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _usergroup_users(self, params: JSON) -> JSON:
+        if "usergroups:read" not in self.scopes:
+            # Slack's shape for a token without the method's scope.
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": "usergroups:read",
+                "provided": ",".join(self.scopes),
+            }
+        group = _require(params, "usergroup", "invalid_arguments")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"ok": True, "users": list(self.usergroups[group])}
+
     # -- Web API helpers --------------------------------------------------------
 
     def _next_ts(self) -> str:
@@ -859,23 +922,30 @@ class FakeSlack:
         thread_ts: str | None = None,
         channel_type: str | None = None,
         ts: str | None = None,
+        files: list[str] | None = None,
+        user_team: str | None = None,
     ) -> tuple[str, JSON, JSON | None]:
         """A person posts ``text``: store it and return what Slack would deliver.
 
         Returns ``(ts, message_event_body, app_mention_body_or_None)``. Slack sends both a
         ``message`` and an ``app_mention`` event (different event_ids) when a channel message
-        mentions the bot; in DMs it sends only the ``message`` event.
+        mentions the bot; in DMs it sends only the ``message`` event. ``files``: names of
+        files sent with the message; ``user_team``: the author's home team, as events from
+        another organisation's user (Slack Connect) carry it.
         """
         ts = self._claim_ts(ts)
         message = Message(channel=channel, ts=ts, user=user, text=text, thread_ts=thread_ts)
         message.versions.append(text)
         self._messages[channel].append(message)
+        extra = {"files": files, "user_team": user_team}
         message_body = self.message_event(
-            channel, user, text, ts=ts, thread_ts=thread_ts, channel_type=channel_type
+            channel, user, text, ts=ts, thread_ts=thread_ts, channel_type=channel_type, **extra
         )
         mention_body = None
         if f"<@{BOT_USER_ID}>" in text and not channel.startswith("D"):
-            mention_body = self.app_mention_event(channel, user, text, ts=ts, thread_ts=thread_ts)
+            mention_body = self.app_mention_event(
+                channel, user, text, ts=ts, thread_ts=thread_ts, **extra
+            )
         return ts, message_body, mention_body
 
     def message_event(
@@ -889,14 +959,19 @@ class FakeSlack:
         channel_type: str | None = None,
         bot_id: str | None = None,
         subtype: str | None = None,
+        files: list[str] | None = None,
+        user_team: str | None = None,
     ) -> JSON:
         """An ``event_callback`` body carrying a ``message`` event (not stored).
 
         ``channel_type`` defaults from the id: D… im, G… group, else channel. For the bot's
         own echo pass ``user=BOT_USER_ID, bot_id=BOT_ID``; for another bot's post pass its
-        ``bot_id`` (and ``subtype="bot_message"`` for legacy integrations).
+        ``bot_id`` (and ``subtype="bot_message"`` for legacy integrations). A message with
+        ``files`` has the ``file_share`` subtype, as on Slack.
         """
         ts = ts or self._next_ts()
+        if files and subtype is None and bot_id is None:
+            subtype = "file_share"
         event: JSON = {
             "type": "message",
             "channel": channel,
@@ -908,7 +983,7 @@ class FakeSlack:
         }
         if user is not None:
             event["user"] = user
-        if bot_id is None and subtype is None:
+        if bot_id is None and subtype in (None, "file_share"):
             event["client_msg_id"] = str(uuid.uuid4())  # only people's messages carry one
         if bot_id is not None:
             event["bot_id"] = bot_id
@@ -916,6 +991,7 @@ class FakeSlack:
             event["bot_profile"] = {"id": bot_id, "app_id": event["app_id"], "team_id": TEAM_ID}
         if subtype is not None:
             event["subtype"] = subtype
+        _add_person(event, files, user_team)
         self._add_thread(event, channel, thread_ts)
         return self.event_callback(event)
 
@@ -927,6 +1003,8 @@ class FakeSlack:
         *,
         ts: str | None = None,
         thread_ts: str | None = None,
+        files: list[str] | None = None,
+        user_team: str | None = None,
     ) -> JSON:
         """An ``event_callback`` body carrying an ``app_mention`` (text should hold <@UBOT>)."""
         ts = ts or self._next_ts()
@@ -940,6 +1018,7 @@ class FakeSlack:
             "channel": channel,
             "event_ts": ts,
         }
+        _add_person(event, files, user_team)
         self._add_thread(event, channel, thread_ts)
         return self.event_callback(event)
 
@@ -1146,6 +1225,24 @@ def _ok(params: JSON) -> JSON:
     return {"ok": True}
 
 
+def _add_person(event: JSON, files: list[str] | None, user_team: str | None) -> None:
+    """What a person's event carries beyond text: files, and (Slack Connect) the
+    author's home team, which Slack also gives as ``team`` and ``source_team``."""
+    if files:
+        event["files"] = [
+            {
+                "id": f"F{uuid.uuid4().hex[:10].upper()}",
+                "name": name,
+                "title": name,
+                "mimetype": "application/octet-stream",
+                "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}/{name}",
+            }
+            for name in files
+        ]
+    if user_team is not None:
+        event["team"] = event["user_team"] = event["source_team"] = user_team
+
+
 def _predicate(when: Callable[[JSON], object] | None) -> Callable[[JSON], bool] | None:
     if when is None:
         return None
@@ -1261,6 +1358,7 @@ __all__ = [
     "TIER_LIMITS",
     "Call",
     "Envelope",
+    "Ephemeral",
     "FakeSlack",
     "Message",
     "Status",

@@ -198,6 +198,47 @@ async def test_content_is_withheld_without_the_intent(world: World) -> None:
         await bot.task
 
 
+async def test_roles_and_files_come_with_the_message(world: World, bot: Bot) -> None:
+    fake = world.fake
+    staff = fake.add_role(world.guild, name="staff")  # after READY: GUILD_ROLE_CREATE
+    fake.set_roles(world.guild, world.ada, [world.role, staff])
+    fake.user_says(world.general, world.ada, "with two files", attachments=2)
+    await _wait_messages(fake, bot, 1)
+    message = bot.messages[0]
+    assert isinstance(message.author, discord.Member)
+    assert {r.name for r in message.author.roles} == {"@everyone", "mathematicians", "staff"}
+    assert [a.filename for a in message.attachments] == ["file1.txt", "file2.txt"]
+    fake.message_members = False  # a message without its author's member object
+    fake.user_says(world.general, world.ada, "bare")
+    await _wait_messages(fake, bot, 2)
+    assert not isinstance(bot.messages[1].author, discord.Member)
+
+
+async def test_fetch_member_and_unknown_member(world: World, bot: Bot) -> None:
+    guild = bot.client.get_guild(int(world.guild))
+    assert guild is not None
+    member = await guild.fetch_member(int(world.ada))
+    assert [r.name for r in member.roles] == ["@everyone", "mathematicians"]
+    stranger = world.fake.add_user(name="stranger")
+    with pytest.raises(discord.NotFound) as missing:
+        await guild.fetch_member(int(stranger))
+    assert missing.value.code == 10007  # Unknown Member
+    world.fake.remove_member(world.guild, world.ada)
+    with pytest.raises(discord.NotFound):
+        await guild.fetch_member(int(world.ada))
+
+
+async def test_replies_are_recorded_with_their_reference(world: World, bot: Bot) -> None:
+    fake = world.fake
+    asked = fake.user_says(world.general, world.ada, "hello")
+    await _wait_messages(fake, bot, 1)
+    await bot.messages[0].reply("hi back", mention_author=False)
+    await bot.client.get_partial_messageable(int(world.general)).send("not a reply")
+    [reply] = fake.replies_to(asked.id)
+    assert reply.content == "hi back" and reply.type == 19
+    assert [m.content for m in fake.bot_messages(world.general)] == ["hi back", "not a reply"]
+
+
 # -- REST: send, edit, threads, typing, history ---------------------------------------------
 
 

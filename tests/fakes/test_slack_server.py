@@ -199,6 +199,76 @@ async def test_set_status(fake: FakeSlack, client: AsyncWebClient) -> None:
     assert fake.status_of("C1", "1.1") == ""
 
 
+async def test_guests_and_users_of_other_organisations(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake.add_user("UMEM", "Member")
+    fake.add_user("UMCG", "Multi", is_restricted=True)
+    fake.add_user("USCG", "Single", is_ultra_restricted=True)
+    fake.add_user("UEXT", "Other", team_id="T9")
+    users = {u: (await client.users_info(user=u))["user"] for u in fake.users if u != BOT_USER_ID}
+    assert {u: (v["is_restricted"], v["is_ultra_restricted"]) for u, v in users.items()} == {
+        "UMEM": (False, False),
+        "UMCG": (True, False),
+        "USCG": (True, True),  # Slack marks single-channel guests restricted too
+        "UEXT": (False, False),
+    }
+    assert {u: (v["team_id"], v["profile"]["team"]) for u, v in users.items()} == {
+        "UMEM": (TEAM_ID, TEAM_ID),
+        "UMCG": (TEAM_ID, TEAM_ID),
+        "USCG": (TEAM_ID, TEAM_ID),
+        "UEXT": ("T9", "T9"),
+    }
+
+
+async def test_ephemeral_notices_are_seen_by_one_person_only(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    parent, _, _ = fake.user_says("C1", "U1", "<@UBOT> hi")
+    response = await client.chat_postEphemeral(
+        channel="C1", user="U1", text="only you", thread_ts=parent
+    )
+    await client.chat_postEphemeral(channel="C1", user="U2", text="you too")
+    assert response["message_ts"]
+    assert [(e.channel, e.user, e.text, e.thread_ts) for e in fake.ephemerals] == [
+        ("C1", "U1", "only you", parent),
+        ("C1", "U2", "you too", None),
+    ]
+    assert [e.text for e in fake.ephemerals_to("U1")] == ["only you"]
+    assert [m.text for m in fake.channel_view("C1")] == ["<@UBOT> hi"]  # nobody else sees them
+    with pytest.raises(SlackApiError) as exc:
+        await client.api_call("chat.postEphemeral", json={"channel": "C1", "user": "U1"})
+    assert _error(exc) == "no_text"
+
+
+async def test_usergroup_members_need_the_scope(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.add_usergroup("SOPS", ["U1", "U2"])
+    with pytest.raises(SlackApiError) as exc:
+        await client.usergroups_users_list(usergroup="SOPS")
+    assert _error(exc) == "missing_scope" and exc.value.response["needed"] == "usergroups:read"
+    fake.scopes.append("usergroups:read")
+    assert (await client.usergroups_users_list(usergroup="SOPS"))["users"] == ["U1", "U2"]
+    with pytest.raises(SlackApiError) as exc:
+        await client.usergroups_users_list(usergroup="S404")
+    assert _error(exc) == "no_such_subteam"
+
+
+def test_events_carry_files_and_the_authors_team(fake: FakeSlack) -> None:
+    _, message, mention = fake.user_says(
+        "C1", "UEXT", "<@UBOT> see this", files=["log.txt", "shot.png"], user_team="T9"
+    )
+    assert mention is not None
+    for body in (message, mention):
+        event = body["event"]
+        assert [f["name"] for f in event["files"]] == ["log.txt", "shot.png"]
+        assert (event["user_team"], event["source_team"], event["team"]) == ("T9", "T9", "T9")
+        assert body["team_id"] == TEAM_ID  # the workspace the event is delivered to
+    assert message["event"]["subtype"] == "file_share"
+    assert "subtype" not in mention["event"]
+    _, plain, _ = fake.user_says("C1", "U1", "no files")
+    assert not {"files", "user_team", "subtype"} & set(plain["event"])
+
+
 # -- (b) rate limits ----------------------------------------------------------------
 
 

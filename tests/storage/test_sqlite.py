@@ -6,12 +6,13 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bridge.events import ThreadKey
-from bridge.store import NewTurn, TurnStatus
+from bridge.store import NewTurn, ThreadBusy, TurnStatus
 from storage import MEMORY, SqliteStore, open_store
 
 KEY = ThreadKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
@@ -320,3 +321,45 @@ async def test_retired_conversation_keeps_its_turns_and_frees_the_key(
     kept = await store.conversation_by_id(old.id)
     assert kept is not None and kept.key.thread == f"{KEY.thread}#{old.id}"
     assert [t.id for t in await store.turns(old.id)] == [first]
+
+
+def modes(db_path: Path) -> dict[str, int]:
+    """Permission bits of the database file and its -wal/-shm companions."""
+    return {
+        p.name: p.stat().st_mode & 0o777
+        for p in db_path.parent.iterdir()
+        if p.name.startswith(db_path.name)
+    }
+
+
+def set_mode(path: Path, mode: int) -> None:
+    path.chmod(mode)
+
+
+async def test_the_database_files_are_readable_by_their_owner_only(db_path: Path) -> None:
+    store = await open_store(db_path)
+    try:
+        await store.enqueue_turn(new_turn("m1"))  # something in the WAL
+        modes = {p.name: p.stat().st_mode & 0o777 for p in db_path.parent.iterdir() if p.is_file()}
+    finally:
+        await store.close()
+    assert modes[db_path.name] == 0o600
+    assert {mode for name, mode in modes.items() if name.startswith(db_path.name)} == {0o600}
+
+
+async def test_an_existing_open_database_is_tightened(db_path: Path) -> None:
+    await (await open_store(db_path)).close()
+    set_mode(db_path, 0o644)
+    store = await open_store(db_path)
+    await store.close()
+    assert modes(db_path)[db_path.name] == 0o600
+
+
+async def test_a_full_thread_refuses_and_writes_nothing(store: SqliteStore, db_path: Path) -> None:
+    assert await store.enqueue_turn(replace(new_turn("m1"), limit=1)) is not None
+    with pytest.raises(ThreadBusy) as busy:
+        await store.enqueue_turn(replace(new_turn("m2"), limit=1))
+    assert busy.value.waiting == 1
+    assert raw(db_path, "SELECT platform_message_id FROM turns") == [("m1",)]
+    # The delivery was not claimed: the same delivery can be taken later.
+    assert raw(db_path, "SELECT event_id FROM processed_events") == [("ev-m1",)]

@@ -1,98 +1,45 @@
 """The Discord adapter on the real discord.py client against the local fake Discord.
 
-The core is a small stand-in that records what the adapter queues (the real
-core with real Open WebUI servers is the e2e suite's job); each test then runs
-the turn's adapter side (``prepare``, ``reply``) as the core would.
+The core is a small stand-in that records what the adapter queues and judges
+it with the real admission rules (the real core with real Open WebUI servers is
+the e2e suite's job); each test then runs the turn's adapter side (``prepare``,
+``reply``) as the core would.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 
 import pytest
 
 from adapters.check import check_discord_bot
 from adapters.discord.app import NEW_DONE, DiscordAdapter, intents, make_client
 from adapters.discord.invite import INTENT_MISSING
-from adapters.discord.settings import DiscordSettings
 from bridge.config import ConfigError
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.reply import Platform
 from bridge.split import join_split
+from tests.adapters.discord.discord_world import (
+    TOKEN,
+    Core,
+    World,
+    discord_world,
+    next_event,
+)
 from tests.fakes.discord_server import (
     APP_ID,
     BOT_USER_ID,
     GATEWAY_MESSAGE_CONTENT_LIMITED,
     GUILD_FORUM,
-    FakeDiscord,
-    point_discord_py_at,
 )
 
-TOKEN = "fake-bot-token"
 EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"
-
-
-@dataclass
-class Core:
-    """Stands in for ``bridge.core.Bridge``: a ledger of event ids and known threads."""
-
-    events: list[PlatformEvent] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-    threads: set[ThreadKey] = field(default_factory=set)
-    started_over: list[ThreadKey] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)  # event ids delivered again
-    platform: Platform | None = None
-
-    def register(self, platform: Platform) -> None:
-        self.platform = platform
-
-    async def knows_thread(self, key: ThreadKey) -> bool:
-        return key in self.threads
-
-    async def submit(self, event: PlatformEvent) -> object:
-        if event.event_id in self.seen:
-            self.duplicates.append(event.event_id)
-            return None
-        self.seen.add(event.event_id)
-        self.threads.add(event.thread)
-        self.events.append(event)
-        return object()
-
-    async def start_over(self, key: ThreadKey) -> bool:
-        self.started_over.append(key)
-        self.threads.discard(key)
-        return True
-
-
-@dataclass
-class World:
-    fake: FakeDiscord
-    guild: str
-    general: str
-    ada: str
-    role: str
-    core: Core
-    settings: DiscordSettings
 
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    async with FakeDiscord() as fake:
-        guild = fake.add_guild("Lab")
-        general = fake.add_channel(guild, "general")
-        ada = fake.add_user(name="ada", global_name="Ada Lovelace")
-        role = fake.add_role(guild, name="mathematicians")
-        fake.add_member(guild, ada, nick="Ada L.", roles=[role])
-        settings = DiscordSettings(
-            bot_token=TOKEN,
-            api_url=fake.api_url,
-            gateway_url=fake.gateway_url,
-            update_interval=0.0,
-        )
-        with point_discord_py_at(fake):  # restores discord.py's globals afterwards
-            yield World(fake, guild, general, ada, role, Core(), settings)
+    async with discord_world() as world:
+        yield world
 
 
 @pytest.fixture
@@ -104,11 +51,6 @@ async def adapter(world: World) -> AsyncIterator[DiscordAdapter]:
         yield bot
     finally:
         await bot.close()
-
-
-async def next_event(world: World, count: int) -> PlatformEvent:
-    await world.fake.wait_for(lambda: len(world.core.events) >= count, what="a queued event")
-    return world.core.events[count - 1]
 
 
 async def answer(

@@ -72,13 +72,29 @@ def test_decide(message: DiscordMessage, known: bool, answer: bool, context: boo
         msg(type=7),  # member joined
         msg(type=18),  # thread created
         msg(type=21),  # thread starter message
-        msg(content=f"<@{BOT}>"),  # nothing asked
-        msg(content="   "),
+        msg(content="   ", mentions_bot=False),
+        msg(kind=THREAD, content="", mentions_bot=False),  # a sticker in a known thread
+        msg(kind=DM, guild_id="", content="", mentions_bot=False),
     ],
 )
 def test_not_a_question(message: DiscordMessage) -> None:
     assert not is_question(message)
     assert not decide(message, known_thread=True).answer
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        msg(content=f"<@{BOT}>"),  # a bare mention: the core answers with a hint
+        msg(content=f"<@&{ROLE}>  "),
+        msg(kind=THREAD, content="", mentions_bot=False, attachments=1),  # files only
+        msg(kind=DM, guild_id="", content="", mentions_bot=False, attachments=2),
+        msg(content=f"<@{BOT}> read this", attachments=1),
+    ],
+)
+def test_bare_mentions_and_files_reach_the_core(message: DiscordMessage) -> None:
+    assert is_question(message)
+    assert decide(message, known_thread=True).answer
 
 
 def test_a_reply_is_a_question() -> None:

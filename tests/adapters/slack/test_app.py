@@ -1,19 +1,31 @@
-"""The adapter around the replies: queueing without look-ups, prepare, readiness."""
+"""The adapter around the replies: queueing in delivery order, who is asking,
+notices, prepare, readiness."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
+import logging
 import os
+import re
+import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from adapters.slack.app import SlackAdapter, make_client
+from adapters.slack.app import ROLES_SCOPE, SCOPES, InOrder, Place, SlackAdapter, make_client
 from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
+from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.config import ConfigError
+from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
+from bridge.policy import AccessPolicy, Asker, UserKind
 from bridge.reply import Platform
 from tests.fakes.slack_server import TEAM_ID, FakeSlack
 
@@ -21,14 +33,20 @@ SECRET = "signing-secret"
 
 
 class FakeCore:
-    """The core as the adapter sees it; storing an event takes a moment, as in SQLite."""
+    """The core as the adapter sees it; storing an event takes a moment, as in SQLite.
+    ``refuse`` maps a question's text to the notice its refusal carries."""
 
-    def __init__(self, fake: FakeSlack) -> None:
+    def __init__(self, fake: FakeSlack, access: AccessPolicy | None = None) -> None:
         self.fake = fake
+        # Guests and external users allowed: no look-up needed to judge an asker.
+        self.access = access or AccessPolicy(allow_guests=True, allow_external=True)
         self.platforms: list[Platform] = []
         self.events: list[PlatformEvent] = []
+        self.askers: list[Asker | None] = []
         self.threads: set[ThreadKey] = set()
         self.lookups_before_submit: list[int] = []
+        self.refuse: dict[str, str | None] = {}
+        self._seen: set[str] = set()
 
     def register(self, platform: Platform) -> None:
         self.platforms.append(platform)
@@ -36,14 +54,20 @@ class FakeCore:
     async def knows_thread(self, key: ThreadKey) -> bool:
         return key in self.threads
 
-    async def submit(self, event: PlatformEvent) -> object:
+    async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
         self.lookups_before_submit.append(
             self.fake.count("users.info") + self.fake.count("conversations.replies")
         )
+        if event.text in self.refuse:
+            raise QuestionRefused("refused", self.refuse[event.text])
         await asyncio.sleep(0.05)
+        if event.event_id in self._seen:
+            return None  # a duplicate delivery, as the core reports it
+        self._seen.add(event.event_id)
         self.threads.add(event.thread)
         self.events.append(event)
-        return None
+        self.askers.append(asker)
+        return object()
 
 
 @pytest.fixture
@@ -189,3 +213,246 @@ def test_runtime_checks_raise_clear_errors(fake: FakeSlack, clean_env: None) -> 
     slack = SlackAdapter(FakeCore(fake), settings(fake))
     with pytest.raises(RuntimeError, match="start"):
         _ = slack.identity
+
+
+# -- who asks, and what they are told ---------------------------------------------
+
+
+async def started(fake: FakeSlack, core: FakeCore) -> SlackAdapter:
+    slack = SlackAdapter(core, settings(fake))
+    await slack.start()
+    return slack
+
+
+async def deliver(fake: FakeSlack, slack: SlackAdapter, *bodies: dict[str, Any] | None) -> None:
+    url = f"http://127.0.0.1:{slack.http_port}/slack/events"
+    for body in bodies:
+        if body is not None:
+            assert (await fake.post_event(url, body, SECRET))[0] == 200
+
+
+async def test_the_asker_is_looked_up_once_before_queueing(
+    fake: FakeSlack, clean_env: None
+) -> None:
+    fake.add_user("U1", "Ada", is_restricted=True)
+    core = FakeCore(fake, AccessPolicy())  # guests refused: the kind matters
+    slack = await started(fake, core)
+    try:
+        _, message, mention = fake.user_says("C1", "U1", "<@UBOT> hi")
+        await deliver(fake, slack, message, mention)  # Slack sends both for one mention
+        await fake.wait_for(lambda: len(core.events) == 1, what="the question")
+        assert core.askers == [Asker(TEAM_ID, "C1", "U1", kind=UserKind.GUEST)]
+        assert core.lookups_before_submit[0] == 1 == fake.count("users.info")
+    finally:
+        await slack.stop()
+
+
+async def test_a_reply_right_behind_a_slow_look_up_keeps_its_place(
+    fake: FakeSlack, clean_env: None
+) -> None:
+    fake.add_user("U1", "Ada")
+    fake.delay("users.info", 0.5)
+    core = FakeCore(fake, AccessPolicy())
+    slack = await started(fake, core)
+    url = f"http://127.0.0.1:{slack.http_port}/slack/events"
+    try:
+        first, _, mention = fake.user_says("C1", "U1", "<@UBOT> first")
+        _, reply, _ = fake.user_says("C1", "U1", "second", thread_ts=first)
+        assert mention is not None
+        opening = asyncio.create_task(fake.post_event(url, mention, SECRET))
+        await fake.wait_for_calls("users.info")  # the mention's asker is being looked up
+        # The reply arrives while its thread does not exist yet: it waits its turn
+        # rather than being judged channel chatter.
+        assert (await fake.post_event(url, reply, SECRET))[0] == 200
+        assert (await opening)[0] == 200
+        assert [e.text for e in core.events] == ["first", "second"]
+    finally:
+        await slack.stop()
+
+
+async def test_a_look_up_slack_does_not_answer_leaves_the_asker_unknown(
+    fake: FakeSlack, clean_env: None
+) -> None:
+    fake.add_user("U1", "Ada")
+    fake.hold("users.info")  # Slack never answers: the event must still be acknowledged
+    core = FakeCore(fake, AccessPolicy())
+    slack = await started(fake, core)
+    try:
+        _, message, _ = fake.user_says("D1", "U1", "hello")
+        await deliver(fake, slack, message)
+        assert [a.kind if a else None for a in core.askers] == [UserKind.UNKNOWN]
+    finally:
+        fake.release_all()
+        await slack.stop()
+
+
+async def test_a_refused_asker_gets_one_notice_where_they_asked(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    core.refuse |= {"hi": "Not here.", "more": "Not you.", "quiet": None}
+    parent, message, mention = fake.user_says("C1", "U1", "<@UBOT> hi")
+    await deliver(fake, slack, message, mention)
+    _, follow_up, _ = fake.user_says("C1", "U1", "<@UBOT> more", thread_ts=parent)
+    await deliver(fake, slack, follow_up, follow_up)  # Slack retried the delivery
+    _, silent, _ = fake.user_says("C1", "U2", "<@UBOT> quiet")
+    await deliver(fake, slack, silent)
+    await fake.wait_for(lambda: len(fake.ephemerals) == 2, what="the notices")
+    await asyncio.sleep(0.2)  # a second notice would show by now
+    assert [(e.channel, e.user, e.text, e.thread_ts) for e in fake.ephemerals] == [
+        ("C1", "U1", "Not here.", None),  # a top-level question: in the channel
+        ("C1", "U1", "Not you.", parent),  # in the thread it was asked in
+    ]
+    assert core.events == [] and fake.bot_replies("C1", parent) == []
+
+
+async def test_channel_chatter_is_neither_judged_nor_noticed(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    core.access = AccessPolicy()  # a look-up would be needed, were it judged
+    core.refuse[""] = "Put your question in the message."
+    _, chatter, _ = fake.user_says("C1", "U1", "lunch anyone?")
+    _, empty, _ = fake.user_says("C1", "U1", "", files=["menu.pdf"])
+    await deliver(fake, slack, chatter, empty)
+    assert core.lookups_before_submit == [] and fake.count("users.info") == 0
+    await asyncio.sleep(0.2)
+    assert fake.ephemerals == []
+
+
+async def test_attachments_are_counted_and_acknowledged_once(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    core.refuse[""] = "I can't read attachments yet."
+    thread, message, mention = fake.user_says("C1", "U1", "<@UBOT> read this", files=["a.log"])
+    await deliver(fake, slack, message, mention)
+    _, only_files, _ = fake.user_says("D1", "U1", "", files=["a.png", "b.png"])
+    await deliver(fake, slack, only_files)
+    await fake.wait_for(lambda: len(fake.ephemerals) == 2, what="the notices")
+    await asyncio.sleep(0.2)
+    assert [(e.attachments, e.text) for e in core.events] == [(1, "read this")]
+    assert [(e.channel, e.thread_ts, e.text) for e in fake.ephemerals] == [
+        ("C1", thread, ATTACHMENTS_IGNORED),  # in the thread its answer goes to
+        ("D1", None, "I can't read attachments yet."),  # the core's notice for files alone
+    ]
+    assert core.threads == {ThreadKey("slack", TEAM_ID, "C1", thread)}
+
+
+async def test_a_notice_slack_refuses_is_logged_not_raised(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore], caplog: pytest.LogCaptureFixture
+) -> None:
+    slack, core = adapter
+    core.refuse["hi"] = "Not here."
+    fake.fail_next("chat.postEphemeral", "user_not_in_channel")
+    _, message, _ = fake.user_says("C1", "U1", "<@UBOT> hi")
+    with caplog.at_level(logging.INFO, logger="adapters.slack"):
+        await deliver(fake, slack, message)
+        await fake.wait_for_calls("chat.postEphemeral")
+        await fake.wait_for(lambda: "cannot show a notice" in caplog.text, what="the log line")
+    assert "cannot show a notice to U1 in C1: user_not_in_channel" in caplog.text
+    assert "Traceback" not in caplog.text and "xoxb" not in caplog.text
+
+
+async def test_missing_usergroups_scope_is_warned_only_when_roles_are_set(
+    fake: FakeSlack, clean_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    for roles, warned in ((frozenset(), False), (frozenset({"SOPS"}), True)):
+        caplog.clear()
+        slack = await started(fake, FakeCore(fake, AccessPolicy(allowed_roles=roles)))
+        await slack.stop()
+        assert ("usergroups:read" in caplog.text) is warned
+    fake.scopes.append("usergroups:read")
+    caplog.clear()
+    slack = await started(fake, FakeCore(fake, AccessPolicy(allowed_roles=frozenset({"S1"}))))
+    await slack.stop()
+    assert "usergroups:read" not in caplog.text
+
+
+# -- what reaches Bolt in HTTP mode ----------------------------------------------------
+
+
+def signed(body: bytes, secret: str = SECRET, age: int = 0) -> dict[str, str]:
+    ts = str(int(time.time()) - age)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
+    return {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b'{"type": "event_callback", "x": "\xff"}', {}, 400),  # not UTF-8
+        (b'{"type": "event_callback", ', {}, 400),  # not JSON
+        (b"[1, 2]", {}, 400),  # JSON, not an object
+        (b"[" * 100_000, {}, 400),  # nested past the parser's depth
+        (b'{"type": "event_callback", "event": "x"}', {}, 400),
+        (b'{"a": "' + b"x" * (1024 * 1024) + b'"}', {}, 413),
+        (b'{"type": "event_callback"}', {"secret": "wrong"}, 401),
+        (b'{"type": "event_callback"}', {"age": 3600}, 401),  # a replay
+        (b'{"type": "event_callback"}', {"X-Slack-Request-Timestamp": "1e9"}, 401),
+        (b'{"type": "event_callback"}', {"X-Slack-Signature": "v0=é"}, 401),
+        (b'{"type": "event_callback", "event": {"type": "foo"}}', {}, 404),  # Bolt: unhandled
+    ],
+)
+async def test_hostile_requests_get_a_clean_4xx(
+    fake: FakeSlack,
+    adapter: tuple[SlackAdapter, FakeCore],
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    headers: dict[str, Any],
+    status: int,
+) -> None:
+    slack, core = adapter
+    sign = {k: headers.pop(k) for k in ("secret", "age") if k in headers}
+    url = f"http://127.0.0.1:{slack.http_port}/slack/events"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=body, headers=signed(body, **sign) | headers) as got:
+            assert got.status == status
+    assert "Traceback" not in caplog.text and core.events == []
+    # Nothing unsigned reaches Bolt, whose own check would log the whole body.
+    assert "event_callback" not in caplog.text or status == 404
+
+
+async def test_url_verification_still_answers_the_challenge(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, _ = adapter
+    url = f"http://127.0.0.1:{slack.http_port}/slack/events"
+    challenge = {"type": "url_verification", "challenge": "c-123", "token": "t"}
+    status, text = await fake.post_event(url, challenge, SECRET)
+    assert (status, json.loads(text)) == (200, {"challenge": "c-123"})
+
+
+async def test_in_order_keeps_order_when_a_waiter_gives_up() -> None:
+    order = InOrder()
+    first, second, third = order.place(), order.place(), order.place()
+    ran: list[str] = []
+
+    async def section(place: Place, name: str) -> None:
+        try:
+            await place.turn()
+            ran.append(name)
+        finally:
+            place.done()
+
+    gave_up = asyncio.create_task(section(second, "second"))
+    last = asyncio.create_task(section(third, "third"))
+    await asyncio.sleep(0.01)
+    gave_up.cancel()
+    await asyncio.sleep(0.01)
+    assert ran == [] and not last.done()  # the third still waits for the first
+    first.done()
+    await last
+    assert ran == ["third"]
+
+
+@pytest.mark.parametrize("manifest", ["manifest.yaml", "manifest-http.yaml"])
+def test_manifests_ask_for_every_scope_the_adapter_uses(manifest: str) -> None:
+    text = (Path(__file__).parents[3] / "deploy" / "slack" / manifest).read_text()
+    bot = text.split("bot:", 1)[1].split("settings:", 1)[0]
+    asked = set(re.findall(r"^\s+- (\S+)", bot, re.MULTILINE))
+    assert asked == {*SCOPES, ROLES_SCOPE}

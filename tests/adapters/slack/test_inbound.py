@@ -12,6 +12,8 @@ BOT = "UBOT"
 
 
 def body(**event: Any) -> dict[str, Any]:
+    if "event" in event:
+        return {"team_id": "T1", "event": event["event"]}
     base = {"type": "message", "user": "U1", "text": "hi", "ts": "2.0", "channel": "C1"}
     return {"team_id": "T1", "event": base | event}
 
@@ -45,7 +47,8 @@ def test_decide(payload: dict[str, Any], known: bool, answer: bool, context: boo
         body(subtype="message_changed"),
         body(subtype="message_deleted"),
         body(subtype="channel_join"),
-        body(text="   "),
+        body(text=f"<@{BOT}> hi", user=None),
+        body(event="not an event"),
         {"event": {"type": "reaction_added"}},
     ],
 )
@@ -59,3 +62,42 @@ def test_one_delivery_id_for_message_and_mention() -> None:
     assert a is not None and b is not None
     assert a.delivery_id == b.delivery_id == "C1:2.0"
     assert a.thread == "2.0"
+
+
+@pytest.mark.parametrize(
+    ("payload", "known", "answer"),
+    [
+        (body(type="app_mention", text=f"<@{BOT}>"), False, True),  # a bare mention: the hint
+        (body(text=""), False, False),  # empty channel chatter stays ignored
+        (body(text="   ", thread_ts="1.0"), False, False),
+        (body(text="", subtype="file_share", files=[{}], thread_ts="1.0"), True, True),
+        (body(channel="D1", channel_type="im", text="", files=[{}]), False, True),
+    ],
+)
+def test_empty_text_reaches_the_core_when_answered(
+    payload: dict[str, Any], known: bool, answer: bool
+) -> None:
+    message = parse(payload)
+    assert message is not None
+    assert decide(message, BOT, known_thread=known).answer is answer
+
+
+def test_files_are_counted() -> None:
+    files = [{"id": "F1", "name": "a.txt"}, {"id": "F2", "name": "b.png"}]
+    shared = parse(body(text=f"<@{BOT}> look", subtype="file_share", files=files))
+    mention = parse(body(type="app_mention", text=f"<@{BOT}> look", files=files))
+    plain = parse(body(text=f"<@{BOT}> look"))
+    odd = parse(body(text=f"<@{BOT}> look", files="not a list"))
+    assert [m.files if m else None for m in (shared, mention, plain, odd)] == [2, 2, 0, 0]
+
+
+def test_the_authors_team_and_org_as_the_event_gives_them() -> None:
+    connect = parse(body(user_team="T9", source_team="T9", team="T9"))
+    source_only = parse(body(source_team="T8"))
+    grid = parse({"team_id": "T1", "enterprise_id": "E1", "event": body()["event"]})
+    home = parse(body())
+    assert connect is not None and source_only is not None and grid is not None
+    assert home is not None
+    assert (connect.team, connect.user_team, connect.enterprise) == ("T1", "T9", None)
+    assert source_only.user_team == "T8"
+    assert (grid.enterprise, home.user_team, home.enterprise) == ("E1", None, None)

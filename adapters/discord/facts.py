@@ -1,0 +1,247 @@
+"""Who asked, and where, as ``bridge.policy`` needs it: the facts about a message's
+author, from what the message carries and, when that is not enough, from Discord.
+
+* ``workspace`` is the guild; ``channel`` the channel, a thread (or forum post)
+  counting as its parent channel; "" in DMs.
+* ``roles`` are the author's role ids, **@everyone included** (its id is the
+  guild's, as in discord.py's ``Member.roles``), so ``BRIDGE_ALLOWED_ROLES=<guild
+  id>`` admits everyone in that guild. A guild message carries its author's
+  member object, so no call is made for it.
+* Every Discord user is a ``MEMBER``: Discord has no guests or external users.
+* A DM has no guild. When the policy restricts workspaces or roles, the user's
+  membership is looked up (``GET /guilds/{guild}/members/{user}``, cached for
+  ``MEMBERSHIP_TTL``) in the bot's guilds that could admit them; the first
+  membership that satisfies the roles (else the first found) is the DM's
+  workspace and roles, and none at all leaves the workspace "" (a workspace
+  list then refuses it silently).
+* A look-up that fails (not a 404) never admits: the asker is ``UNKNOWN``, which
+  the policy refuses as unverified; where the policy would not (guests and
+  external users both allowed), ``None`` tells the adapter not to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+import discord
+
+from adapters.discord.inbound import ChannelKind, DiscordMessage
+from bridge.policy import AccessPolicy, Asker, UserKind
+
+log = logging.getLogger(__name__)
+
+MEMBERSHIP_TTL = 600.0  # seconds a looked-up guild membership (or its absence) is trusted
+LOOKUP_TIMEOUT = 10.0  # seconds one look-up may take (discord.py retries 5xx by itself)
+CACHE_SIZE = 10_000  # memberships and thread parents remembered
+
+# What a look-up may raise when Discord cannot tell us (NotFound is handled before).
+_FAILURES = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+class LookupFailed(Exception):
+    """Discord could not tell us (an error other than 404, or no answer in time)."""
+
+
+def member_roles(author: discord.abc.User) -> frozenset[str] | None:
+    """The role ids the message's author holds (@everyone included), from the member
+    object a guild message carries; None when the message carries none."""
+    if not isinstance(author, discord.Member):
+        return None
+    return frozenset(str(role.id) for role in author.roles)
+
+
+def parent_channel(channel: object, parsed: DiscordMessage) -> str | None:
+    """The channel a guild message counts as posted in: a thread's parent; None for a
+    thread discord.py has not cached (its parent must be looked up)."""
+    if isinstance(channel, discord.Thread):
+        return str(channel.parent_id)
+    if parsed.kind is ChannelKind.UNKNOWN:
+        return None
+    return parsed.channel_id
+
+
+class AskerFacts:
+    """Builds the ``Asker`` of a message (or of a DM user, for ``/new``)."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        policy: AccessPolicy,
+        *,
+        ttl: float = MEMBERSHIP_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._ttl = ttl
+        self._clock = clock
+        # (guild, user) → (expires at, roles; None: not a member)
+        self._members: OrderedDict[tuple[str, str], tuple[float, frozenset[str] | None]] = (
+            OrderedDict()
+        )
+        self._parents: OrderedDict[str, str] = OrderedDict()  # thread → parent channel
+        # Look-ups under way, shared by the messages that need them.
+        self._member_lookups: dict[tuple[str, str], asyncio.Future[frozenset[str] | None]] = {}
+        self._parent_lookups: dict[str, asyncio.Future[str]] = {}
+
+    async def of_message(self, message: discord.Message, parsed: DiscordMessage) -> Asker | None:
+        """The facts about ``message``'s author and place; None: they cannot be verified
+        and the policy would not refuse an unverified asker (do not answer)."""
+        if parsed.kind is ChannelKind.DM:
+            return await self.of_dm_user(parsed.author_id)
+        guild, user = parsed.guild_id, parsed.author_id
+        roles = member_roles(message.author)
+        roles_known = True
+        if roles is None:
+            roles, roles_known = await self._roles_without_member(guild, user)
+        channel = parent_channel(message.channel, parsed)
+        if channel is None:
+            try:
+                channel = await self._parent(parsed.channel_id)
+            except LookupFailed:
+                return self._unverified(guild, user, "thread parent")
+        return Asker(
+            workspace=guild, channel=channel, user=user, roles=roles, roles_known=roles_known
+        )
+
+    async def of_dm_user(self, user: str) -> Asker | None:
+        """The facts about ``user`` writing in a DM (see the module docstring)."""
+        policy = self._policy
+        if not (policy.allowed_workspaces or policy.allowed_roles) or (
+            user in policy.allowed_users and not policy.allowed_workspaces
+        ):
+            return Asker(workspace="", channel="", user=user, direct=True)
+        found: tuple[str, frozenset[str]] | None = None
+        failed: str | None = None
+        for guild in self._candidate_guilds():
+            try:
+                roles = await self._membership(guild, user)
+            except LookupFailed:
+                failed = failed or guild
+                continue
+            if roles is None:
+                continue
+            if not policy.allowed_roles or roles & policy.allowed_roles:
+                return Asker(workspace=guild, channel="", user=user, roles=roles, direct=True)
+            found = found or (guild, roles)
+        if failed is not None:
+            return self._unverified(failed, user, "guild membership", direct=True)
+        if found is not None:
+            return Asker(workspace=found[0], channel="", user=user, roles=found[1], direct=True)
+        return Asker(workspace="", channel="", user=user, direct=True)
+
+    def _candidate_guilds(self) -> list[str]:
+        """The bot's guilds where a membership could admit a DM: those allowed, and (with
+        a role list) those that have one of the roles."""
+        policy = self._policy
+        guilds = []
+        for guild in sorted(self._client.guilds, key=lambda g: g.id):
+            if policy.allowed_workspaces and str(guild.id) not in policy.allowed_workspaces:
+                continue
+            if policy.allowed_roles and not any(
+                role.isdigit() and guild.get_role(int(role)) is not None
+                for role in policy.allowed_roles
+            ):
+                continue
+            guilds.append(str(guild.id))
+        return guilds
+
+    async def _roles_without_member(self, guild: str, user: str) -> tuple[frozenset[str], bool]:
+        """Roles for a guild message that carried no member object: looked up when a
+        role list needs them; (roles, known)."""
+        if not self._policy.allowed_roles or user in self._policy.allowed_users:
+            return frozenset(), True
+        try:
+            roles = await self._membership(guild, user)
+        except LookupFailed:
+            return frozenset(), False
+        return roles or frozenset(), True
+
+    def _unverified(
+        self, guild: str, user: str, what: str, *, direct: bool = False
+    ) -> Asker | None:
+        log.warning("cannot look up the %s of user %s in guild %s", what, user, guild or "-")
+        if not self._policy.needs_kind:
+            return None  # an UNKNOWN asker would pass this policy: do not answer at all
+        return Asker(
+            workspace=guild,
+            channel="",
+            user=user,
+            kind=UserKind.UNKNOWN,
+            direct=direct,
+            roles_known=False,
+        )
+
+    # -- look-ups, cached ---------------------------------------------------------
+
+    async def _membership(self, guild: str, user: str) -> frozenset[str] | None:
+        """The user's roles in ``guild`` (@everyone included); None: not a member."""
+        key = (guild, user)
+        cached = self._members.get(key)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        roles = await _shared(self._member_lookups, key, lambda: self._fetch_member(guild, user))
+        self._members[key] = (self._clock() + self._ttl, roles)
+        self._members.move_to_end(key)
+        while len(self._members) > CACHE_SIZE:
+            self._members.popitem(last=False)
+        return roles
+
+    async def _fetch_member(self, guild_id: str, user: str) -> frozenset[str] | None:
+        guild = self._client.get_guild(int(guild_id))
+        if guild is None:
+            raise LookupFailed(f"guild {guild_id} is not cached")
+        try:
+            member = await asyncio.wait_for(guild.fetch_member(int(user)), LOOKUP_TIMEOUT)
+        except discord.NotFound:
+            return None  # 10007 Unknown Member: not in the guild
+        except _FAILURES as exc:
+            raise LookupFailed(type(exc).__name__) from exc
+        return frozenset(str(role.id) for role in member.roles)
+
+    async def _parent(self, thread: str) -> str:
+        """The parent channel of a thread discord.py has not cached. Only looked up when a
+        channel list needs it (a thread never moves, so it is cached for good)."""
+        if not (self._policy.allowed_channels or self._policy.denied_channels):
+            return thread
+        known = self._parents.get(thread)
+        if known is not None:
+            return known
+        parent = await _shared(self._parent_lookups, thread, lambda: self._fetch_parent(thread))
+        self._parents[thread] = parent
+        while len(self._parents) > CACHE_SIZE:
+            self._parents.popitem(last=False)
+        return parent
+
+    async def _fetch_parent(self, thread: str) -> str:
+        try:
+            channel = await asyncio.wait_for(
+                self._client.fetch_channel(int(thread)), LOOKUP_TIMEOUT
+            )
+        except _FAILURES as exc:
+            raise LookupFailed(type(exc).__name__) from exc
+        if isinstance(channel, discord.Thread):
+            return str(channel.parent_id)
+        return str(channel.id)
+
+
+async def _shared(
+    pending: dict[K, asyncio.Future[T]], key: K, fetch: Callable[[], Awaitable[T]]
+) -> T:
+    """One look-up for all who need the same fact at once; they resume in the order
+    they asked (so questions waiting on it keep their delivery order)."""
+    future = pending.get(key)
+    if future is None:
+        future = asyncio.ensure_future(fetch())
+        pending[key] = future
+        future.add_done_callback(lambda _: pending.pop(key, None))
+    return await asyncio.shield(future)

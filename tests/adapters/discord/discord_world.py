@@ -1,0 +1,116 @@
+"""The Discord adapter's unit-test world: the local fake Discord with a guild, a
+channel and Ada, and a small stand-in for the core.
+
+The stand-in records what the adapter queues and judges it with the real
+admission rules (``bridge.admission``), so a refusal carries the notice the real
+core would give; the real core with real Open WebUI is the e2e suite's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from adapters.discord.settings import DiscordSettings
+from bridge.admission import Admission
+from bridge.errors import QuestionRefused
+from bridge.events import PlatformEvent, ThreadKey
+from bridge.policy import AccessPolicy, Asker, Limits
+from bridge.reply import Platform
+from tests.fakes.discord_server import FakeDiscord, point_discord_py_at
+
+TOKEN = "fake-bot-token"
+
+
+@dataclass
+class Core:
+    """Stands in for ``bridge.core.Bridge``: a ledger of event ids and known threads."""
+
+    policy: AccessPolicy = field(default_factory=AccessPolicy)
+    limits: Limits = field(default_factory=Limits)
+    events: list[PlatformEvent] = field(default_factory=list)
+    askers: list[Asker | None] = field(default_factory=list)  # of every submit, in order
+    refused: list[tuple[PlatformEvent, str]] = field(default_factory=list)  # with the reason
+    seen: set[str] = field(default_factory=set)
+    threads: set[ThreadKey] = field(default_factory=set)
+    started_over: list[ThreadKey] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # event ids delivered again
+    platform: Platform | None = None
+
+    def __post_init__(self) -> None:
+        self._admission = Admission(self.policy, self.limits)
+
+    def register(self, platform: Platform) -> None:
+        self.platform = platform
+
+    @property
+    def access(self) -> AccessPolicy:
+        return self.policy
+
+    async def knows_thread(self, key: ThreadKey) -> bool:
+        return key in self.threads
+
+    async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
+        self.askers.append(asker)
+        verdict = self._admission.check(event, asker)
+        if verdict.refusal is not None:
+            self.refused.append((event, verdict.refusal.value))
+            raise QuestionRefused(verdict.refusal.value, verdict.notice)
+        if event.event_id in self.seen:
+            self.duplicates.append(event.event_id)
+            return None
+        self._admission.taken(event)
+        self.seen.add(event.event_id)
+        self.threads.add(event.thread)
+        self.events.append(event)
+        return object()
+
+    async def start_over(self, key: ThreadKey) -> bool:
+        self.started_over.append(key)
+        self.threads.discard(key)
+        return True
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    guild: str
+    general: str
+    ada: str
+    role: str  # Ada's role in the guild
+    core: Core
+    settings: DiscordSettings
+
+
+@asynccontextmanager
+async def discord_world(core: Core | None = None) -> AsyncIterator[World]:
+    """Lab with #general and Ada ("Ada L." there, a mathematician); discord.py pointed
+    at the fake (its globals restored afterwards)."""
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Lab")
+        general = fake.add_channel(guild, "general")
+        ada = fake.add_user(name="ada", global_name="Ada Lovelace")
+        role = fake.add_role(guild, name="mathematicians")
+        fake.add_member(guild, ada, nick="Ada L.", roles=[role])
+        settings = DiscordSettings(
+            bot_token=TOKEN,
+            api_url=fake.api_url,
+            gateway_url=fake.gateway_url,
+            update_interval=0.0,
+        )
+        with point_discord_py_at(fake):
+            yield World(fake, guild, general, ada, role, core or Core(), settings)
+
+
+async def next_event(world: World, count: int) -> PlatformEvent:
+    await world.fake.wait_for(lambda: len(world.core.events) >= count, what="a queued event")
+    return world.core.events[count - 1]
+
+
+async def next_asker(world: World, count: int) -> Asker:
+    """The asker of the ``count``-th question the adapter handed the core."""
+    await world.fake.wait_for(lambda: len(world.core.askers) >= count, what="a submitted asker")
+    asker = world.core.askers[count - 1]
+    assert asker is not None, "the adapter submitted without an asker"
+    return asker
