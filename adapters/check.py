@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import discord as discord_lib
@@ -20,8 +21,9 @@ from adapters.runtime import make_client, start_live_events
 from adapters.slack.app import ROLES_SCOPE, identify
 from adapters.slack.app import make_client as make_slack_client
 from adapters.slack.settings import SlackSettings
+from bridge.channels import ChannelRules, Channels, load_channels
 from bridge.config import ConfigError, Settings, read_settings
-from bridge.errors import AuthRejected, BridgeError
+from bridge.errors import AuthRejected, BridgeError, RequestRejected
 from bridge.openwebui import JWT_FIX, OpenWebUIClient, describe_expiry, jwt_expiry
 from bridge.policy import describe
 
@@ -29,18 +31,27 @@ Report = Callable[[str, bool, str], None]
 
 
 async def run_check(
-    settings: Settings, slack: SlackSettings, discord: DiscordSettings | None = None
+    settings: Settings,
+    slack: SlackSettings,
+    discord: DiscordSettings | None = None,
+    channels: Channels | None = None,
 ) -> int:
     """Report each check on its own line; exit 1 if any failed."""
     ok = True
+    channels = channels or load_channels(settings)
 
     def report(name: str, passed: bool, detail: str) -> None:
         nonlocal ok
         ok = ok and passed
         print(f"{'ok  ' if passed else 'FAIL'} {name}: {detail}", flush=True)
 
-    await check_openwebui(settings, report)
-    report("access", True, describe(settings.access, settings.limits))
+    inventory = await check_openwebui(settings, report, channels.defaults)
+    try:
+        report("access", True, describe(settings.access, settings.limits))
+        await check_channels(inventory, channels, report)
+    finally:
+        if inventory is not None:
+            await inventory.client.aclose()
     # Slack is checked even when Open WebUI failed: an operator fixes both at once.
     if slack.enabled:
         await check_slack_bot(slack, report, roles=bool(settings.bridge_allowed_roles))
@@ -50,50 +61,195 @@ async def run_check(
     return 0 if ok else 1
 
 
-async def check_openwebui(settings: Settings, report: Report) -> None:
+async def check_openwebui(
+    settings: Settings, report: Report, defaults: ChannelRules
+) -> Inventory | None:
+    """Reach and sign in to Open WebUI, then check the default model, knowledge
+    and filters. Returns what the signed-in client finds (the caller closes the
+    client), or None when Open WebUI cannot be used."""
     client = make_client(settings)
     try:
-        try:
-            server = await client.connect()
-        except AuthRejected as exc:
-            # The server answered (its version is known); the sign-in did not work.
-            version = client.server.version if client.server else "?"
-            report("open webui", True, f"{settings.openwebui_url} version {version}")
-            report("auth", False, str(exc))
-            return
-        except BridgeError as exc:
-            report("open webui", False, f"{settings.openwebui_url}: {exc}")
-            return
-        report("open webui", True, f"{settings.openwebui_url} version {server.version}")
-        try:
-            await client.models()
-            live = await start_live_events(settings, client, warn_expiry=False)
-            follow = "live events" if live else "polling"
-            if live:
-                await live.close()
-            report(
-                "auth", True, f"{client.auth_mode.replace('_', ' ')}; answers followed by {follow}"
-            )
-        except BridgeError as exc:
-            report("auth", False, str(exc))
-            return
-        _report_pasted_jwt(client, report)
-        if settings.openwebui_model:
-            try:
-                await client.model(settings.openwebui_model)
-                report("model", True, f"{settings.openwebui_model} is available")
-            except BridgeError as exc:
-                report("model", False, str(exc))
-        else:
-            report("model", False, "OPENWEBUI_MODEL is not set")
-        for knowledge_id in settings.openwebui_knowledge_ids:
-            try:
-                knowledge = await client.knowledge(knowledge_id)
-                report("knowledge", True, f"{knowledge_id} ({knowledge.get('name', '?')})")
-            except BridgeError as exc:
-                report("knowledge", False, str(exc))
-    finally:
+        if not await _signed_in(client, settings, report):
+            await client.aclose()
+            return None
+        inventory = Inventory(client)
+        await _check_defaults(inventory, defaults, report)
+    except BaseException:
         await client.aclose()
+        raise
+    return inventory
+
+
+async def _check_defaults(inventory: Inventory, defaults: ChannelRules, report: Report) -> None:
+    """The model, knowledge and filters every channel without its own gets."""
+    if not defaults.model:
+        report("model", False, "no model: set OPENWEBUI_MODEL or [defaults] model")
+    try:
+        if defaults.model:
+            problem = await inventory.model_problem(defaults.model)
+            report("model", problem is None, problem or f"{defaults.model} is available")
+        for knowledge_id in defaults.knowledge_ids:
+            name, problem = await inventory.knowledge(knowledge_id)
+            report("knowledge", problem is None, problem or f"{knowledge_id} ({name})")
+        for filter_id in defaults.filter_ids:
+            problem = await inventory.filter_problem(filter_id, defaults.model)
+            report("filter", problem is None, problem or f"{filter_id} is on")
+    except BridgeError as exc:
+        report("open webui", False, f"cannot list models, knowledge or functions: {exc}")
+
+
+async def _signed_in(client: OpenWebUIClient, settings: Settings, report: Report) -> bool:
+    try:
+        server = await client.connect()
+    except AuthRejected as exc:
+        # The server answered (its version is known); the sign-in did not work.
+        version = client.server.version if client.server else "?"
+        report("open webui", True, f"{settings.openwebui_url} version {version}")
+        report("auth", False, str(exc))
+        return False
+    except BridgeError as exc:
+        report("open webui", False, f"{settings.openwebui_url}: {exc}")
+        return False
+    report("open webui", True, f"{settings.openwebui_url} version {server.version}")
+    try:
+        await client.models()
+        live = await start_live_events(settings, client, warn_expiry=False)
+        follow = "live events" if live else "polling"
+        if live:
+            await live.close()
+        report("auth", True, f"{client.auth_mode.replace('_', ' ')}; answers followed by {follow}")
+    except BridgeError as exc:
+        report("auth", False, str(exc))
+        return False
+    _report_pasted_jwt(client, report)
+    return True
+
+
+class Inventory:
+    """What Open WebUI has, each kind fetched once: the models, the functions,
+    and each knowledge collection asked about."""
+
+    def __init__(self, client: OpenWebUIClient) -> None:
+        self.client = client
+        self._models: dict[str, dict[str, Any]] | None = None
+        self._functions: dict[str, dict[str, Any]] | None = None
+        self._knowledge: dict[str, tuple[str, str | None]] = {}
+
+    async def model_problem(self, model_id: str) -> str | None:
+        if model_id in await self._all_models():
+            return None
+        return f"model {model_id} is not available in Open WebUI"
+
+    async def knowledge(self, knowledge_id: str) -> tuple[str, str | None]:
+        """(its name, what is wrong with it or None)."""
+        if knowledge_id not in self._knowledge:
+            try:
+                found = await self.client.knowledge(knowledge_id)
+                self._knowledge[knowledge_id] = (str(found.get("name") or "?"), None)
+            except (RequestRejected, AuthRejected):  # 0.6.x answers a missing one with 401
+                problem = f"knowledge {knowledge_id} does not exist or this account cannot see it"
+                self._knowledge[knowledge_id] = ("", problem)
+        return self._knowledge[knowledge_id]
+
+    async def filter_problem(self, filter_id: str, model_id: str) -> str | None:
+        """Why Open WebUI would not run the filter for ``model_id``: it runs only
+        active filters that are global or attached to the model (the request's
+        ``filter_ids`` switch on the toggleable ones among those)."""
+        function = (await self._all_functions()).get(filter_id)
+        if function is None:
+            return f"filter {filter_id} does not exist"
+        if function.get("type") != "filter":
+            return f"{filter_id} is a {function.get('type')} function, not a filter"
+        if not function.get("is_active"):
+            return f"filter {filter_id} is turned off in Open WebUI (Admin → Functions)"
+        model = (await self._all_models()).get(model_id) or {}
+        attached = ((model.get("info") or {}).get("meta") or {}).get("filterIds") or []
+        if not function.get("is_global") and filter_id not in attached:
+            return f"filter {filter_id} is neither global nor attached to model {model_id}"
+        return None
+
+    async def _all_models(self) -> dict[str, dict[str, Any]]:
+        if self._models is None:
+            self._models = {str(m.get("id")): m for m in await self.client.models()}
+        return self._models
+
+    async def _all_functions(self) -> dict[str, dict[str, Any]]:
+        if self._functions is None:
+            data = await self.client.request("GET", "/api/v1/functions/")
+            items = data if isinstance(data, list) else []
+            self._functions = {str(f.get("id")): f for f in items if isinstance(f, dict)}
+        return self._functions
+
+
+async def check_channels(inventory: Inventory | None, channels: Channels, report: Report) -> None:
+    """One line per configured channel with its effective settings; FAIL naming
+    each model, knowledge collection or filter Open WebUI lacks."""
+    entries = [
+        (f"channel {_titled(cid, channels.names.get(cid, ''))}", r)
+        for cid, r in channels.by_id.items()
+    ]
+    if entries or _has_rules(channels.defaults):
+        entries.insert(0, ("defaults", channels.defaults))
+    for name, rules in entries:
+        if inventory is None:
+            report(name, False, f"{describe_rules(rules)} (not verified: no Open WebUI)")
+            continue
+        try:
+            problems = await _problems(inventory, rules)
+        except BridgeError as exc:
+            problems = [f"cannot verify: {exc}"]
+        detail = describe_rules(rules)
+        report(name, not problems, f"{'; '.join(problems)} ({detail})" if problems else detail)
+
+
+async def _problems(inventory: Inventory, rules: ChannelRules) -> list[str]:
+    problems: list[str] = []
+    if not rules.model:
+        problems.append("no model")
+    elif (problem := await inventory.model_problem(rules.model)) is not None:
+        problems.append(problem)
+    for knowledge_id in rules.knowledge_ids:
+        _, problem = await inventory.knowledge(knowledge_id)
+        if problem is not None:
+            problems.append(problem)
+    for filter_id in rules.filter_ids:
+        problem = await inventory.filter_problem(filter_id, rules.model)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _titled(channel_id: str, name: str) -> str:
+    return f"{channel_id} ({name})" if name else channel_id
+
+
+def _has_rules(defaults: ChannelRules) -> bool:
+    """Whether [defaults] set more than the model, knowledge and filters (which
+    the model/knowledge/filter lines already show)."""
+    plain = ChannelRules(
+        model=defaults.model, knowledge_ids=defaults.knowledge_ids, filter_ids=defaults.filter_ids
+    )
+    return defaults != plain
+
+
+def describe_rules(rules: ChannelRules) -> str:
+    """What is set, e.g. "model X, respond to all, knowledge k1, filters f1,
+    system prompt 52 chars, features web_search, update every 2 s"."""
+    parts = [f"model {rules.model or '(none)'}", f"respond to {rules.respond_to}"]
+    if rules.knowledge_ids:
+        parts.append("knowledge " + " ".join(rules.knowledge_ids))
+    if rules.filter_ids:
+        parts.append("filters " + " ".join(rules.filter_ids))
+    if rules.system_prompt:
+        parts.append(f"system prompt {len(rules.system_prompt)} chars")
+    if rules.features:
+        shown = [n if on else f"no {n}" for n, on in sorted(rules.features.items())]
+        parts.append("features " + " ".join(shown))
+    if rules.update_interval is not None:
+        parts.append(f"update every {rules.update_interval:g} s")
+    if rules.suggested_prompts:
+        parts.append(f"{len(rules.suggested_prompts)} suggested prompts")
+    return ", ".join(parts)
 
 
 def _report_pasted_jwt(client: OpenWebUIClient, report: Report) -> None:

@@ -21,6 +21,7 @@ from adapters.runtime import open_runtime
 from adapters.slack.app import SlackAdapter
 from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
+from bridge.channels import Channels, load_channels
 from bridge.config import ConfigError, Settings, load_settings, read_settings
 from bridge.errors import BridgeError
 from bridge.redaction import RedactingFormatter, keep_secret, redact
@@ -82,21 +83,23 @@ class Served(Protocol):
         ...
 
 
-async def _run(settings: Settings, slack: SlackSettings, discord: DiscordSettings) -> int:
+async def _run(
+    settings: Settings, channels: Channels, slack: SlackSettings, discord: DiscordSettings
+) -> int:
     if not (slack.enabled or discord.enabled):
         print(
             "owui-bridge: no platform configured (set SLACK_BOT_TOKEN or DISCORD_BOT_TOKEN)",
             file=sys.stderr,
         )
         return 2
-    if not settings.openwebui_model:
+    if not channels.defaults.model:
         print("owui-bridge: set OPENWEBUI_MODEL", file=sys.stderr)
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, channels=channels) as runtime:
         web = WebServer()
         web.add_check("openwebui", runtime.client.reachable)
         adapters: list[Served] = []
@@ -125,11 +128,13 @@ async def _run(settings: Settings, slack: SlackSettings, discord: DiscordSetting
     return 0
 
 
-async def _chat(settings: Settings, thread: str | None, model: str | None) -> int:
-    if not (model or settings.openwebui_model):
+async def _chat(
+    settings: Settings, channels: Channels, thread: str | None, model: str | None
+) -> int:
+    if not (model or channels.defaults.model):
         print("owui-bridge: set OPENWEBUI_MODEL or pass --model", file=sys.stderr)
         return 2
-    async with open_runtime(settings, model=model) as runtime:
+    async with open_runtime(settings, model=model, channels=channels) as runtime:
         failures = await run_chat(runtime.bridge, thread, model=model)
     return 1 if failures else 0
 
@@ -140,16 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         slack = _slack_settings(args.config)
         discord = read_settings(DiscordSettings, args.config)
+        channels = load_channels(settings, args.config)
     except ConfigError as exc:
         print(f"owui-bridge: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings, slack, discord)
     try:
         if args.command == "chat":
-            return asyncio.run(_chat(settings, args.thread, args.model))
+            return asyncio.run(_chat(settings, channels, args.thread, args.model))
         if args.command == "run":
-            return asyncio.run(_run(settings, slack, discord))
-        return asyncio.run(_check(settings, slack, discord))
+            return asyncio.run(_run(settings, channels, slack, discord))
+        return asyncio.run(_check(settings, slack, discord, channels))
     except ConfigError as exc:
         # A platform refused to start for a reason the operator must fix (one line).
         print(redact(f"owui-bridge: {exc}"), file=sys.stderr)

@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from bridge.channels import Channels, load_channels
 from bridge.config import Settings
 from bridge.core import Bridge, CoreOptions
+from bridge.filing import ChatFiling
 from bridge.flows import flow_for
 from bridge.live import LiveEvents
 from bridge.openwebui import (
@@ -25,6 +27,7 @@ from bridge.openwebui import (
     describe_expiry,
     jwt_expiry,
 )
+from bridge.organise import Organiser
 from bridge.policy import describe
 from bridge.store import Store
 from storage import open_store
@@ -102,7 +105,10 @@ async def prune_events(store: Store, retention: float) -> None:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, model: str | None = None) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, *, model: str | None = None, channels: Channels | None = None
+) -> AsyncIterator[Runtime]:
+    channels = channels or load_channels(settings)
     async with AsyncExitStack() as stack:
         client = make_client(settings)
         stack.push_async_callback(client.aclose)
@@ -113,18 +119,19 @@ async def open_runtime(settings: Settings, *, model: str | None = None) -> Async
         store = await open_store(settings.bridge_database)
         stack.push_async_callback(store.close)
         options = CoreOptions(
-            default_model=model or settings.openwebui_model or "",
+            default_model=model or channels.defaults.model,
             answer_timeout=settings.bridge_answer_timeout,
             max_concurrent_turns=settings.bridge_max_concurrent_turns,
             title_generation=settings.bridge_title_generation,
             poll_interval=settings.openwebui_poll_interval,
-            knowledge_ids=tuple(settings.openwebui_knowledge_ids),
-            filter_ids=tuple(settings.openwebui_filter_ids),
+            channels=channels,
             reasoning=settings.bridge_show_reasoning,
             access=settings.access,
             limits=settings.limits,
         )
-        bridge = Bridge(client, store, flow_for(client), options, live=live)
+        # Folders, tags and the link back, for admins looking in Open WebUI.
+        filing = ChatFiling(Organiser(client), store)
+        bridge = Bridge(client, store, flow_for(client), options, live=live, filing=filing)
         # Leaving stops what is still running; the store keeps it for the next start.
         stack.push_async_callback(bridge.drain, 0)
         pruning = asyncio.create_task(prune_events(store, settings.bridge_event_retention))

@@ -22,6 +22,7 @@ from enum import Enum
 
 from bridge import display, tree
 from bridge.admission import Admission
+from bridge.channels import ChannelRules, Channels
 from bridge.delivery import Delivery
 from bridge.errors import (
     BridgeError,
@@ -31,18 +32,31 @@ from bridge.errors import (
     user_message,
 )
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.filing import Filing
 from bridge.flows import TurnFlow, TurnRequest
 from bridge.follow import AnswerFollower
 from bridge.live import Event, LiveEvents
 from bridge.openwebui import OpenWebUIClient
+from bridge.organise import Organiser, Rater
 from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.queue import ThreadQueue
+from bridge.ratings import Ratings
 from bridge.reply import Platform
-from bridge.store import Conversation, NewTurn, Store, ThreadBusy, Turn, TurnStatus
+from bridge.store import (
+    OPEN_STATUSES,
+    Conversation,
+    NewTurn,
+    Store,
+    ThreadBusy,
+    Turn,
+    TurnStatus,
+)
 
 log = logging.getLogger(__name__)
 
 MODEL_LIST_TTL = 60.0  # seconds a fetched model list answers "does this model exist"
+REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
+REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
 
 
 @dataclass(frozen=True)
@@ -52,9 +66,9 @@ class CoreOptions:
     max_concurrent_turns: int = 8
     title_generation: bool = True
     poll_interval: float = 0.5
-    knowledge_ids: tuple[str, ...] = ()
-    filter_ids: tuple[str, ...] = ()
     reasoning: display.Reasoning = "summary"
+    # Per-channel model, knowledge, filters, system prompt, features, update pace.
+    channels: Channels = field(default_factory=Channels)
     access: AccessPolicy = field(default_factory=AccessPolicy)
     limits: Limits = field(default_factory=Limits)
 
@@ -90,8 +104,11 @@ class Bridge:
         options: CoreOptions,
         *,
         live: LiveEvents | None = None,
+        filing: Filing | None = None,
     ) -> None:
         self._client = client
+        self._filing = filing
+        self._ratings = Ratings(Organiser(client), store)
         self._store = store
         self._flow = flow
         self._options = options
@@ -111,6 +128,7 @@ class Bridge:
         self._models: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
         self._admission = Admission(options.access, options.limits)
         self._admitting = asyncio.Lock()  # check → store → count, one question at a time
+        self._running: dict[int, Delivery] = {}  # conversation id → its answer under way
 
     # -- what adapters use --------------------------------------------------
 
@@ -176,18 +194,87 @@ class Bridge:
         self._queue.wake(turn.conversation_id)
         return result
 
-    def _new_turn(self, event: PlatformEvent) -> NewTurn:
+    def _new_turn(self, event: PlatformEvent, question_id: str | None = None) -> NewTurn:
         return NewTurn(
             key=event.thread,
             event_id=event.event_id,
             platform_message_id=event.message_id,
             sort_key=event.order,
             event=event.to_json(),
-            model=event.model or self._options.default_model,
-            user_message_id=str(uuid.uuid4()),
+            model=event.model or self.rules(event.channel).model or self._options.default_model,
+            user_message_id=question_id or str(uuid.uuid4()),
             assistant_message_id=str(uuid.uuid4()),
             limit=self._options.limits.max_queued_per_thread,
         )
+
+    def rules(self, channel: str) -> ChannelRules:
+        """How ``channel`` behaves (``bridge.channels``); adapters read ``respond_to``."""
+        return self._options.channels.rules(channel)
+
+    # -- what people do to answers ----------------------------------------------
+
+    async def stop(self, key: ThreadKey) -> bool:
+        """Stop the answer under way in the thread (a reaction, a command): the thread
+        keeps what was shown, marked stopped. False when nothing is being answered."""
+        conversation = await self._store.get_conversation(key)
+        delivery = self._running.get(conversation.id) if conversation else None
+        if delivery is None:
+            return False
+        delivery.stopped.set()
+        return True
+
+    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
+        """The thread whose answer occupies platform message ``message_id``."""
+        turn = await self._store.turn_by_reply(platform, message_id)
+        if turn is None:
+            return None
+        conversation = await self._store.conversation_by_id(turn.conversation_id)
+        return conversation.key if conversation else None
+
+    async def rate(
+        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
+    ) -> bool:
+        """A person's 👍 (``vote`` 1) or 👎 (-1) on the answer in ``message_id`` becomes
+        their rating of it in Open WebUI; ``removed``: they took that reaction back
+        (the rating goes if it is still that vote). One rating per person per answer,
+        the latest wins. False when the message holds no answer of the bridge."""
+        return await self._ratings.react(platform, message_id, rater, vote, removed=removed)
+
+    async def regenerate(
+        self, platform: str, message_id: str, event_id: str
+    ) -> asyncio.Future[TurnResult] | None:
+        """Another answer to the question whose answer occupies ``message_id``: a new
+        sibling in Open WebUI's tree, shown in the same platform messages; the thread
+        continues under it. Only the thread's latest answer can be redone (raises
+        ``QuestionRefused``); None for a delivery seen before."""
+        turn = await self._store.turn_by_reply(platform, message_id)
+        if turn is None:
+            raise QuestionRefused("nothing to regenerate", None)
+        if turn.status in OPEN_STATUSES:
+            raise QuestionRefused("answer under way", REGENERATE_UNDER_WAY)
+        conversation = await self._store.conversation_by_id(turn.conversation_id)
+        if conversation is None or conversation.last_answer_id != turn.assistant_message_id:
+            raise QuestionRefused("not the latest answer", REGENERATE_LATEST_ONLY)
+        original = _event_of(turn, conversation.key)
+        again = replace(
+            original,
+            event_id=event_id,
+            message_id=f"{original.message_id}~{event_id}",
+            order=original.order + "~",  # after its original, before anything newer
+            regenerates=turn.id,
+            needs_context=False,
+        )
+        async with self._admitting:
+            try:
+                new = await self._store.enqueue_turn(self._new_turn(again, turn.user_message_id))
+            except ThreadBusy:
+                verdict = self._admission.busy(again)
+                raise QuestionRefused("thread busy", verdict.notice) from None
+        if new is None:
+            return None
+        result = self._queue.watch(new.id)
+        self._queue.wake(new.conversation_id)
+        return result
 
     async def start_over(self, key: ThreadKey) -> bool:
         """The thread's next question opens a new chat (e.g. a DM's "/new"); the old
@@ -231,15 +318,31 @@ class Bridge:
         async def save_ids(ids: Sequence[str]) -> None:
             await self._store.set_reply_ids(turn.id, ids)
 
+        reply_ids = turn.reply_ids
+        if event.regenerates and not reply_ids:
+            # A new answer shows in the messages of the answer it replaces.
+            replaced = await self._store.turn_by_id(event.regenerates)
+            reply_ids = replaced.reply_ids if replaced is not None else ()
+            if reply_ids:
+                await save_ids(reply_ids)
+        rules = self.rules(event.channel)
+        capabilities = platform.capabilities
+        if rules.update_interval is not None:
+            capabilities = replace(
+                capabilities,
+                min_update_interval=max(capabilities.min_update_interval, rules.update_interval),
+            )
         delivery = Delivery(
-            platform.reply(event, turn.reply_ids, save_ids),
-            platform.capabilities,
+            platform.reply(event, reply_ids, save_ids),
+            capabilities,
             lambda text: display.visible_text(text, self._options.reasoning),
         )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
+        self._running[conversation.id] = delivery
         try:
             await self._settle(conversation, turn, event, delivery, result)
         finally:
+            self._running.pop(conversation.id, None)
             delivery.abandon()  # only matters when the turn is cancelled (shutdown)
         error = f"{type(result.error).__name__}: {result.error}"[:500] if result.error else None
         await self._store.settle_turn(
@@ -249,6 +352,17 @@ class Bridge:
             # A partial or failed answer still exists: the next question chains under it.
             answer_id=turn.assistant_message_id if result.reached else None,
         )
+        if self._filing is not None and result.chat_id is not None:
+            try:
+                await self._filing.file(
+                    conversation,
+                    event,
+                    result.chat_id,
+                    # "" when the answer never reached the chat: a later one carries the link.
+                    turn.assistant_message_id if result.reached else "",
+                )
+            except Exception as exc:  # filing is for admins; the answer already landed
+                log.warning("could not file chat %s: %s", result.chat_id, exc)
         return result
 
     async def _settle(
@@ -289,17 +403,27 @@ class Bridge:
         cut_off = turn.status == TurnStatus.RUNNING  # a restart found it under way
         events = self._live.subscribe(answer_id) if self._live else None
         try:
+            rules = self.rules(event.channel)
+            regenerate = bool(event.regenerates) and conversation.chat_id is not None
+            if regenerate:
+                # The same question as stored in the chat, answered again beside its answer.
+                parent_id, content = await self._question(conversation, turn.user_message_id)
+            else:
+                parent_id, content = await self._parent_of(conversation), question_text(event)
             request = TurnRequest(
                 chat_id=conversation.chat_id,
-                parent_id=await self._parent_of(conversation),
+                parent_id=parent_id,
                 user_message_id=turn.user_message_id,
                 assistant_message_id=answer_id,
-                content=question_text(event),
+                content=content,
                 model=await self._usable_model(conversation),
                 session_id=(self._live.session_id if self._live else None) or str(uuid.uuid4()),
                 title_generation=self._options.title_generation,
-                knowledge_ids=self._options.knowledge_ids,
-                filter_ids=self._options.filter_ids,
+                knowledge_ids=rules.knowledge_ids,
+                filter_ids=rules.filter_ids,
+                features=dict(rules.features),
+                system_prompt=rules.system_prompt,
+                regenerate=regenerate,
             )
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
@@ -360,6 +484,18 @@ class Bridge:
                 return str(message_id)
         current = history.get("currentId")
         return str(current) if current else None
+
+    async def _question(
+        self, conversation: Conversation, question_id: str
+    ) -> tuple[str | None, str]:
+        """Where the question a regenerated answer responds to hangs in the chat, and
+        its text as stored."""
+        chat = await self._client.get_chat(conversation.chat_id or "")
+        question = tree.message_in(chat, question_id)
+        if question is None:
+            raise TurnInterrupted(f"question {question_id} is no longer in the chat")
+        parent = question.get("parentId")
+        return (str(parent) if parent else None), tree.message_text(question)
 
     async def _usable_model(self, conversation: Conversation) -> str:
         """The conversation's model, or the default when a thread's model was retired.

@@ -133,7 +133,7 @@ class Delivery:
         if self._finishing:
             return  # the stop came from ``finish`` itself: the reply has had its last call
         try:
-            await self._handle.finish(self._shown)
+            await self._handle.finish(stopped_text(self._shown))
         except Exception as exc:
             log.debug("ending a stopped reply: %s", exc)
 
@@ -149,3 +149,11 @@ class Delivery:
             await self._handle.fail(message)
         except Exception:
             log.exception("could not tell the thread that the turn failed")
+
+
+STOPPED = "_(stopped)_"
+
+
+def stopped_text(shown: str) -> str:
+    """What a stopped answer ends as: what was shown, marked stopped."""
+    return f"{shown.rstrip()}\n\n{STOPPED}" if shown.strip() else STOPPED

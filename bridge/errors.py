@@ -23,6 +23,7 @@ from __future__ import annotations
 
 class BridgeError(Exception):
     user_message = "Something went wrong while answering. Please try again."
+    status: int | None = None  # the HTTP status behind it, when Open WebUI answered
 
 
 class OpenWebUIUnavailable(BridgeError):

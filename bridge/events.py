@@ -42,6 +42,21 @@ class PlatformEvent:
     # The bot joins a thread it was not in: ``Platform.prepare`` fetches the earlier messages.
     needs_context: bool = False
     attachments: int = 0  # files sent with the question (not read yet)
+    # The channel the per-channel rules and the Open WebUI folder follow: a thread's
+    # parent channel ("" = ``thread.channel``). ``direct``: a DM (one folder per platform).
+    place: str = ""
+    direct: bool = False
+    # Filled in by ``Platform.prepare``: the place as people know it ("#support",
+    # "server, #help") and a link that opens the thread on the platform.
+    place_name: str = ""
+    link: str = ""
+    # Set on a regenerate turn: the id of the turn whose question gets another answer.
+    regenerates: int = 0
+
+    @property
+    def channel(self) -> str:
+        """The channel whose rules apply."""
+        return self.place or self.thread.channel
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

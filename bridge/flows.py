@@ -35,8 +35,14 @@ class TurnRequest:
     filter_ids: tuple[str, ...] = ()
     features: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
+    system_prompt: str = ""  # the chat's system message (per channel)
+    # Another answer to the existing question ``user_message_id`` (``parent_id`` is
+    # then the question's parent), beside the answers it has.
+    regenerate: bool = False
 
     def completion_payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        if self.system_prompt:
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
         payload: dict[str, Any] = {
             "model": self.model,
             "stream": True,
@@ -126,6 +132,12 @@ class ServerManagedFlow:
         chat_id = data.get("chat_id") or request.chat_id
         if not chat_id:
             raise AnswerFailed(f"Open WebUI did not return a chat id: {str(data)[:200]}")
+        if request.chat_id is None and request.system_prompt:
+            # The server created the chat: show its system prompt where the web UI
+            # keeps one (a top-level patch; the answer's own writes are not touched).
+            await self._client.update_chat(
+                str(chat_id), {"params": tree.system_params(request.system_prompt)}
+            )
         return str(chat_id)
 
     async def restart(self, request: TurnRequest) -> None:
@@ -156,13 +168,18 @@ class ClientTreeFlow:
         )
         if request.chat_id is None:
             history = tree.add_turn(tree.empty_history(), user, answer)
-            document = tree.chat_document(history, title=NEW_CHAT_TITLE, model=request.model)
+            document = tree.chat_document(
+                history, title=NEW_CHAT_TITLE, model=request.model, system=request.system_prompt
+            )
             chat_id = str((await self._client.create_chat(document))["id"])
             await created(chat_id)
         else:
             chat_id = request.chat_id
             stored = await self._client.get_chat(chat_id)
-            history = tree.add_turn(tree.history_of(stored), user, answer)
+            if request.regenerate:
+                history = tree.add_answer(tree.history_of(stored), user["id"], answer)
+            else:
+                history = tree.add_turn(tree.history_of(stored), user, answer)
             await self._client.update_chat(chat_id, tree.history_fields(history))
         messages = tree.completion_messages(history, request.user_message_id)
         await _start_completion(

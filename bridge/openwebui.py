@@ -402,6 +402,7 @@ class OpenWebUIClient:
             error = OpenWebUIUnavailable(where)
         else:
             error = RequestRejected(where)
+        error.status = status
         raise error
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.policy import AccessPolicy, Asker
+
+if TYPE_CHECKING:
+    from bridge.channels import ChannelRules
+    from bridge.organise import Rater
 
 
 @dataclass(frozen=True)
@@ -91,3 +95,26 @@ class Intake(Protocol):
         ...
 
     async def start_over(self, key: ThreadKey) -> bool: ...
+
+    def rules(self, channel: str) -> ChannelRules:
+        """How ``channel`` behaves (``respond_to``, ``suggested_prompts``, …)."""
+        ...
+
+    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
+        """The thread whose answer occupies platform message ``message_id``."""
+        ...
+
+    async def stop(self, key: ThreadKey) -> bool:
+        """Stop the thread's answer under way; False if none."""
+        ...
+
+    async def rate(
+        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
+    ) -> bool:
+        """👍 (1) / 👎 (-1) added, or taken back (``removed``), on an answer's message."""
+        ...
+
+    async def regenerate(self, platform: str, message_id: str, event_id: str) -> object:
+        """Another answer to the question answered in ``message_id``; raises
+        ``QuestionRefused`` (notice) when it cannot be redone."""
+        ...

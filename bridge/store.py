@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.events import ThreadKey
 
@@ -73,6 +73,25 @@ class ThreadBusy(Exception):
         self.waiting = waiting
 
 
+@dataclass(frozen=True)
+class FolderRecord:
+    """The Open WebUI folder a platform place (channel, or a platform's DMs) files into."""
+
+    platform: str
+    workspace: str
+    place: str
+    folder_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RatingRecord:
+    turn_id: int
+    rater: str  # the platform user, e.g. "slack:U123"
+    feedback_id: str  # Open WebUI's feedback record
+    vote: int  # 1 or -1
+
+
 class Store(Protocol):
     async def enqueue_turn(self, turn: NewTurn) -> Turn | None:
         """In one transaction: claim the delivery, find or create the conversation, and
@@ -117,6 +136,30 @@ class Store(Protocol):
     async def find_turn(self, conversation_id: int, platform_message_id: str) -> Turn | None: ...
 
     async def turns(self, conversation_id: int) -> list[Turn]: ...
+
+    async def turn_by_id(self, turn_id: int) -> Turn | None: ...
+
+    async def turn_by_reply(self, platform: str, message_id: str) -> Turn | None:
+        """The newest turn whose answer occupies platform message ``message_id``."""
+        ...
+
+    async def get_filing(self, conversation_id: int) -> dict[str, Any]:
+        """What is known about how the conversation's chat is filed (JSON object)."""
+        ...
+
+    async def set_filing(self, conversation_id: int, filing: dict[str, Any]) -> None: ...
+
+    async def get_folder(
+        self, platform: str, workspace: str, place: str
+    ) -> FolderRecord | None: ...
+
+    async def save_folder(self, folder: FolderRecord) -> None: ...
+
+    async def get_rating(self, turn_id: int, rater: str) -> RatingRecord | None: ...
+
+    async def save_rating(self, rating: RatingRecord) -> None: ...
+
+    async def delete_rating(self, turn_id: int, rater: str) -> None: ...
 
     async def prune_events(self, older_than: float) -> int:
         """Forget deliveries recorded before ``older_than`` (epoch seconds)."""

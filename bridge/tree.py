@@ -89,6 +89,24 @@ def add_turn(history: History, user: Message, assistant: Message) -> History:
     return result
 
 
+def add_answer(history: History, question_id: str, assistant: Message) -> History:
+    """A copy of ``history`` with ``assistant`` as a further answer to the existing
+    question ``question_id`` (a regenerated answer: the web UI shows "2/2");
+    ``currentId`` moves to it."""
+    result = copy.deepcopy(history)
+    messages: dict[str, Message] = result.setdefault("messages", {})
+    if question_id not in messages:
+        raise TreeInvalid([f"question {question_id} is not in the chat"])
+    if assistant["id"] in messages:
+        raise TreeInvalid([f"message {assistant['id']} already exists"])
+    if assistant.get("parentId") != question_id:
+        raise TreeInvalid(["the answer must hang under its question"])
+    messages[question_id].setdefault("childrenIds", []).append(assistant["id"])
+    messages[assistant["id"]] = copy.deepcopy(assistant)
+    result["currentId"] = assistant["id"]
+    return result
+
+
 def branch(history: History, leaf_id: str | None) -> list[Message]:
     """Messages from the root down to ``leaf_id``."""
     messages: dict[str, Message] = history.get("messages") or {}
@@ -195,14 +213,20 @@ def history_fields(history: History) -> dict[str, Any]:
     }
 
 
-def chat_document(history: History, *, title: str, model: str) -> dict[str, Any]:
+def chat_document(history: History, *, title: str, model: str, system: str = "") -> dict[str, Any]:
     """A whole new chat object for ``POST /api/v1/chats/new``."""
     return {
         "title": title,
         "models": [model],
         **history_fields(history),
-        "params": {},
+        "params": system_params(system),
         "files": [],
         "tags": [],
         "timestamp": int(time.time() * 1000),
     }
+
+
+def system_params(system: str) -> dict[str, Any]:
+    """A chat's ``params`` holding its system prompt, where the web UI shows it
+    (Chat Controls → System Prompt)."""
+    return {"system": system} if system else {}

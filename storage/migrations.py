@@ -116,7 +116,36 @@ async def _v2_durable_queue(conn: aiosqlite.Connection) -> None:
         await conn.execute(sql)
 
 
-STEPS: tuple[Step, ...] = (_v1_initial, _v2_durable_queue)
+async def _v3_admin(conn: aiosqlite.Connection) -> None:
+    # What admins see in Open WebUI: where each chat is filed (folder per channel,
+    # tags, link) and the ratings people gave answers with reactions.
+    for sql in (
+        "ALTER TABLE conversations ADD COLUMN filing TEXT NOT NULL DEFAULT '{}'",
+        """
+        CREATE TABLE folders (
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            place TEXT NOT NULL,
+            folder_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            PRIMARY KEY (platform, workspace, place)
+        )
+        """,
+        """
+        CREATE TABLE ratings (
+            turn_id INTEGER NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
+            rater TEXT NOT NULL,
+            feedback_id TEXT NOT NULL,
+            vote INTEGER NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (turn_id, rater)
+        )
+        """,
+    ):
+        await conn.execute(sql)
+
+
+STEPS: tuple[Step, ...] = (_v1_initial, _v2_durable_queue, _v3_admin)
 LATEST_VERSION = len(STEPS)
 
 

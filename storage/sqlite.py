@@ -16,7 +16,16 @@ from typing import Any
 import aiosqlite
 
 from bridge.events import ThreadKey
-from bridge.store import Conversation, NewTurn, Store, ThreadBusy, Turn, TurnStatus
+from bridge.store import (
+    Conversation,
+    FolderRecord,
+    NewTurn,
+    RatingRecord,
+    Store,
+    ThreadBusy,
+    Turn,
+    TurnStatus,
+)
 from storage.migrations import check_not_too_new, migrate
 
 log = logging.getLogger(__name__)
@@ -286,6 +295,78 @@ class SqliteStore:
                 (conversation_id,),
             )
         return [_turn(row) for row in rows]
+
+    async def turn_by_id(self, turn_id: int) -> Turn | None:
+        async with self._lock:
+            return await self._get_turn(turn_id)
+
+    async def turn_by_reply(self, platform: str, message_id: str) -> Turn | None:
+        async with self._lock:
+            row = await self._fetchone(
+                f"SELECT {', '.join('t.' + c for c in _TURN_COLUMNS.split(', '))}"
+                " FROM turns t JOIN conversations c ON c.id = t.conversation_id"
+                " WHERE c.platform = ? AND t.reply_ids LIKE ?"
+                " AND EXISTS (SELECT 1 FROM json_each(t.reply_ids) WHERE value = ?)"
+                " ORDER BY t.id DESC LIMIT 1",
+                (platform, f'%"{message_id}"%', message_id),
+            )
+        return None if row is None else _turn(row)
+
+    async def get_filing(self, conversation_id: int) -> dict[str, Any]:
+        async with self._lock:
+            row = await self._fetchone(
+                "SELECT filing FROM conversations WHERE id = ?", (conversation_id,)
+            )
+        if row is None:
+            raise LookupError(f"no conversation {conversation_id}")
+        filing = json.loads(row["filing"])
+        return filing if isinstance(filing, dict) else {}
+
+    async def set_filing(self, conversation_id: int, filing: dict[str, Any]) -> None:
+        await self._update_conversation(conversation_id, "filing", json.dumps(filing))
+
+    async def get_folder(self, platform: str, workspace: str, place: str) -> FolderRecord | None:
+        async with self._lock:
+            row = await self._fetchone(
+                "SELECT platform, workspace, place, folder_id, name FROM folders"
+                " WHERE platform = ? AND workspace = ? AND place = ?",
+                (platform, workspace, place),
+            )
+        return None if row is None else FolderRecord(**dict(row))
+
+    async def save_folder(self, folder: FolderRecord) -> None:
+        async with self._lock:
+            await self._write(
+                "INSERT INTO folders (platform, workspace, place, folder_id, name)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, workspace, place)"
+                " DO UPDATE SET folder_id = excluded.folder_id, name = excluded.name",
+                (folder.platform, folder.workspace, folder.place, folder.folder_id, folder.name),
+            )
+
+    async def get_rating(self, turn_id: int, rater: str) -> RatingRecord | None:
+        async with self._lock:
+            row = await self._fetchone(
+                "SELECT turn_id, rater, feedback_id, vote FROM ratings"
+                " WHERE turn_id = ? AND rater = ?",
+                (turn_id, rater),
+            )
+        return None if row is None else RatingRecord(**dict(row))
+
+    async def save_rating(self, rating: RatingRecord) -> None:
+        async with self._lock:
+            await self._write(
+                "INSERT INTO ratings (turn_id, rater, feedback_id, vote, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (turn_id, rater) DO UPDATE SET"
+                " feedback_id = excluded.feedback_id, vote = excluded.vote,"
+                " updated_at = excluded.updated_at",
+                (rating.turn_id, rating.rater, rating.feedback_id, rating.vote, time.time()),
+            )
+
+    async def delete_rating(self, turn_id: int, rater: str) -> None:
+        async with self._lock:
+            await self._write(
+                "DELETE FROM ratings WHERE turn_id = ? AND rater = ?", (turn_id, rater)
+            )
 
     async def prune_events(self, older_than: float) -> int:
         async with self._lock:

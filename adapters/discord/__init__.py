@@ -4,6 +4,10 @@
 * ``inbound``: which messages get an answer, in which conversation (pure).
 * ``text``: mentions made readable, thread names (pure).
 * ``invite``: the invite URL, its permission integer, the intent check (pure).
+* ``places``: a conversation's place name and the link to its thread (pure).
+* ``reactions``: what a reaction on an answer asks for (pure).
+* ``facts``: who asks (or reacts) and where, for the access policy.
 * ``reply``: one answer in one channel, as a small state machine.
+* ``steering``: reactions on answers (rate, stop, regenerate) and ``/stop``.
 * ``app``: the ``bridge.reply.Platform``: gateway client, ``/new``, look-ups.
 """

@@ -8,8 +8,10 @@ delivered. A question the core refuses gets its notice as a reply (Discord has
 no ephemeral messages outside interactions), or silence. The look-ups for the
 answer (names, the thread so far) and opening the thread a mention starts
 happen in ``prepare``, inside the turn, so a refused mention opens no thread.
-Replies use discord.py's REST client and its rate limiter; every message goes
-out with mentions off.
+What the bot answers in a channel follows its ``respond_to`` (``bridge.channels``;
+a thread follows its parent channel). Replies use discord.py's REST client and
+its rate limiter; every message goes out with mentions off. Reactions on
+answers and ``/stop`` are ``steering``'s.
 
 Lifecycle: ``start`` logs in, connects and returns once the gateway is READY
 (the client keeps the gateway, reconnecting and resuming, in the background);
@@ -35,13 +37,17 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord import inbound
-from adapters.discord.facts import AskerFacts
+from adapters.discord.facts import AskerFacts, parent_channel
 from adapters.discord.invite import INTENT_FIX, INTENT_MISSING, message_content_granted
-from adapters.discord.reply import MESSAGE_LIMIT, DiscordChannel, DiscordReply
+from adapters.discord.places import DM_PLACE, jump_url, place_name
+from adapters.discord.reactions import reacted_channel
+from adapters.discord.reply import MESSAGE_LIMIT, DiscordChannel, DiscordReply, nonce_base
 from adapters.discord.settings import DiscordSettings
+from adapters.discord.steering import Steering
 from adapters.discord.text import Names, readable, thread_name
 from adapters.web import WebServer
 from bridge.admission import ATTACHMENTS_IGNORED
+from bridge.channels import RespondTo
 from bridge.config import ConfigError
 from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey
@@ -75,13 +81,16 @@ def point_at(settings: DiscordSettings) -> None:
 
 
 def intents() -> discord.Intents:
-    """Servers, their messages, DMs, and message content (privileged). No members:
-    a message carries its author's nickname and global name."""
+    """Servers, their messages, DMs, message content (privileged), and reactions in
+    servers and DMs (👍/👎, ⏹, 🔁 on answers). No members: a message carries its
+    author's nickname and global name, an added reaction its member."""
     wanted = discord.Intents.none()
     wanted.guilds = True
     wanted.guild_messages = True
     wanted.dm_messages = True
     wanted.message_content = True
+    wanted.guild_reactions = True
+    wanted.dm_reactions = True
     return wanted
 
 
@@ -165,11 +174,24 @@ class DiscordAdapter:
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
         self._facts = AskerFacts(self.client, bridge.access)
+        self._steering = Steering(
+            bridge, self.client, self._facts, name_of=self._name_of, tell=self._tell_under
+        )
 
         async def on_message(message: discord.Message) -> None:
             await self._on_message(message)
 
+        async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+            if self._accepting:
+                await self._steering.on_reaction(payload)
+
+        async def on_raw_reaction_remove(payload: discord.RawReactionActionEvent) -> None:
+            if self._accepting:
+                await self._steering.on_reaction(payload)
+
         self.client.event(on_message)
+        self.client.event(on_raw_reaction_add)
+        self.client.event(on_raw_reaction_remove)
         if web_server is not None:
             self.mount(web_server)
         bridge.register(self)
@@ -213,7 +235,7 @@ class DiscordAdapter:
         try:
             await self.tree.sync()
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
-            log.warning("cannot register the /new command: %s", exc)
+            log.warning("cannot register the /new and /stop commands: %s", exc)
         log.info("Discord connected as %s (%s)", self.client.user, self.bot_id)
 
     async def _connect(self) -> None:
@@ -274,7 +296,12 @@ class DiscordAdapter:
         key = inbound.thread_key(parsed)
         # Only what would be answered in a thread the bridge knows is worth judging:
         # channel chatter is ignored before any look-up.
-        if key is None or not inbound.decide(parsed, known_thread=True).answer:
+        place = parent_channel(message.channel, parsed)
+        respond_to = self._respond_to(parsed, place or "")
+        if (
+            key is None
+            or not inbound.decide(parsed, known_thread=True, respond_to=respond_to).answer
+        ):
             return
         try:
             asker = await self._facts.of_message(message, parsed)
@@ -291,9 +318,13 @@ class DiscordAdapter:
         self, parsed: inbound.DiscordMessage, key: ThreadKey, asker: Asker
     ) -> str | None:
         """Decide and submit in delivery order; what to tell the asker afterwards."""
+        direct = parsed.kind is inbound.ChannelKind.DM
+        # A thread's parent, as the facts found it (an uncached thread's was looked up).
+        place = "" if direct else asker.channel or parsed.channel_id
         async with self._order:
             known = await self._bridge.knows_thread(key)
-            decision = inbound.decide(parsed, known_thread=known)
+            respond_to = self._respond_to(parsed, place)
+            decision = inbound.decide(parsed, known_thread=known, respond_to=respond_to)
             if not decision.answer:
                 return None
             self._remember(parsed)
@@ -309,6 +340,8 @@ class DiscordAdapter:
                         order=inbound.order_of(parsed),
                         needs_context=decision.needs_context,
                         attachments=parsed.attachments,
+                        place=place,
+                        direct=direct,
                     ),
                     asker,
                 )
@@ -319,17 +352,33 @@ class DiscordAdapter:
             return ATTACHMENTS_IGNORED  # answered, but the files are not read
         return None
 
+    def _respond_to(self, parsed: inbound.DiscordMessage, place: str) -> RespondTo:
+        """The ``respond_to`` of the message's channel (a thread's parent); DMs follow
+        ``BRIDGE_ALLOW_DMS`` instead. An uncached thread's parent is not known yet:
+        "mentions" until the facts find it."""
+        if parsed.kind is inbound.ChannelKind.DM or not place:
+            return "mentions"
+        return self._bridge.rules(place).respond_to
+
     async def _tell(self, message: discord.Message, text: str) -> None:
         """A short reply to the asker's message, pinging no one (the author included)."""
+        guild = str(message.guild.id) if message.guild is not None else ""
+        await self._tell_under(str(message.channel.id), guild, str(message.id), text)
+
+    async def _tell_under(self, channel_id: str, guild_id: str, message_id: str, text: str) -> None:
+        """A short reply under a message, pinging no one (its author included)."""
+        channel = self._channel(channel_id, guild_id)
         try:
-            await message.channel.send(
+            await channel.send(
                 text,
-                reference=message.to_reference(fail_if_not_exists=False),
+                reference=channel.get_partial_message(int(message_id)).to_reference(
+                    fail_if_not_exists=False
+                ),
                 allowed_mentions=discord.AllowedMentions.none(),
                 mention_author=False,
             )
         except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning("cannot reply to message %s: %s", message.id, type(exc).__name__)
+            log.warning("cannot reply to message %s: %s", message_id, type(exc).__name__)
 
     def _remember(self, message: inbound.DiscordMessage) -> None:
         self._seen[message.id] = _Seen(message.author_name, message.names)
@@ -361,11 +410,31 @@ class DiscordAdapter:
         self._remember_nick(guild_id, str(user.id), member.display_name)
         return member.display_name
 
+    async def _name_of(self, guild_id: str, user_id: str) -> str:
+        """The name people see for ``user_id`` when no member object came with what they
+        did (a reaction in a DM); the id when Discord cannot say."""
+        known = self._nicks.get((guild_id, user_id)) if guild_id else None
+        if known is not None:
+            return known
+        user = self.client.get_user(int(user_id))
+        if user is None:
+            try:
+                user = await self.client.fetch_user(int(user_id))
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError):
+                return user_id
+        return await self._display_name(guild_id, user)
+
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
-        """Names, readable text, the thread a mention opens, and the thread so far. An
-        event that already has its author's name was prepared before."""
+        """Names, readable text, the thread a mention opens, the thread so far, and
+        where the conversation lives (``place_name``, ``link``). An event that already
+        has its author's name was prepared before."""
+        if event.regenerates:
+            # The question is in the chat already: only who asked it, if still known.
+            seen = self._seen.get(inbound.question_message(event))
+            author = event.author_name or (seen.author_name if seen else "")
+            return self._placed(replace(event, author_name=author))
         if event.author_name:
-            return event
+            return self._placed(event)
         seen = self._seen.get(event.message_id) or await self._look_up(event)
         opening = inbound.thread_to_open(event)
         if opening is not None:
@@ -373,12 +442,34 @@ class DiscordAdapter:
         context = event.context
         if event.needs_context and not context:
             context = await self._context(event)
-        return replace(
-            event,
-            author_name=seen.author_name or event.author_id,
-            text=readable(event.text, seen.names),
-            context=context,
+        return self._placed(
+            replace(
+                event,
+                author_name=seen.author_name or event.author_id,
+                text=readable(event.text, seen.names),
+                context=context,
+            )
         )
+
+    def _placed(self, event: PlatformEvent) -> PlatformEvent:
+        """``event`` with its place as people know it and a link to its thread, from
+        discord.py's cache (ids where it has no name)."""
+        key = event.thread
+        if event.direct or not key.workspace:
+            return replace(event, place_name=DM_PLACE, link=jump_url("", key.channel))
+        guild = self.client.get_guild(int(key.workspace))
+        channel = self.client.get_channel(int(event.channel))
+        if isinstance(channel, discord.Thread) and channel.parent is not None:
+            channel = channel.parent  # an event stored without its place
+        guild_name = guild.name if guild is not None else key.workspace
+        channel_name = getattr(channel, "name", None) or event.channel
+        unthreaded = self._unthreaded.get(key.thread)
+        link = (
+            jump_url(key.workspace, unthreaded, key.thread)  # the question, in its channel
+            if unthreaded is not None
+            else jump_url(key.workspace, key.channel)
+        )
+        return replace(event, place_name=place_name(guild_name, channel_name), link=link)
 
     async def _look_up(self, event: PlatformEvent) -> _Seen:
         """Names from the message itself (after a restart the gateway's copy is gone)."""
@@ -473,7 +564,14 @@ class DiscordAdapter:
         async def new(interaction: discord.Interaction[discord.Client]) -> None:
             await self._new_conversation(interaction)
 
+        @app_commands.command(name="stop", description="Stop the answer being written here")
+        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+        async def stop(interaction: discord.Interaction[discord.Client]) -> None:
+            said = await self._steering.stop_command(interaction)
+            await interaction.response.send_message(said, ephemeral=True)
+
         self.tree.add_command(new)
+        self.tree.add_command(stop)
 
     async def _new_conversation(self, interaction: discord.Interaction[discord.Client]) -> None:
         if interaction.guild_id is not None or interaction.channel_id is None:
@@ -509,10 +607,18 @@ class DiscordAdapter:
     def reply(
         self, event: PlatformEvent, message_ids: Sequence[str], save_ids: SaveMessageIds
     ) -> DiscordReply:
-        target = self._unthreaded.pop(event.thread.thread, event.thread.channel)
+        target = self._unthreaded.pop(event.thread.thread, None) or event.thread.channel
+        if event.regenerates:
+            # Where the replaced answer is (a thread, or the channel one could not be opened in).
+            target = reacted_channel(event.event_id) or target
         channel = self._channel(target, event.thread.workspace)
         return DiscordReply(
-            DiscordChannel(channel), message_ids, save_ids, nonce_base=event.message_id
+            DiscordChannel(channel),
+            message_ids,
+            save_ids,
+            nonce_base=nonce_base(event.message_id),
+            # A regenerate shows the new answer in the old answer's messages.
+            replacing=bool(event.regenerates),
         )
 
 

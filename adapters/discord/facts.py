@@ -2,7 +2,13 @@
 author, from what the message carries and, when that is not enough, from Discord.
 
 * ``workspace`` is the guild; ``channel`` the channel, a thread (or forum post)
-  counting as its parent channel; "" in DMs.
+  counting as its parent channel; "" in DMs. A thread discord.py has not cached
+  has its parent looked up once (``GET /channels/{id}``, kept for good): the
+  channel rules and the Open WebUI folder follow the parent too. If that fails,
+  a channel list refuses the asker as unverified; without one the thread
+  stands in for its parent.
+* The same facts are built for a reaction (``of_reaction``) and a slash command
+  (``of_member``): what a person does to an answer is judged like a question.
 * ``roles`` are the author's role ids, **@everyone included** (its id is the
   guild's, as in discord.py's ``Member.roles``), so ``BRIDGE_ALLOWED_ROLES=<guild
   id>`` admits everyone in that guild. A guild message carries its author's
@@ -69,6 +75,16 @@ def parent_channel(channel: object, parsed: DiscordMessage) -> str | None:
     return parsed.channel_id
 
 
+def cached_parent(channel: object, channel_id: str) -> str | None:
+    """``parent_channel`` for a channel discord.py may have cached (None: it has not,
+    or it is a thread whose parent is unknown)."""
+    if isinstance(channel, discord.Thread):
+        return str(channel.parent_id) if channel.parent_id else None
+    if isinstance(channel, discord.abc.GuildChannel):
+        return channel_id
+    return None
+
+
 class AskerFacts:
     """Builds the ``Asker`` of a message (or of a DM user, for ``/new``)."""
 
@@ -98,17 +114,55 @@ class AskerFacts:
         and the policy would not refuse an unverified asker (do not answer)."""
         if parsed.kind is ChannelKind.DM:
             return await self.of_dm_user(parsed.author_id)
-        guild, user = parsed.guild_id, parsed.author_id
-        roles = member_roles(message.author)
+        channel = parent_channel(message.channel, parsed)
+        return await self._in_guild(
+            parsed.guild_id,
+            parsed.author_id,
+            member_roles(message.author),
+            channel,
+            parsed.channel_id,
+        )
+
+    async def of_reaction(
+        self, guild: str, channel_id: str, user: str, member: discord.Member | None
+    ) -> Asker | None:
+        """The facts about ``user`` reacting in ``channel_id`` (``guild`` "" in a DM);
+        ``member``: what a reaction added in a server carries (None on removals)."""
+        if not guild:
+            return await self.of_dm_user(user)
+        roles = member_roles(member) if member is not None else None
+        known = self._client.get_channel(int(channel_id))
+        return await self._in_guild(
+            guild, user, roles, cached_parent(known, channel_id), channel_id
+        )
+
+    async def of_member(
+        self, guild: str, channel: object, channel_id: str, user: discord.abc.User
+    ) -> Asker | None:
+        """The facts about ``user`` (a slash command's member) in ``channel``."""
+        return await self._in_guild(
+            guild, str(user.id), member_roles(user), cached_parent(channel, channel_id), channel_id
+        )
+
+    async def _in_guild(
+        self,
+        guild: str,
+        user: str,
+        roles: frozenset[str] | None,
+        channel: str | None,
+        channel_id: str,
+    ) -> Asker | None:
+        """``channel``: the place when known without a call, None for an uncached thread."""
         roles_known = True
         if roles is None:
             roles, roles_known = await self._roles_without_member(guild, user)
-        channel = parent_channel(message.channel, parsed)
         if channel is None:
             try:
-                channel = await self._parent(parsed.channel_id)
+                channel = await self._parent(channel_id)
             except LookupFailed:
-                return self._unverified(guild, user, "thread parent")
+                if self._policy.allowed_channels or self._policy.denied_channels:
+                    return self._unverified(guild, user, "thread parent")
+                channel = channel_id  # nothing is judged on it: the thread stands in
         return Asker(
             workspace=guild, channel=channel, user=user, roles=roles, roles_known=roles_known
         )
@@ -209,10 +263,8 @@ class AskerFacts:
         return frozenset(str(role.id) for role in member.roles)
 
     async def _parent(self, thread: str) -> str:
-        """The parent channel of a thread discord.py has not cached. Only looked up when a
-        channel list needs it (a thread never moves, so it is cached for good)."""
-        if not (self._policy.allowed_channels or self._policy.denied_channels):
-            return thread
+        """The parent channel of a thread discord.py has not cached (a thread never
+        moves, so it is cached for good)."""
         known = self._parents.get(thread)
         if known is not None:
             return known

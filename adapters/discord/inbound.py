@@ -5,11 +5,14 @@ mention objects, the cached channel) into a plain ``DiscordMessage``;
 ``decide`` maps it to an answer or not:
 
 * a server text channel, the bot mentioned → a new thread from that message
-  (thread id == message id, so the key is known before any call);
+  (thread id == message id, so the key is known before any call); in a channel
+  whose ``respond_to`` is "all", every top-level message does, mention or not;
 * a thread (or forum post) the bridge knows → its next question, mention or not;
 * a thread it does not know, the bot mentioned → the bot joins, with the
   thread's earlier messages as context;
-* a DM → the DM channel's conversation (``/new`` starts a new chat there).
+* a DM → the DM channel's conversation (``/new`` starts a new chat there);
+* a channel whose ``respond_to`` is "off" → nothing, in it or in its threads
+  (DMs follow ``BRIDGE_ALLOW_DMS`` instead).
 
 Bots (the bridge itself included), webhooks and system messages are never
 questions. Neither is a message with no text and no files, unless it mentions
@@ -26,6 +29,7 @@ from enum import Enum
 import discord
 
 from adapters.discord.text import Names, strip_leading_mention
+from bridge.channels import RespondTo
 from bridge.events import PlatformEvent, ThreadKey, order_key
 
 PLATFORM = "discord"
@@ -121,19 +125,31 @@ class Decision:
     needs_context: bool = False  # the bot joins a thread it was not in
 
 
-def decide(message: DiscordMessage, *, known_thread: bool) -> Decision:
+def decide(
+    message: DiscordMessage, *, known_thread: bool, respond_to: RespondTo = "mentions"
+) -> Decision:
+    """Whether ``message`` is answered; ``respond_to`` is its channel's (a thread's
+    parent's) setting."""
     if not is_question(message):
         return Decision(False)
     kind = message.kind
     if kind is ChannelKind.DM:
         return Decision(True)
+    if respond_to == "off":
+        return Decision(False)
     if kind is ChannelKind.CHANNEL:
-        return Decision(message.mentions_bot)
+        return Decision(message.mentions_bot or respond_to == "all")
     if kind in (ChannelKind.THREAD, ChannelKind.UNKNOWN) and known_thread:
         return Decision(True)
     if kind is ChannelKind.THREAD and message.mentions_bot:
         return Decision(True, needs_context=True)
     return Decision(False)
+
+
+def question_message(event: PlatformEvent) -> str:
+    """The id of the Discord message that asked ``event``'s question: a regenerate
+    turn's message id is the core's "<question>~<event id>"."""
+    return event.message_id.partition("~")[0] if event.regenerates else event.message_id
 
 
 def source_channel(event: PlatformEvent) -> str:
@@ -145,6 +161,8 @@ def source_channel(event: PlatformEvent) -> str:
 def thread_to_open(event: PlatformEvent) -> tuple[str, str] | None:
     """(channel, message) to open the event's thread from, when its message started
     it in a server channel; None for DMs and threads that already exist."""
+    if event.regenerates:
+        return None  # another answer to a question already answered in its thread
     channel = source_channel(event)
     key = event.thread
     if key.workspace and event.message_id == key.thread and channel != key.thread:

@@ -6,7 +6,9 @@
                   (stored ids after a restart start in editing)
 
 * **typing**: the typing indicator, renewed every ``TYPING_RENEW`` seconds
-  (Discord shows it for 10), until the first text goes out.
+  (Discord shows it for 10), until the first text goes out. A new answer that
+  replaces an earlier one (``replacing``, a regenerate) types beside the old
+  answer's messages, then edits them: no new post unless it needs more parts.
 * **editing**: the answer split at paragraph/code-fence boundaries into
   messages of at most 2,000 characters (``bridge.split``); each part is posted
   once and edited as it grows; a part a person deleted is posted again (with
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +50,14 @@ WARNING = "⚠️"
 FINAL_RETRY_DELAYS = (1.0, 3.0, 8.0)
 NO_MENTIONS = discord.AllowedMentions.none()
 UNKNOWN_MESSAGE = 10008  # Discord's JSON error code: the message does not exist (any more)
+
+
+def nonce_base(message_id: str) -> str:
+    """What a reply's part nonces start with: the question's message id, or a digest of
+    a longer id (a regenerate's) so each part's place still fits in the nonce."""
+    if len(message_id) <= NONCE_LIMIT - 4:
+        return message_id
+    return hashlib.blake2s(message_id.encode(), digest_size=10).hexdigest()
 
 
 class MessageGone(Exception):
@@ -139,6 +150,7 @@ class _Part:
 @dataclass
 class _Typing:
     task: asyncio.Task[None] | None = None
+    parts: list[_Part] = field(default_factory=list)  # an earlier answer's, to be edited
 
 
 @dataclass
@@ -167,6 +179,7 @@ class DiscordReply:
         typing_renew: float = TYPING_RENEW,
         final_retry_delays: Sequence[float] = FINAL_RETRY_DELAYS,
         nonce_base: str = "",
+        replacing: bool = False,
     ) -> None:
         self._channel = channel
         # Each part's post carries a nonce made of the question's id and the part's
@@ -177,15 +190,13 @@ class DiscordReply:
         self._typing_renew = typing_renew
         self._retry_delays = tuple(final_retry_delays)
         self._lock = asyncio.Lock()  # one Discord exchange at a time per reply
-        self._state: _State = (
-            _Editing([_Part(i, None) for i in message_ids]) if message_ids else _Typing()
-        )
+        parts = [_Part(i, None) for i in message_ids]
+        self._state: _State = _Editing(parts) if parts and not replacing else _Typing(parts=parts)
 
     @property
     def message_ids(self) -> list[str]:
         """The messages the reply occupies now, in order."""
-        state = self._state
-        return [part.id for part in state.parts] if isinstance(state, _Editing | _Done) else []
+        return [part.id for part in self._state.parts]
 
     # -- ReplyHandle ----------------------------------------------------------------
 
@@ -226,9 +237,8 @@ class DiscordReply:
 
     async def fail(self, message: str) -> None:
         async with self._lock:
-            state = self._state
+            parts = self._state.parts
             self._stop_typing()
-            parts = state.parts if isinstance(state, _Editing | _Done) else []
             self._state = _Done(parts)
             await self._show_warning(parts, f"{WARNING} {message}")
 
@@ -273,7 +283,7 @@ class DiscordReply:
         if isinstance(state, _Editing):
             return state
         self._stop_typing()
-        editing = _Editing()
+        editing = _Editing(state.parts)
         self._state = editing
         return editing
 

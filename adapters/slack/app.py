@@ -7,8 +7,12 @@ the event with the core, so an acknowledged question is stored. The only Slack
 calls before the acknowledgement are the facts the access policy needs about
 the asker (cached, bounded by ``facts.LOOKUP_TIMEOUT``); they run for all events
 at once, and the events still queue one at a time in delivery order
-(``InOrder``). The rest (names, the thread so far) happens in ``prepare``,
-inside the turn. Refused askers get a notice only they see (``notices``).
+(``InOrder``). The rest (names, the place, the thread so far) happens in
+``prepare``, inside the turn. Refused askers get a notice only they see
+(``notices``). Each channel's ``respond_to`` rule decides what is a question
+there (``inbound.decide``). Reactions on answers (``reacting``), assistant
+threads (``assistant``) and channel renames (``places``) are acknowledged at
+once; their work runs in the background (``chores``).
 
 In HTTP mode every request is screened before Bolt parses it: too large (413),
 unsigned, badly signed or stale (401), not UTF-8 JSON (400). Nothing unsigned
@@ -40,12 +44,16 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import inbound
+from adapters.slack import assistant, inbound, reactions
+from adapters.slack.assistant import Assistant
 from adapters.slack.budget import SlackBudget
+from adapters.slack.chores import Chores
 from adapters.slack.facts import Facts, describe
 from adapters.slack.features import Recipient, Refusals
 from adapters.slack.inbound import SlackMessage
 from adapters.slack.notices import Notices
+from adapters.slack.places import Places, thread_link
+from adapters.slack.reacting import LiveReplies, Reactions
 from adapters.slack.reply import CALL_ERRORS, SlackOutput, SlackReply, Target
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
@@ -67,13 +75,21 @@ SCOPES = (
     "mpim:history",
     "chat:write",
     "users:read",
+    "channels:read",  # channel names (folders), renames
+    "groups:read",  # the same for private channels
+    "mpim:read",  # a group DM told from a channel (reactions do not say which)
+    "reactions:read",  # 👍 👎 ⏹ 🔁 on answers
 )
 # Needed only when BRIDGE_ALLOWED_ROLES names user groups (usergroups.users.list).
 ROLES_SCOPE = "usergroups:read"
+# Needed only for Slack's assistant threads (status, suggested prompts, titles).
+ASSISTANT_SCOPE = assistant.SCOPE
 EVENTS_PATH = "/slack/events"
 MAX_AGE = 300  # seconds a signed request stays valid (Slack's own rule against replays)
 MAX_BODY = 1024 * 1024  # bytes; Slack's event payloads are a few kilobytes
 CONTEXT_LIMIT = 200  # earlier thread messages read when the bot joins a thread
+# The message Slack starts an assistant thread with (no one said it).
+ASSISTANT_THREAD_SUBTYPE = "assistant_app_thread"
 READY_TIMEOUT = 3.0
 
 
@@ -104,6 +120,7 @@ class Identity:
     user_id: str
     team_id: str
     scopes: frozenset[str]
+    url: str = ""  # the workspace's address, e.g. https://example.slack.com/
 
     @property
     def missing_scopes(self) -> list[str]:
@@ -118,7 +135,12 @@ async def identify(client: AsyncWebClient) -> Identity:
     response = await client.auth_test()
     header = response.headers.get("x-oauth-scopes") or response.headers.get("X-OAuth-Scopes")
     scopes = frozenset(s.strip() for s in (header or "").split(",") if s.strip())
-    return Identity(str(response["user_id"]), str(response.get("team_id") or ""), scopes)
+    return Identity(
+        str(response["user_id"]),
+        str(response.get("team_id") or ""),
+        scopes,
+        str(response.get("url") or ""),
+    )
 
 
 class SlackAdapter:
@@ -149,7 +171,14 @@ class SlackAdapter:
             max_message_length=self._output.limit, min_update_interval=settings.update_interval
         )
         self._facts = Facts(self.client)
+        self._places = Places(self.client)
         self._notices = Notices(self._quick)
+        self._chores = Chores()
+        self._live = LiveReplies()
+        self._reactions = Reactions(
+            bridge, self._facts, self._places, self._notices, self._live, self._chores
+        )
+        self._assistant = Assistant(self.client, self._chores)
         self._identity: Identity | None = None
         # knows_thread → decide → submit as one step, one event at a time in delivery
         # order: a reply right after the mention that opened its thread sees that thread.
@@ -166,6 +195,11 @@ class SlackAdapter:
         )
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
+        for name in reactions.EVENTS:
+            self.app.event(name)(self._on_reaction)
+        self.app.event("assistant_thread_started")(self._on_assistant_thread)
+        for name in ("channel_rename", "group_rename"):
+            self.app.event(name)(self._on_rename)
         self._socket: AsyncSocketModeHandler | None = None
         self._web = web_server
         self._own_web: WebServer | None = None
@@ -209,6 +243,7 @@ class SlackAdapter:
                 " no one can be admitted by user group",
                 ROLES_SCOPE,
             )
+        self._assistant.enabled = not self._identity.lacks(ASSISTANT_SCOPE)
         if self._settings.socket_mode:
             if self._settings.app_token is None:
                 raise ConfigError("SLACK_APP_TOKEN is not set")
@@ -226,6 +261,7 @@ class SlackAdapter:
         log.info("Slack events on %s (port %s)", EVENTS_PATH, self.http_port)
 
     async def stop(self) -> None:
+        await self._chores.close()
         await self._notices.close()
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
@@ -270,6 +306,8 @@ class SlackAdapter:
         message = inbound.parse(body)
         if message is None:
             return
+        if body["event"].get("channel_type"):  # app_mention events do not say
+            self._places.learn(message.channel, message.channel_type)
         key = ThreadKey("slack", message.team, message.channel, message.thread)
         place = self._order.place()  # taken on arrival, before anything waits
         try:
@@ -300,13 +338,37 @@ class SlackAdapter:
             taken = await self._bridge.submit(event, asker)
         except QuestionRefused as refused:
             return refused.notice
+        if taken is not None and message.is_dm and decision.needs_context:
+            # The first question of a DM thread: in Slack's assistant view, its title.
+            self._assistant.title(message.channel, message.thread, event.text)
         if taken is not None and message.files and event.text.strip():
             return ATTACHMENTS_IGNORED
         return None
 
     async def _decide(self, message: SlackMessage, key: ThreadKey) -> inbound.Decision:
         known = await self._bridge.knows_thread(key)
-        return inbound.decide(message, self.identity.user_id, known_thread=known)
+        respond_to = self._bridge.rules(message.channel).respond_to
+        return inbound.decide(
+            message, self.identity.user_id, known_thread=known, respond_to=respond_to
+        )
+
+    async def _on_reaction(self, body: dict[str, Any]) -> None:
+        reaction = reactions.parse(body)
+        if reaction is not None and reactions.wanted(reaction, self.identity.user_id):
+            self._reactions.take(reaction)
+
+    async def _on_assistant_thread(self, body: dict[str, Any]) -> None:
+        """A person opened an assistant thread: offer the prompts set for it."""
+        thread = assistant.started_thread(body)
+        if thread is None or not self._bridge.access.allow_dms:
+            return
+        channel, ts = thread
+        self._assistant.suggest(channel, ts, self._bridge.rules(channel).suggested_prompts)
+
+    async def _on_rename(self, body: dict[str, Any]) -> None:
+        channel = body["event"].get("channel")
+        if isinstance(channel, dict) and channel.get("id") and channel.get("name"):
+            self._places.renamed(str(channel["id"]), str(channel["name"]))
 
     def _event(
         self, message: SlackMessage, key: ThreadKey, decision: inbound.Decision
@@ -321,20 +383,34 @@ class SlackAdapter:
             order=order_key(message.ts),
             needs_context=decision.needs_context,
             attachments=message.files,
+            place=message.channel,
+            direct=message.is_direct,
         )
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
-        """Names, readable text and the thread so far. An event that already has its
-        author's name was prepared before and is returned as it is."""
+        """Names, readable text, the place, a link to the thread and the thread so far.
+        An event that already has its author's name was prepared before: only what
+        it lacks of the place is filled in."""
+        place = await self._place(event)
         if event.author_name:
-            return event
+            return place
         # A turn stored before events were kept has no author: nothing to look up.
         author = await self._facts.name(event.author_id) if event.author_id else ""
         text = decode_inbound(event.text, await self._names_in(event.text))
         context = event.context
         if event.needs_context and not context:
             context = await self._context(event)
-        return replace(event, author_name=author, text=text, context=context)
+        return replace(place, author_name=author, text=text, context=context)
+
+    async def _place(self, event: PlatformEvent) -> PlatformEvent:
+        """``event`` with the place's name ("#support", "DMs") and the thread's link."""
+        name = event.place_name or await self._places.name(event.channel, direct=event.direct)
+        link = event.link or thread_link(
+            self.identity.url, event.thread.channel, event.thread.thread
+        )
+        if (name, link) == (event.place_name, event.link):
+            return event
+        return replace(event, place_name=name, link=link)
 
     async def _context(self, event: PlatformEvent) -> tuple[ContextMessage, ...]:
         """The thread before ``event``, when the bot joins a thread it was not in."""
@@ -350,6 +426,8 @@ class SlackAdapter:
             ts = str(item.get("ts") or "")
             if not ts or order_key(ts) >= order_key(event.message_id):
                 continue
+            if item.get("subtype") == ASSISTANT_THREAD_SUBTYPE:
+                continue  # the assistant thread's own opening message, not a say
             text = str(item.get("text") or "")
             from_bot = bool(item.get("bot_id"))
             name = "assistant" if from_bot else await self._facts.name(str(item.get("user") or "?"))
@@ -377,7 +455,12 @@ class SlackAdapter:
             recipient_team_id=team,
             recipient=Recipient.TEAM if team == home else Recipient.EXTERNAL,
         )
-        return SlackReply(self._output, target, message_ids, save_ids)
+        # A regenerated answer rewrites the finished answer it replaces (no open stream).
+        reply = SlackReply(
+            self._output, target, message_ids, save_ids, may_be_streaming=not event.regenerates
+        )
+        self._live.add(event.thread, reply)
+        return reply
 
 
 class InOrder:

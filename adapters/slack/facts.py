@@ -54,9 +54,10 @@ class SlackUser:
     team: str | None  # the user's home team
     enterprise: str | None = None  # the Enterprise Grid org the user belongs to
     guest: bool = False  # a multi- or single-channel guest
+    bot: bool = False  # an app's bot user (its reactions are not a person's)
 
 
-class _Cache(Generic[V]):
+class Cache(Generic[V]):
     """Values for ``ttl`` seconds, at most ``size`` of them; one look-up per key at a time."""
 
     def __init__(self, ttl: float, size: int, clock: Callable[[], float]) -> None:
@@ -68,6 +69,13 @@ class _Cache(Generic[V]):
         """The value however old (for facts that rarely change, such as a home team)."""
         found = self._values.get(key)
         return found[1] if found is not None else None
+
+    def put(self, key: str, value: V) -> None:
+        """Keep ``value`` as fresh (news from an event, not a look-up)."""
+        self._values.pop(key, None)
+        self._values[key] = (self._clock(), value)
+        while len(self._values) > self._size:
+            self._values.popitem(last=False)
 
     async def get(
         self, key: str, fetch: Callable[[], Awaitable[V | None]], within: float | None
@@ -93,10 +101,7 @@ class _Cache(Generic[V]):
         finally:
             del self._pending[key]
         if value is not None:
-            self._values.pop(key, None)
-            self._values[key] = (self._clock(), value)
-            while len(self._values) > self._size:
-                self._values.popitem(last=False)
+            self.put(key, value)
         return value
 
 
@@ -113,8 +118,8 @@ class Facts:
     ) -> None:
         self._client = client
         self._timeout = timeout
-        self._users: _Cache[SlackUser] = _Cache(ttl, CACHE_SIZE, clock)
-        self._groups: _Cache[frozenset[str]] = _Cache(ttl, CACHE_SIZE, clock)
+        self._users: Cache[SlackUser] = Cache(ttl, CACHE_SIZE, clock)
+        self._groups: Cache[frozenset[str]] = Cache(ttl, CACHE_SIZE, clock)
 
     def known(self, user_id: str) -> SlackUser | None:
         """The user as last looked up, without a call."""
@@ -219,6 +224,7 @@ def user_from(user_id: str, user: dict[str, Any]) -> SlackUser:
         team=str(user.get("team_id") or profile.get("team") or "") or None,
         enterprise=str(enterprise) if enterprise else None,
         guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+        bot=bool(user.get("is_bot")),
     )
 
 

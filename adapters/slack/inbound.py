@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.channels import RespondTo
+
 # Message subtypes that are still a person talking; every other subtype (edits,
 # deletions, joins, bot messages) is not a question.
 ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
@@ -88,8 +90,16 @@ class Decision:
     needs_context: bool = False  # the bot joins an existing thread: give the model its history
 
 
-def decide(message: SlackMessage, bot_user_id: str, *, known_thread: bool) -> Decision:
-    if message.user == bot_user_id:
+def decide(
+    message: SlackMessage,
+    bot_user_id: str,
+    *,
+    known_thread: bool,
+    respond_to: RespondTo = "mentions",
+) -> Decision:
+    """``respond_to`` is the channel's rule: "off" answers nothing there (not even a
+    mention or a thread the bot is in), "all" also answers every top-level message."""
+    if message.user == bot_user_id or respond_to == "off":
         return Decision(False)
     if known_thread:
         return Decision(True)
@@ -98,4 +108,6 @@ def decide(message: SlackMessage, bot_user_id: str, *, known_thread: bool) -> De
         return Decision(True, needs_context=message.thread_ts is not None)
     if mentions(message, bot_user_id):
         return Decision(True, needs_context=message.thread_ts is not None)
+    if respond_to == "all" and message.thread_ts is None and message.text.strip():
+        return Decision(True)  # a new top-level message opens its own thread
     return Decision(False)

@@ -2,9 +2,9 @@
 answered, or that its attachments were not read.
 
 Posted in the background so the event's acknowledgement never waits on Slack, and
-at most once per message: Slack delivers a channel mention twice (``message`` and
-``app_mention``) and retries deliveries, and the core does not remember refused
-questions. A notice that cannot be shown is logged and dropped.
+at most once per message (or reaction): Slack delivers a channel mention twice
+(``message`` and ``app_mention``) and retries deliveries, and the core does not
+remember refused questions. A notice that cannot be shown is logged and dropped.
 """
 
 from __future__ import annotations
@@ -33,14 +33,19 @@ class Notices:
     def post(self, message: SlackMessage, text: str, *, in_thread: bool = False) -> None:
         """Show ``text`` to ``message``'s author where they wrote it, once; ``in_thread``:
         in the thread the message opens or continues (where its answer goes)."""
-        key = (message.delivery_id, text)
-        if key in self._shown:
+        thread = message.thread if in_thread else message.thread_ts
+        self.show(message.channel, message.user, text, thread, key=message.delivery_id)
+
+    def show(self, channel: str, user: str, text: str, thread_ts: str | None, *, key: str) -> None:
+        """Show ``text`` to ``user`` in ``channel`` (``thread_ts``: in that thread), once
+        per ``key`` (what prompted it: a message, a reaction)."""
+        remembered = (key, text)
+        if remembered in self._shown:
             return
-        self._shown[key] = None
+        self._shown[remembered] = None
         while len(self._shown) > REMEMBERED:
             self._shown.popitem(last=False)
-        thread = message.thread if in_thread else message.thread_ts
-        task = asyncio.ensure_future(self._post(message, text, thread))
+        task = asyncio.ensure_future(self._post(channel, user, text, thread_ts))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -51,18 +56,16 @@ class Notices:
         for task in late:
             task.cancel()
 
-    async def _post(self, message: SlackMessage, text: str, thread: str | None) -> None:
+    async def _post(self, channel: str, user: str, text: str, thread: str | None) -> None:
         try:
             await self._client.chat_postEphemeral(
-                channel=message.channel,
-                user=message.user,
+                channel=channel,
+                user=user,
                 text=_escape(text),
                 thread_ts=thread,  # None (left out): the channel itself
             )
         except FAILED as exc:
-            log.info(
-                "cannot show a notice to %s in %s: %s", message.user, message.channel, describe(exc)
-            )
+            log.info("cannot show a notice to %s in %s: %s", user, channel, describe(exc))
 
 
 def _escape(text: str) -> str:

@@ -4,7 +4,7 @@
 
     fresh ──stream starts──▶ streaming ──stream over──▶ editing ──finish / fail──▶ done
       └────────── streaming refused: post ────────────────▲
-                             streaming ──stop pressed──▶ stopped ──finish──▶ done
+                             streaming ──stop pressed──▶ stopped ──finish──▶ editing
 
 * **streaming**: a native stream to the asker (``chat.startStream`` /
   ``appendStream`` / ``stopStream``); an update appends what is new.
@@ -19,6 +19,10 @@ extension of what was streamed: ``chat.update`` replaces the whole text, so no
 character is lost or repeated. A reply built after a restart starts in
 *editing* with the messages an earlier process used; what they show is unknown,
 so each is rewritten (the first may still be an open stream: it is stopped).
+A regenerated answer starts the same way in the messages of the answer it
+replaces: it is edited in place, surplus parts deleted, missing ones posted.
+After Slack's stop button, the final text (what the message showed, marked
+stopped) replaces the message with ``chat.update``.
 
 Intermediate updates take budget only when it is there right now and skip
 otherwise; start, final and failure calls wait for it and keep retrying 429s
@@ -149,17 +153,27 @@ class SlackReply:
         target: Target,
         message_ids: Sequence[str] = (),
         save_ids: SaveMessageIds | None = None,
+        *,
+        may_be_streaming: bool = True,
     ) -> None:
+        """``message_ids``: messages to rewrite (an earlier attempt's after a restart,
+        or the answer a regenerated one replaces: ``may_be_streaming`` False, as a
+        finished answer holds no open stream)."""
         self._out = output
         self._to = target
         self._save_ids = save_ids
         self._lock = asyncio.Lock()  # one Slack exchange at a time per reply
         self._status_set = False
         self._state: _State = (
-            _Editing([_Part(ts, None) for ts in message_ids], open_stream=True)
+            _Editing([_Part(ts, None) for ts in message_ids], open_stream=may_be_streaming)
             if message_ids
             else _Fresh()
         )
+
+    @property
+    def done(self) -> bool:
+        """The reply has had its last word (finished or failed)."""
+        return isinstance(self._state, _Done)
 
     @property
     def message_ids(self) -> list[str]:
@@ -202,9 +216,9 @@ class SlackReply:
             if isinstance(self._state, _Done):
                 return
             if isinstance(self._state, _Stopped):
-                self._state = _Done()
-                await self._clear_status()
-                return
+                # Slack's stop button ended the stream: its message is an ordinary one
+                # now, rewritten with the final text (what it showed, marked stopped).
+                self._state = _Editing(self._state.parts)
             try:
                 await self._show(text, urgent=True, final=True)
             except ReplyStopped:

@@ -135,7 +135,7 @@ async def test_a_stop_from_the_platform_is_reported_and_ends_the_updates() -> No
     await asyncio.sleep(0.05)
     assert handle.texts("update") == ["a"]
     await delivery.end_stopped()
-    assert handle.texts("finish") == [""]  # keeps what the thread showed
+    assert handle.texts("finish") == ["_(stopped)_"]  # what the thread showed, marked
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from bridge.delivery import stopped_text
 from bridge.errors import PlatformFailed, ReplyStopped
 from bridge.store import TurnStatus
 from tests import treecheck
@@ -93,7 +94,8 @@ async def test_a_stopped_answer_keeps_what_was_shown_and_the_chat_continues(
         reply = StoppingReply()
         result = await (await submit(runtime, event(question, "stop"), reply))
         assert result.status == TurnStatus.STOPPED
-        assert reply.failure is None and reply.final == reply.updates[0]
+        # What was shown, marked stopped.
+        assert reply.failure is None and reply.final == stopped_text(reply.updates[0])
         _, after = await ask(runtime, "and now?", "stop")
     assert after.chat_id is not None
     history = history_of(fetch_chat(openwebui, after.chat_id))

@@ -3,6 +3,13 @@ exit 0 when all pass, 1 when one fails, 2 when the settings themselves are wrong
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
 from tests.e2e.conftest import Cli, CliResult, signed_in, with_api_key
 from tests.harness.openwebui import RunningOpenWebUI
 
@@ -82,3 +89,144 @@ def test_check_prints_who_can_use_the_bot(openwebui: RunningOpenWebUI, cli: Cli)
         " questions up to 32,000 characters; up to 5 questions waiting per thread;"
         " refused people get one short notice an hour."
     )
+
+
+TOGGLE_FILTER = '''"""
+title: Bridge check filter
+"""
+
+
+class Filter:
+    def __init__(self):
+        # A toggle filter runs only for requests that name it in filter_ids: no
+        # other test's completion on the shared server passes through it.
+        self.toggle = True
+
+    def inlet(self, body: dict) -> dict:
+        return body
+'''
+
+
+@dataclass
+class Made:
+    knowledge_id: str
+    filter_on: str  # active and global: Open WebUI runs it when asked
+    filter_off: str  # present but turned off
+
+
+@pytest.fixture
+def made(openwebui: RunningOpenWebUI) -> Iterator[Made]:
+    """A knowledge collection and two filter functions, removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    with openwebui.client() as http:
+        created = http.post(
+            "/api/v1/knowledge/create", json={"name": f"Handbook {tag}", "description": "check"}
+        )
+        created.raise_for_status()
+        things = Made(created.json()["id"], f"bridge_on_{tag}", f"bridge_off_{tag}")
+        try:
+            for function_id in (things.filter_on, things.filter_off):
+                form = {"id": function_id, "name": function_id, "content": TOGGLE_FILTER,
+                        "meta": {"description": "check"}}  # fmt: skip
+                http.post("/api/v1/functions/create", json=form).raise_for_status()
+            http.post(f"/api/v1/functions/id/{things.filter_on}/toggle").raise_for_status()
+            http.post(f"/api/v1/functions/id/{things.filter_on}/toggle/global").raise_for_status()
+            yield things
+        finally:
+            for function_id in (things.filter_on, things.filter_off):
+                http.delete(f"/api/v1/functions/id/{function_id}/delete")
+            http.delete(f"/api/v1/knowledge/{things.knowledge_id}/delete")
+
+
+def test_check_lists_each_channel_and_what_it_lacks(
+    openwebui: RunningOpenWebUI, cli: Cli, made: Made, tmp_path: Path
+) -> None:
+    prompt = "You are the support desk of Example Ltd."
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f"""
+[defaults]
+system_prompt = "{prompt}"
+
+[[channels]]
+id = "C0SUPPORT"
+name = "support"
+model = "fake-model-2"
+respond_to = "all"
+knowledge_ids = ["{made.knowledge_id}"]
+filter_ids = ["{made.filter_on}"]
+features = {{ web_search = true }}
+update_interval = 2
+
+[[channels]]
+id = 123456789012345678
+model = "nope-model"
+knowledge_ids = ["no-such-collection"]
+filter_ids = ["no_such_filter", "{made.filter_off}"]
+respond_to = "off"
+"""
+    )
+    result = cli("--config", str(config), "check", env=with_api_key(openwebui))
+
+    assert result.returncode == 1, result.output
+    lines = result.stdout.splitlines()
+    access = next(i for i, line in enumerate(lines) if line.startswith("ok   access:"))
+    # After the access line: the defaults, then one line per channel, in file order.
+    assert lines[access + 1] == (
+        f"ok   defaults: model fake-model, respond to mentions, system prompt {len(prompt)} chars"
+    )
+    assert lines[access + 2] == (
+        "ok   channel C0SUPPORT (support): model fake-model-2, respond to all,"
+        f" knowledge {made.knowledge_id}, filters {made.filter_on},"
+        f" system prompt {len(prompt)} chars, features web_search, update every 2 s"
+    )
+    failed = lines[access + 3]
+    assert failed.startswith("FAIL channel 123456789012345678: "), failed
+    for missing in (
+        "model nope-model is not available",
+        "knowledge no-such-collection does not exist",
+        "filter no_such_filter does not exist",
+        f"filter {made.filter_off} is turned off",
+    ):
+        assert missing in failed, failed
+    assert failed.endswith(
+        f"model nope-model, respond to off, knowledge no-such-collection,"
+        f" filters no_such_filter {made.filter_off}, system prompt {len(prompt)} chars)"
+    ), failed
+    # Only that channel failed.
+    assert lines_starting(result, "FAIL") == [failed]
+    assert prompt not in result.output  # the prompt's length, never its text
+
+
+def test_check_takes_the_default_model_from_the_file_unless_the_environment_sets_it(
+    openwebui: RunningOpenWebUI, cli: Cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text('[defaults]\nmodel = "fake-model-2"\n')
+    env = with_api_key(openwebui)
+    del env["OPENWEBUI_MODEL"]
+
+    from_file = cli("--config", str(config), "check", env=env)
+    from_env = cli("--config", str(config), "check", env=with_api_key(openwebui))
+    unset = cli("check", env=env)
+
+    assert from_file.returncode == 0, from_file.output
+    assert "ok   model: fake-model-2 is available" in from_file.stdout.splitlines()
+    assert from_env.returncode == 0, from_env.output
+    assert "ok   model: fake-model is available" in from_env.stdout.splitlines()
+    assert unset.returncode == 1, unset.output
+    assert lines_starting(unset, "FAIL") == [
+        "FAIL model: no model: set OPENWEBUI_MODEL or [defaults] model"
+    ]
+
+
+def test_check_reports_a_default_filter_open_webui_would_not_run(
+    openwebui: RunningOpenWebUI, cli: Cli, made: Made
+) -> None:
+    env = with_api_key(openwebui, OPENWEBUI_FILTER_IDS=f"{made.filter_on},{made.filter_off}")
+    result = cli("check", env=env)
+
+    assert result.returncode == 1, result.output
+    assert f"ok   filter: {made.filter_on} is on" in result.stdout.splitlines()
+    [failure] = lines_starting(result, "FAIL")
+    assert failure.startswith(f"FAIL filter: filter {made.filter_off} is turned off"), failure

@@ -16,8 +16,10 @@ from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
 from tests.fakes.discord_server import (
     APP_ID,
     BOT_USER_ID,
+    DIRECT_MESSAGE_REACTIONS,
     DIRECT_MESSAGES,
     GATEWAY_MESSAGE_CONTENT_LIMITED,
+    GUILD_MESSAGE_REACTIONS,
     GUILD_MESSAGES,
     GUILDS,
     MESSAGE_CONTENT,
@@ -96,9 +98,16 @@ async def test_run_serves_discord_until_stopped(
             assert ready.status_code == 200, ready.text
             assert ready.json() == {"ready": True, "checks": {"openwebui": True, "discord": True}}
             [identify] = fake.identifies
-            wanted = GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT
+            wanted = (
+                GUILDS
+                | GUILD_MESSAGES
+                | DIRECT_MESSAGES
+                | MESSAGE_CONTENT
+                | GUILD_MESSAGE_REACTIONS
+                | DIRECT_MESSAGE_REACTIONS
+            )
             assert identify["intents"] & wanted == wanted
-            assert [c["name"] for c in fake.commands] == ["new"]  # /new registered
+            assert [c["name"] for c in fake.commands] == ["new", "stop"]  # both registered
 
             thread = fake.user_says(general, ada, f"<@{BOT_USER_ID}> via run").id
             answer = expected_reply("Ada: via run")

@@ -1,18 +1,24 @@
 """A chat the bridge wrote renders in Open WebUI's own web page with every
-question and every complete answer (headless Debian Chromium driven by Playwright)."""
+question and every complete answer, and the sidebar shows a channel's folder
+holding its chats (headless Debian Chromium driven by Playwright)."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
+from adapters.runtime import Runtime
+from bridge.events import PlatformEvent, ThreadKey
 from bridge.store import TurnStatus
-from tests.contract.bridge_fixtures import BridgeFactory, ask
+from tests.contract.bridge_fixtures import BridgeFactory, RecordingPlatform, ask
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
@@ -107,3 +113,156 @@ async def test_chat_renders_in_open_webui(
     # In order: question, its answer, next question, ...
     positions = [body.index(text) for pair in zip(questions, answers, strict=True) for text in pair]
     assert positions == sorted(positions)
+
+
+@asynccontextmanager
+async def signed_in_page(chromium: str, openwebui: RunningOpenWebUI) -> AsyncIterator[Page]:
+    """A page of the web UI, signed in as the admin, sidebar open."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1200})
+            page.set_default_timeout(TIMEOUT_MS)
+            await page.goto(f"{openwebui.url}/auth", wait_until="domcontentloaded")
+            await page.evaluate(
+                "([token, version]) => {"
+                " localStorage.setItem('token', token);"
+                " localStorage.setItem('version', version);"
+                " localStorage.setItem('sidebar', 'true'); }",
+                [openwebui.jwt, openwebui.version],
+            )
+            yield page
+        finally:
+            await browser.close()
+
+
+class SlackLike(RecordingPlatform):
+    name = "slack"
+
+
+def link_of(channel: str, thread: str) -> str:
+    return f"https://example.slack.com/archives/{channel}/p{thread.replace('.', '')}"
+
+
+async def ask_in_channel(
+    runtime: Runtime, platform: RecordingPlatform, channel: str, name: str, thread: str, text: str
+) -> str:
+    """A question in a Slack-like channel thread, through the real core: the chat id."""
+    message_id = str(uuid.uuid4())
+    event = PlatformEvent(
+        event_id=message_id,
+        thread=ThreadKey("slack", "T1", channel, thread),
+        message_id=message_id,
+        author_id="U-RITA",
+        author_name="Rita",
+        text=text,
+        place=channel,
+        place_name=name,
+        link=link_of(channel, thread),
+    )
+    pending = await runtime.bridge.submit(event)
+    assert pending is not None
+    result = await pending
+    assert result.status is TurnStatus.DONE and result.chat_id is not None
+    assert platform.replies[message_id].final == expected_reply(f"Rita: {text}")
+    return result.chat_id
+
+
+# The smallest sidebar element holding both the folder and a chat: how many
+# folders it holds and which chat links (Open WebUI gives each folder's button
+# the id "folder-<id>-button" and each chat a link to "/c/<id>", in both versions).
+FOLDER_HOLDS = """([folderId, chatId]) => {
+    let box = document.getElementById(`folder-${folderId}-button`);
+    while (box && !box.querySelector(`a[href="/c/${chatId}"]`)) box = box.parentElement;
+    if (!box) return null;
+    return {
+        folders: box.querySelectorAll('[id^="folder-"][id$="-button"]').length,
+        chats: [...box.querySelectorAll('a[href^="/c/"]')]
+            .filter(a => a.offsetParent !== null)
+            .map(a => a.getAttribute("href").slice(3)),
+    };
+}"""
+
+
+async def test_channel_folder_shows_its_chats_in_the_sidebar(
+    chromium: str, openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    channel, name = f"CR{tag}", f"#render-{tag}"
+    folder_name = f"Slack · {name}"
+    questions = [f"Folder question one {tag}", f"Folder question two {tag}"]
+    async with make_bridge(bridge_title_generation=False) as runtime:
+        platform = SlackLike()
+        runtime.bridge.register(platform)
+        chats = [
+            await ask_in_channel(runtime, platform, channel, name, f"17000{i}.0001", q)
+            for i, q in enumerate(questions)
+        ]
+    with openwebui.client() as http:
+        [folder_id] = [
+            f["id"] for f in http.get("/api/v1/folders/").json() if f["name"] == folder_name
+        ]
+    try:
+        async with signed_in_page(chromium, openwebui) as page:
+            await page.goto(f"{openwebui.url}/", wait_until="domcontentloaded")
+            await dismiss_dialogs(page)
+            folder = page.get_by_text(folder_name, exact=True).first
+            # 0.12.x lists folders under a "Folders" heading, folded at first.
+            section = page.get_by_text("Folders", exact=True).first
+            await folder.or_(section).first.wait_for()
+            if not await folder.is_visible():
+                await section.click()
+            # Unfold the folder: 0.12.x has an "Expand …" button (its name opens a
+            # folder page); 0.6.x unfolds on a click on the name.
+            expand = page.get_by_role("button", name=f"Expand {folder_name}", exact=True)
+            await (expand.first if await expand.count() else folder).click()
+            for chat_id in chats:
+                await page.locator(f'a[href="/c/{chat_id}"]').first.wait_for()
+            held = await page.evaluate(FOLDER_HOLDS, [folder_id, chats[0]])
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / f"folder-{openwebui.version}.png"))
+
+            # Opening a chat from the folder shows the thread and the link back.
+            await page.locator(f'a[href="/c/{chats[0]}"]').first.click()
+            await page.wait_for_url(f"**/c/{chats[0]}")
+            await wait_for_texts(page, [expected_reply(f"Rita: {questions[0]}")])
+            await dismiss_dialogs(page)
+            # The status above the answer unfolds into a link to the Slack thread.
+            await page.get_by_text(f"Slack thread · {name}").first.click()
+            thread_link = page.locator(f'a[href="{link_of(channel, "170000.0001")}"]')
+            await thread_link.first.wait_for()
+            await page.screenshot(path=str(ARTIFACTS / f"folder-chat-{openwebui.version}.png"))
+    finally:
+        with openwebui.client() as http:
+            for chat_id in chats:
+                http.delete(f"/api/v1/chats/{chat_id}")
+            http.delete(f"/api/v1/folders/{folder_id}")
+
+    assert held is not None, "the chat is not inside its folder in the sidebar"
+    assert held["folders"] == 1
+    assert sorted(held["chats"]) == sorted(chats)
+
+
+async def test_a_regenerated_answer_shows_as_a_branch(
+    chromium: str, openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
+) -> None:
+    question = f"Branch question {uuid.uuid4().hex[:6]}"
+    async with make_bridge() as runtime:
+        reply, first = await ask(runtime, question, "render-branch")
+        pending = await runtime.bridge.regenerate("test", reply.message_id, "ev-branch")
+        assert pending is not None
+        again = await pending
+    assert first.status is TurnStatus.DONE and again.status is TurnStatus.DONE
+
+    async with signed_in_page(chromium, openwebui) as page:
+        await page.goto(f"{openwebui.url}/c/{first.chat_id}", wait_until="domcontentloaded")
+        await page.get_by_text(question).first.wait_for()
+        await dismiss_dialogs(page)
+        # The web UI's sibling navigation under the answer: the second of two answers.
+        await wait_for_texts(page, ["2/2", expected_reply(question)])
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(
+            path=str(ARTIFACTS / f"branch-{openwebui.version}.png"), full_page=True
+        )
+        body = await page.inner_text("body")
+    assert "2/2" in body

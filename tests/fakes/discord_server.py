@@ -14,6 +14,12 @@ Point a real ``discord.Client`` at it and look at what a person would see with
             ...
             fake.user_says(general, ada, f"<@{BOT_USER_ID}> hello")
 
+People act through helpers that store what they did and send the gateway event Discord
+would: ``user_says`` (MESSAGE_CREATE), ``forum_post``, ``interaction`` (a slash command such
+as ``/new`` or ``/stop``), ``react`` / ``unreact`` (MESSAGE_REACTION_ADD / _REMOVE, recorded
+in ``reactions``; the Add Reactions permission is not checked), ``rename_channel``
+(CHANNEL_UPDATE) and ``rename_guild`` (GUILD_UPDATE).
+
 Pointing discord.py 2.7.1 at the fake (read from client.py, gateway.py, http.py):
 
 - REST: ``discord.http.Route.BASE = fake.api_url``. It is a class attribute read when each
@@ -88,8 +94,10 @@ GUILDS = 1 << 0
 GUILD_MEMBERS = 1 << 1
 GUILD_PRESENCES = 1 << 8
 GUILD_MESSAGES = 1 << 9
+GUILD_MESSAGE_REACTIONS = 1 << 10
 GUILD_MESSAGE_TYPING = 1 << 11
 DIRECT_MESSAGES = 1 << 12
+DIRECT_MESSAGE_REACTIONS = 1 << 13
 DIRECT_MESSAGE_TYPING = 1 << 14
 MESSAGE_CONTENT = 1 << 15
 # Application flags (docs: Application Flags).
@@ -151,6 +159,17 @@ class Typing(NamedTuple):
     at: float  # time.monotonic()
 
 
+class ReactionEvent(NamedTuple):
+    """A reaction a person added or removed (``FakeDiscord.react`` / ``unreact``)."""
+
+    added: bool
+    channel_id: str
+    message_id: str
+    user_id: str
+    emoji: str
+    at: float  # time.monotonic()
+
+
 @dataclass
 class Message:
     """One message as people in the channel see it (threads are channels of their own)."""
@@ -178,6 +197,8 @@ class Message:
     # The ``allowed_mentions`` each create/edit carried (None: the field was absent), in step
     # with ``versions``.
     allowed_mentions: list[JSON | None] = field(default_factory=list)
+    # Unicode emoji → the users who reacted with it, in the order they did.
+    reactions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def by_bot(self) -> bool:
@@ -291,6 +312,7 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.rate_limited: list[Call] = []  # answered 429 (also in ``calls``)
         self.typing: list[Typing] = []
+        self.reactions: list[ReactionEvent] = []  # people's reactions, added and removed
         self.interaction_responses: list[InteractionResponse] = []
         self.commands: list[JSON] = []  # global application commands now registered
         self.command_overwrites: list[list[JSON]] = []  # each bulk overwrite body, in order
@@ -630,6 +652,22 @@ class FakeDiscord:
     def guild_of(self, channel: Id) -> str | None:
         return self.channels.get(str(channel), {}).get("guild_id")
 
+    def rename_channel(self, channel: Id, name: str) -> None:
+        """Rename a server channel (or thread): CHANNEL_UPDATE (THREAD_UPDATE) with the
+        whole channel, as Discord sends it, so clients' caches see the new name."""
+        shape = self._channel(str(channel))
+        if shape["type"] == DM:
+            raise ValueError("FakeDiscord: a DM has no name")
+        shape["name"] = name
+        event = "THREAD_UPDATE" if shape["type"] in (PUBLIC_THREAD, PRIVATE_THREAD) else None
+        self._dispatch(event or "CHANNEL_UPDATE", copy.deepcopy(shape), intent=GUILDS)
+
+    def rename_guild(self, guild: Id, name: str) -> None:
+        """Rename a server: GUILD_UPDATE (the guild without members or channels)."""
+        g = self._guild(guild)
+        g.name = name
+        self._dispatch("GUILD_UPDATE", self._guild_shape(g, full=False), intent=GUILDS)
+
     # -- faults -----------------------------------------------------------------
 
     def rate_limit_next(self, route_key: str, retry_after: float = 1.0, *, times: int = 1) -> None:
@@ -837,6 +875,58 @@ class FakeDiscord:
         self._guild(forum_channel["guild_id"]).channels.append(tid)
         self._dispatch_guild("THREAD_CREATE", {**thread, "newly_created": True}, GUILDS)
         return tid, self.user_says(tid, user, content, message_id=tid)
+
+    def react(self, message_id: Id, user: Id, emoji: str) -> ReactionEvent:
+        """``user`` adds the unicode ``emoji`` to a message: MESSAGE_REACTION_ADD (with
+        the member in a server, and the message's author, as Discord sends them).
+        Adding a reaction one already has changes nothing and sends nothing."""
+        return self._reaction(message_id, user, emoji, added=True)
+
+    def unreact(self, message_id: Id, user: Id, emoji: str) -> ReactionEvent:
+        """``user`` takes their ``emoji`` off a message: MESSAGE_REACTION_REMOVE (no
+        member, no author, as Discord sends it)."""
+        return self._reaction(message_id, user, emoji, added=False)
+
+    def _reaction(self, message_id: Id, user: Id, emoji: str, *, added: bool) -> ReactionEvent:
+        message = self.message(message_id)
+        if message is None or message.deleted:
+            raise KeyError(f"FakeDiscord: no message {message_id}")
+        uid = str(user)
+        self._user(uid)
+        event = ReactionEvent(added, message.channel_id, message.id, uid, emoji, time.monotonic())
+        users = message.reactions.setdefault(emoji, [])
+        if (uid in users) == added:
+            return event  # Discord: nothing changes, nothing is dispatched
+        if added:
+            users.append(uid)
+        else:
+            users.remove(uid)
+            if not users:
+                del message.reactions[emoji]
+        self.reactions.append(event)
+        guild_id = self.guild_of(message.channel_id)
+        # type 0: a normal reaction (1 is a burst, "super", reaction).
+        data: JSON = {
+            "user_id": uid,
+            "channel_id": message.channel_id,
+            "message_id": message.id,
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if guild_id is not None:
+            data["guild_id"] = guild_id
+        if added:
+            data["message_author_id"] = message.author_id
+            data["burst_colors"] = []
+            if guild_id is not None:
+                data["member"] = self._member_shape(guild_id, uid, with_user=True)
+        self._dispatch(
+            "MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE",
+            data,
+            intent=GUILD_MESSAGE_REACTIONS if guild_id is not None else DIRECT_MESSAGE_REACTIONS,
+        )
+        return event
 
     def interaction(
         self,
@@ -1556,6 +1646,18 @@ class FakeDiscord:
             "flags": message.flags,
             "components": [],
         }
+        if message.reactions:
+            shape["reactions"] = [
+                {
+                    "count": len(users),
+                    "count_details": {"burst": 0, "normal": len(users)},
+                    "me": BOT_USER_ID in users,
+                    "me_burst": False,
+                    "emoji": {"id": None, "name": emoji},
+                    "burst_colors": [],
+                }
+                for emoji, users in message.reactions.items()
+            ]
         if message.webhook_id is not None:
             shape["webhook_id"] = message.webhook_id
         if message.nonce is not None:
@@ -1966,11 +2068,13 @@ __all__ = [
     "APP_ID",
     "BOT_USER_ID",
     "DIRECT_MESSAGES",
+    "DIRECT_MESSAGE_REACTIONS",
     "GATEWAY_MESSAGE_CONTENT",
     "GATEWAY_MESSAGE_CONTENT_LIMITED",
     "GUILDS",
     "GUILD_FORUM",
     "GUILD_MESSAGES",
+    "GUILD_MESSAGE_REACTIONS",
     "MAX_CONTENT",
     "MESSAGE_CONTENT",
     "Call",
@@ -1979,6 +2083,7 @@ __all__ = [
     "GatewayConnection",
     "InteractionResponse",
     "Message",
+    "ReactionEvent",
     "Typing",
     "point_discord_py_at",
 ]

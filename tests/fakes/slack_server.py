@@ -25,6 +25,17 @@ users of another organisation (``team_id``); ``add_usergroup`` fills the user gr
 ``usergroups.users.list`` answers from (it needs the ``usergroups:read`` scope, as on Slack).
 Notices only one person sees (``chat.postEphemeral``) are kept in ``ephemerals``, not in any
 channel view. Events may carry ``files`` and ``user_team`` (what Slack Connect messages carry).
+
+Places: ``add_channel`` names a channel (and says whether it is private or a group DM) for
+``conversations.info``; ``rename_channel`` renames it and returns the ``channel_rename`` /
+``group_rename`` event Slack sends. ``chat.getPermalink`` answers with the workspace URL of
+``auth.test``.
+
+Reactions: ``react`` / ``unreact`` change a message's reactions and return the
+``reaction_added`` / ``reaction_removed`` event to deliver. Assistant threads:
+``open_assistant_thread`` starts one (its ``assistant_thread_started`` event);
+``assistant.threads.setSuggestedPrompts`` / ``setTitle`` are kept in ``suggested`` and
+``titles``.
 """
 
 from __future__ import annotations
@@ -50,13 +61,19 @@ BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 TEAM_ID = "T1"
 APP_ID = "A1"
+WORKSPACE_URL = "https://fake-team.slack.com/"
 DEFAULT_SCOPES = (
     "app_mentions:read",
     "assistant:write",
     "channels:history",
+    "channels:read",
     "chat:write",
     "groups:history",
+    "groups:read",
     "im:history",
+    "mpim:history",
+    "mpim:read",
+    "reactions:read",
     "users:read",
 )
 # Real Slack ts values are "seconds.microseconds"; start at a fixed, readable point.
@@ -99,6 +116,15 @@ class Status(NamedTuple):
     channel: str
     thread_ts: str
     status: str
+    at: float
+
+
+class Suggested(NamedTuple):
+    """One ``assistant.threads.setSuggestedPrompts`` call."""
+
+    channel: str
+    thread_ts: str
+    prompts: list[JSON]  # [{"title", "message"}]
     at: float
 
 
@@ -149,6 +175,7 @@ class Message:
     # Non-text stream chunks (task_update, plan_update, blocks) in arrival order.
     chunks: list[JSON] = field(default_factory=list)
     stream_parts: list[str] = field(default_factory=list)
+    reactions: dict[str, list[str]] = field(default_factory=dict)  # name: users, in order
 
     @property
     def bot(self) -> bool:
@@ -198,7 +225,10 @@ class FakeSlack:
         self.scopes: list[str] = list(DEFAULT_SCOPES)
         self.users: dict[str, JSON] = {}
         self.channel_names: dict[str, str] = {}
+        self.channel_kinds: dict[str, str] = {}  # "channel", "group" (private) or "mpim"
         self.statuses: list[Status] = []
+        self.suggested: list[Suggested] = []
+        self.titles: dict[tuple[str, str], str] = {}  # (channel, thread_ts): latest title
         self.ephemerals: list[Ephemeral] = []
         self.usergroups: dict[str, list[str]] = {}  # user group id: member user ids
         self.envelopes: list[Envelope] = []
@@ -250,6 +280,9 @@ class FakeSlack:
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._set_status,
+            "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
+            "assistant.threads.setTitle": self._set_title,
+            "chat.getPermalink": self._permalink,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
             "conversations.info": self._conversation_info,
@@ -332,8 +365,30 @@ class FakeSlack:
         self.users[user_id] = user
         return user
 
-    def add_channel(self, channel_id: str, name: str) -> None:
+    def add_channel(self, channel_id: str, name: str, *, kind: str = "channel") -> None:
+        """A channel ``conversations.info`` names; ``kind`` "group" is a private channel,
+        "mpim" a group DM (which has no name people see)."""
         self.channel_names[channel_id] = name
+        self.channel_kinds[channel_id] = kind
+
+    def rename_channel(self, channel_id: str, name: str) -> JSON:
+        """Rename the channel; returns the event Slack sends its members' apps
+        (``channel_rename``, or ``group_rename`` for a private channel)."""
+        self.channel_names[channel_id] = name
+        kind = self.channel_kinds.get(channel_id, "channel")
+        event: JSON = {
+            "type": "group_rename" if kind == "group" else "channel_rename",
+            "channel": {
+                "id": channel_id,
+                "name": name,
+                "name_normalized": name,
+                "created": int(time.time()),
+                "is_channel": kind == "channel",
+                "is_mpim": False,
+            },
+            "event_ts": self._next_ts(),
+        }
+        return self.event_callback(event)
 
     def add_usergroup(self, group_id: str, members: list[str]) -> None:
         """A user group (``S…``) and its members, for usergroups.users.list."""
@@ -594,7 +649,7 @@ class FakeSlack:
     def _auth_test(self, params: JSON) -> JSON:
         return {
             "ok": True,
-            "url": "https://fake-team.slack.com/",
+            "url": WORKSPACE_URL,
             "team": "Fake Team",
             "user": self.users[BOT_USER_ID]["name"],
             "team_id": TEAM_ID,
@@ -733,18 +788,52 @@ class FakeSlack:
     def _conversation_info(self, params: JSON) -> JSON:
         channel = _require(params, "channel", "channel_not_found")
         is_im = channel.startswith("D")
+        kind = self.channel_kinds.get(channel, "group" if channel.startswith("G") else "channel")
         info: JSON = {
             "id": channel,
-            "is_channel": channel.startswith("C"),
-            "is_group": channel.startswith("G"),
+            "is_channel": kind == "channel" and not is_im,
+            "is_group": kind == "group",
             "is_im": is_im,
-            "is_mpim": False,
-            "is_private": not channel.startswith("C"),
+            "is_mpim": kind == "mpim",
+            "is_private": is_im or kind != "channel",
             "is_member": True,
         }
-        if not is_im:
+        if kind == "mpim":
+            info["name"] = f"mpdm-{channel.lower()}-1"  # Slack's internal name, not shown
+        elif not is_im:
             info["name"] = self.channel_names.get(channel, channel.lower())
         return {"ok": True, "channel": info}
+
+    def _set_suggested_prompts(self, params: JSON) -> JSON:
+        channel = _require(params, "channel_id", "channel_not_found")
+        thread_ts = _require(params, "thread_ts", "invalid_arguments")
+        prompts = params.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        # Slack's reference: 1 to 4 prompts, each with a title and a message.
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise SlackError("invalid_arguments")
+        if not all(isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts):
+            raise SlackError("invalid_arguments")
+        self.suggested.append(Suggested(channel, thread_ts, prompts, time.monotonic()))
+        return {"ok": True}
+
+    def _set_title(self, params: JSON) -> JSON:
+        channel = _require(params, "channel_id", "channel_not_found")
+        thread_ts = _require(params, "thread_ts", "invalid_arguments")
+        self.titles[(channel, thread_ts)] = _require(params, "title", "invalid_arguments")
+        return {"ok": True}
+
+    def _permalink(self, params: JSON) -> JSON:
+        channel = _require(params, "channel", "channel_not_found")
+        ts = _require(params, "message_ts", "message_not_found")
+        found = self.message(channel, ts)
+        if found is None or found.deleted:
+            raise SlackError("message_not_found")
+        link = f"{WORKSPACE_URL}archives/{channel}/p{ts.replace('.', '')}"
+        if found.thread_ts is not None and found.thread_ts != ts:
+            link += f"?thread_ts={found.thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
 
     def _users_info(self, params: JSON) -> JSON:
         user = self.users.get(str(params.get("user", "")))
@@ -1021,6 +1110,84 @@ class FakeSlack:
         _add_person(event, files, user_team)
         self._add_thread(event, channel, thread_ts)
         return self.event_callback(event)
+
+    def react(self, channel: str, ts: str, user: str, name: str) -> JSON:
+        """``user`` adds reaction ``name`` (e.g. "+1", "repeat") to a message; returns the
+        ``reaction_added`` event Slack delivers (also when the reaction was there)."""
+        message = self._reacted(channel, ts)
+        users = message.reactions.setdefault(name, [])
+        if user not in users:
+            users.append(user)
+        return self.reaction_event(channel, ts, user, name, item_user=message.user)
+
+    def unreact(self, channel: str, ts: str, user: str, name: str) -> JSON:
+        """``user`` takes reaction ``name`` back; returns the ``reaction_removed`` event."""
+        message = self._reacted(channel, ts)
+        users = message.reactions.get(name, [])
+        if user in users:
+            users.remove(user)
+        if not users:
+            message.reactions.pop(name, None)
+        return self.reaction_event(channel, ts, user, name, item_user=message.user, removed=True)
+
+    def reaction_event(
+        self,
+        channel: str,
+        ts: str,
+        user: str,
+        name: str,
+        *,
+        item_user: str | None = None,
+        removed: bool = False,
+    ) -> JSON:
+        """A ``reaction_added`` (or ``_removed``) body, in the shape of Slack's reference."""
+        event: JSON = {
+            "type": "reaction_removed" if removed else "reaction_added",
+            "user": user,
+            "reaction": name,
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "event_ts": self._next_ts(),
+        }
+        if item_user is not None:
+            event["item_user"] = item_user
+        return self.event_callback(event)
+
+    def _reacted(self, channel: str, ts: str) -> Message:
+        message = self.message(channel, ts)
+        if message is None or message.deleted:
+            raise ValueError(f"FakeSlack: no message at {channel}/{ts}")
+        return message
+
+    def open_assistant_thread(
+        self, channel: str, user: str, *, context_channel: str | None = None
+    ) -> tuple[str, JSON]:
+        """``user`` opens the app's assistant view: Slack starts a thread in the DM
+        ``channel`` with a message of its own and sends ``assistant_thread_started``.
+        Returns ``(thread_ts, event_body)``; questions then go in that thread."""
+        parent = Message(
+            channel=channel,
+            ts=self._next_ts(),
+            user=BOT_USER_ID,
+            text="",
+            bot_id=BOT_ID,
+            subtype="assistant_app_thread",
+        )
+        parent.versions.append("")
+        self._messages[channel].append(parent)
+        context: JSON = {}
+        if context_channel is not None:
+            context = {"channel_id": context_channel, "team_id": TEAM_ID, "enterprise_id": None}
+        event: JSON = {
+            "type": "assistant_thread_started",
+            "assistant_thread": {
+                "user_id": user,
+                "context": context,
+                "channel_id": channel,
+                "thread_ts": parent.ts,
+            },
+            "event_ts": self._next_ts(),
+        }
+        return parent.ts, self.event_callback(event)
 
     def event_callback(self, event: JSON) -> JSON:
         """Wrap an event in the Events API envelope; every call gets a fresh event_id."""
@@ -1356,10 +1523,12 @@ __all__ = [
     "BOT_USER_ID",
     "TEAM_ID",
     "TIER_LIMITS",
+    "WORKSPACE_URL",
     "Call",
     "Envelope",
     "Ephemeral",
     "FakeSlack",
     "Message",
     "Status",
+    "Suggested",
 ]

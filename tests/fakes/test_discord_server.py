@@ -558,3 +558,98 @@ async def test_a_nonce_sent_again_returns_the_same_message() -> None:
             ).json()
         assert again["id"] == first["id"] != third["id"]  # only enforce_nonce deduplicates
         assert [m.content for m in fake.bot_messages(channel)] == ["part one", "part one"]
+
+
+# -- reactions and renames ------------------------------------------------------------
+
+
+async def test_reactions_reach_the_raw_reaction_events(world: World) -> None:
+    fake = world.fake
+    intents = _intents()
+    intents.guild_reactions = intents.dm_reactions = True
+    client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+    seen: list[discord.RawReactionActionEvent] = []
+
+    @client.event
+    async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+        seen.append(payload)
+
+    @client.event
+    async def on_raw_reaction_remove(payload: discord.RawReactionActionEvent) -> None:
+        seen.append(payload)
+
+    bot = await _start(client)
+    try:
+        channel = client.get_channel(int(world.general))
+        assert isinstance(channel, discord.TextChannel)
+        answer = await channel.send("an answer")
+        fake.react(answer.id, world.ada, "👍")
+        fake.react(answer.id, world.ada, "👍")  # already there: nothing happens
+        fake.unreact(answer.id, world.ada, "👍")
+        dm = fake.add_dm(world.ada)
+        private = fake.user_says(dm, world.ada, "hi")
+        fake.react(private.id, world.ada, "⏹️")
+        await fake.wait_for(lambda: len(seen) == 3, what="three reaction events")
+
+        added, removed, in_dm = seen
+        assert added.event_type == "REACTION_ADD" and removed.event_type == "REACTION_REMOVE"
+        assert (added.message_id, added.channel_id, added.user_id) == (
+            answer.id,
+            int(world.general),
+            int(world.ada),
+        )
+        assert added.guild_id == int(world.guild) and added.emoji.name == "👍"
+        assert added.member is not None and added.member.display_name == "Ada L."
+        assert added.message_author_id == int(BOT_USER_ID)
+        assert removed.member is None and removed.message_author_id is None
+        assert in_dm.guild_id is None and in_dm.member is None and in_dm.emoji.name == "⏹️"
+        assert [(r.added, r.emoji) for r in fake.reactions] == [
+            (True, "👍"),
+            (False, "👍"),
+            (True, "⏹️"),
+        ]
+        # A fetched message shows the reactions it still has.
+        fetched = await channel.fetch_message(answer.id)
+        assert fetched.reactions == []
+        fake.react(answer.id, world.ada, "🔁")
+        fetched = await channel.fetch_message(answer.id)
+        assert [(str(r.emoji), r.count, r.me) for r in fetched.reactions] == [("🔁", 1, False)]
+    finally:
+        await client.close()
+        await bot.task
+
+
+async def test_reactions_need_the_reactions_intents(world: World, bot: Bot) -> None:
+    fake = world.fake
+    seen: list[discord.RawReactionActionEvent] = []
+
+    @bot.client.event
+    async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+        seen.append(payload)
+
+    said = fake.user_says(world.general, world.ada, "hi")
+    fake.react(said.id, world.ada, "👍")
+    fake.user_says(world.general, world.ada, "after")
+    await _wait_messages(fake, bot, 2)  # what came before it has been delivered
+    assert seen == [] and len(fake.reactions) == 1
+
+
+async def test_renamed_channel_and_server_reach_the_cache(world: World, bot: Bot) -> None:
+    fake = world.fake
+    fake.rename_channel(world.general, "announcements")
+    fake.rename_guild(world.guild, "Laboratory")
+    client = bot.client
+
+    def renamed() -> bool:
+        channel, guild = client.get_channel(int(world.general)), client.get_guild(int(world.guild))
+        return (
+            isinstance(channel, discord.TextChannel)
+            and channel.name == "announcements"
+            and guild is not None
+            and guild.name == "Laboratory"
+        )
+
+    await fake.wait_for(renamed, what="the new names in discord.py's cache")
+    guild = client.get_guild(int(world.guild))
+    assert guild is not None and guild.get_role(int(world.role)) is not None  # roles kept
+    assert fake.channels[world.general]["name"] == "announcements"

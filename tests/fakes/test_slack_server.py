@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, FakeSlack
+from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, WORKSPACE_URL, FakeSlack
 
 BOT_TOKEN = "xoxb-test"
 APP_TOKEN = "xapp-test"
@@ -267,6 +267,102 @@ def test_events_carry_files_and_the_authors_team(fake: FakeSlack) -> None:
     assert "subtype" not in mention["event"]
     _, plain, _ = fake.user_says("C1", "U1", "no files")
     assert not {"files", "user_team", "subtype"} & set(plain["event"])
+
+
+async def test_channels_are_named_kinded_and_renamed(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake.add_channel("C1", "support")
+    fake.add_channel("G1", "ops", kind="group")
+    fake.add_channel("C2", "", kind="mpim")
+
+    async def info(channel: str) -> dict[str, Any]:
+        found: dict[str, Any] = (await client.conversations_info(channel=channel))["channel"]
+        return found
+
+    assert {k: v for k, v in (await info("C1")).items() if k.startswith("is_")} == {
+        "is_channel": True,
+        "is_group": False,
+        "is_im": False,
+        "is_mpim": False,
+        "is_private": False,
+        "is_member": True,
+    }
+    assert ((await info("G1"))["is_private"], (await info("G1"))["name"]) == (True, "ops")
+    assert (await info("C2"))["is_mpim"] and not (await info("C2"))["is_channel"]
+    assert (await info("D1"))["is_im"] and "name" not in await info("D1")
+    renamed = fake.rename_channel("C1", "help-desk")
+    assert renamed["event"]["type"] == "channel_rename"
+    assert renamed["event"]["channel"]["id"] == "C1"
+    assert renamed["event"]["channel"]["name"] == "help-desk"
+    assert (await info("C1"))["name"] == "help-desk"
+    assert fake.rename_channel("G1", "ops-2")["event"]["type"] == "group_rename"
+
+
+async def test_permalinks(fake: FakeSlack, client: AsyncWebClient) -> None:
+    parent, _, _ = fake.user_says("C1", "U1", "hello")
+    reply = await client.chat_postMessage(channel="C1", thread_ts=parent, text="hi")
+    root = (await client.chat_getPermalink(channel="C1", message_ts=parent))["permalink"]
+    assert root == f"{WORKSPACE_URL}archives/C1/p{parent.replace('.', '')}"
+    assert (await client.auth_test())["url"] == WORKSPACE_URL
+    inner = (await client.chat_getPermalink(channel="C1", message_ts=reply["ts"]))["permalink"]
+    assert inner.endswith(f"?thread_ts={parent}&cid=C1")
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_getPermalink(channel="C1", message_ts="9.9")
+    assert _error(exc) == "message_not_found"
+
+
+async def test_reactions_change_the_message_and_make_events(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    parent, _, _ = fake.user_says("C1", "U1", "hello")
+    answer = str((await client.chat_postMessage(channel="C1", thread_ts=parent, text="hi"))["ts"])
+    added = fake.react("C1", answer, "U1", "+1")
+    fake.react("C1", answer, "U2", "+1")
+    fake.react("C1", answer, "U1", "+1")  # already there: still an event, no change
+    message = fake.message("C1", answer)
+    assert message is not None and message.reactions == {"+1": ["U1", "U2"]}
+    event = added["event"]
+    assert event == {
+        "type": "reaction_added",
+        "user": "U1",
+        "reaction": "+1",
+        "item": {"type": "message", "channel": "C1", "ts": answer},
+        "item_user": BOT_USER_ID,
+        "event_ts": event["event_ts"],
+    }
+    removed = fake.unreact("C1", answer, "U1", "+1")
+    fake.unreact("C1", answer, "U2", "+1")
+    assert removed["event"]["type"] == "reaction_removed" and message.reactions == {}
+    assert fake.react("C1", parent, "U2", "tada")["event"]["item_user"] == "U1"
+    with pytest.raises(ValueError):
+        fake.react("C1", "9.9", "U1", "+1")
+
+
+async def test_assistant_threads(fake: FakeSlack, client: AsyncWebClient) -> None:
+    thread, started = fake.open_assistant_thread("D1", "U1", context_channel="C1")
+    event = started["event"]
+    assert event["type"] == "assistant_thread_started"
+    assert event["assistant_thread"]["channel_id"] == "D1"
+    assert event["assistant_thread"]["thread_ts"] == thread
+    assert event["assistant_thread"]["context"]["channel_id"] == "C1"
+    (opening,) = fake.thread_view("D1", thread)
+    assert opening.subtype == "assistant_app_thread" and opening.bot_id == BOT_ID
+    prompts = [{"title": "Week", "message": "Summarise my week"}]
+    await client.assistant_threads_setSuggestedPrompts(
+        channel_id="D1", thread_ts=thread, prompts=prompts
+    )
+    await client.assistant_threads_setTitle(channel_id="D1", thread_ts=thread, title="A title")
+    assert [(s.channel, s.thread_ts, s.prompts) for s in fake.suggested] == [
+        ("D1", thread, prompts)
+    ]
+    assert fake.titles == {("D1", thread): "A title"}
+    for bad in ([], [{"title": "no message"}], prompts * 5):
+        with pytest.raises(SlackApiError) as exc:
+            await client.assistant_threads_setSuggestedPrompts(
+                channel_id="D1", thread_ts=thread, prompts=bad
+            )
+        assert _error(exc) == "invalid_arguments"
 
 
 # -- (b) rate limits ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.events import ThreadKey
-from bridge.store import NewTurn, ThreadBusy, TurnStatus
+from bridge.store import FolderRecord, NewTurn, RatingRecord, ThreadBusy, TurnStatus
 from storage import MEMORY, SqliteStore, open_store
 
 KEY = ThreadKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
@@ -363,3 +363,40 @@ async def test_a_full_thread_refuses_and_writes_nothing(store: SqliteStore, db_p
     assert raw(db_path, "SELECT platform_message_id FROM turns") == [("m1",)]
     # The delivery was not claimed: the same delivery can be taken later.
     assert raw(db_path, "SELECT event_id FROM processed_events") == [("ev-m1",)]
+
+
+async def test_turn_by_reply_finds_the_newest_turn_in_that_message(store: SqliteStore) -> None:
+    first = await enqueue(store, "m1")
+    second = await enqueue(store, "m2")
+    await store.set_reply_ids(first, ["100.1", "100.2"])
+    await store.set_reply_ids(second, ["100.3"])
+    found = await store.turn_by_reply("slack", "100.2")
+    assert found is not None and found.id == first
+    # A regenerated answer edits the same messages: the newer turn is the one there now.
+    third = await enqueue(store, "m1~2")
+    await store.set_reply_ids(third, ["100.1", "100.2"])
+    again = await store.turn_by_reply("slack", "100.2")
+    assert again is not None and again.id == third
+    assert await store.turn_by_reply("slack", "100.") is None  # whole ids only
+    assert await store.turn_by_reply("discord", "100.2") is None
+
+
+async def test_folders_filing_and_ratings_round_trip(store: SqliteStore) -> None:
+    turn = await enqueue(store, "m1")
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None
+    assert await store.get_filing(conversation.id) == {}
+    await store.set_filing(conversation.id, {"folder": "f1", "tags": ["Slack"]})
+    assert await store.get_filing(conversation.id) == {"folder": "f1", "tags": ["Slack"]}
+
+    folder = FolderRecord("slack", "T1", "C1", "f1", "Slack · #support")
+    await store.save_folder(folder)
+    await store.save_folder(replace(folder, name="Slack · #help"))
+    assert await store.get_folder("slack", "T1", "C1") == replace(folder, name="Slack · #help")
+    assert await store.get_folder("slack", "T1", "C2") is None
+
+    await store.save_rating(RatingRecord(turn, "slack:U1", "fb1", 1))
+    await store.save_rating(RatingRecord(turn, "slack:U1", "fb1", -1))
+    assert await store.get_rating(turn, "slack:U1") == RatingRecord(turn, "slack:U1", "fb1", -1)
+    await store.delete_rating(turn, "slack:U1")
+    assert await store.get_rating(turn, "slack:U1") is None

@@ -3,7 +3,9 @@ channel and Ada, and a small stand-in for the core.
 
 The stand-in records what the adapter queues and judges it with the real
 admission rules (``bridge.admission``), so a refusal carries the notice the real
-core would give; the real core with real Open WebUI is the e2e suite's job.
+core would give; it answers the channel rules from a real ``bridge.channels``
+table, and records ratings, stops and regenerate requests. The real core with
+real Open WebUI is the e2e suite's job.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dataclasses import dataclass, field
 
 from adapters.discord.settings import DiscordSettings
 from bridge.admission import Admission
+from bridge.channels import ChannelRules, Channels
 from bridge.errors import QuestionRefused
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.organise import Rater
 from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.reply import Platform
 from tests.fakes.discord_server import FakeDiscord, point_discord_py_at
@@ -37,6 +41,13 @@ class Core:
     started_over: list[ThreadKey] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # event ids delivered again
     platform: Platform | None = None
+    channels: Channels = field(default_factory=Channels)
+    answers: dict[str, ThreadKey] = field(default_factory=dict)  # answer message → thread
+    running: set[ThreadKey] = field(default_factory=set)  # threads with an answer under way
+    stopped: list[ThreadKey] = field(default_factory=list)
+    ratings: list[tuple[str, Rater, int, bool]] = field(default_factory=list)
+    regenerated: list[tuple[str, str]] = field(default_factory=list)  # (message, event id)
+    regenerate_refusal: QuestionRefused | None = None  # what regenerate raises, if anything
 
     def __post_init__(self) -> None:
         self._admission = Admission(self.policy, self.limits)
@@ -70,6 +81,33 @@ class Core:
         self.started_over.append(key)
         self.threads.discard(key)
         return True
+
+    def rules(self, channel: str) -> ChannelRules:
+        return self.channels.rules(channel)
+
+    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
+        return self.answers.get(message_id)
+
+    async def stop(self, key: ThreadKey) -> bool:
+        if key not in self.running:
+            return False
+        self.running.discard(key)
+        self.stopped.append(key)
+        return True
+
+    async def rate(
+        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
+    ) -> bool:
+        self.ratings.append((message_id, rater, vote, removed))
+        return message_id in self.answers
+
+    async def regenerate(self, platform: str, message_id: str, event_id: str) -> object:
+        if self.regenerate_refusal is not None:
+            raise self.regenerate_refusal
+        if (message_id, event_id) in self.regenerated:
+            return None
+        self.regenerated.append((message_id, event_id))
+        return object()
 
 
 @dataclass

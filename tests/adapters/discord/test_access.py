@@ -14,8 +14,6 @@ from adapters.discord.app import (
     NEW_DMS_OFF,
     NEW_REFUSED,
     DiscordAdapter,
-    intents,
-    make_client,
 )
 from bridge.admission import ATTACHMENTS_IGNORED, Admission
 from bridge.events import PlatformEvent, ThreadKey
@@ -50,17 +48,6 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
         world.fake.add_user(DENIED, name="mallory")
         world.fake.add_member(world.guild, DENIED)
         yield world
-
-
-@pytest.fixture
-async def adapter(world: World) -> AsyncIterator[DiscordAdapter]:
-    client = make_client(intents(), guild_ready_timeout=0.05)
-    bot = DiscordAdapter(world.core, world.settings, client=client)
-    await bot.start()
-    try:
-        yield bot
-    finally:
-        await bot.close()
 
 
 async def replies(world: World, message: Message, count: int = 1) -> list[str]:

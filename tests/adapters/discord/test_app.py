@@ -42,17 +42,6 @@ async def world() -> AsyncIterator[World]:
         yield world
 
 
-@pytest.fixture
-async def adapter(world: World) -> AsyncIterator[DiscordAdapter]:
-    client = make_client(intents(), guild_ready_timeout=0.05)
-    bot = DiscordAdapter(world.core, world.settings, client=client)
-    await bot.start()
-    try:
-        yield bot
-    finally:
-        await bot.close()
-
-
 async def answer(
     bot: DiscordAdapter, event: PlatformEvent, text: str, ids: Sequence[str] = ()
 ) -> list[str]:
@@ -164,7 +153,7 @@ async def test_dm_and_new(world: World, adapter: DiscordAdapter) -> None:
     key = ThreadKey("discord", "", dm, dm)
     assert first.thread == key
     await answer(adapter, first, "Hi!")
-    assert [c["name"] for c in fake.commands] == ["new"]  # synced at start
+    assert [c["name"] for c in fake.commands] == ["new", "stop"]  # synced at start
     fake.interaction(world.ada, "new", dm)
     await fake.wait_for(lambda: fake.interaction_responses, what="the /new response")
     assert world.core.started_over == [key]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.discord.app import DiscordAdapter, intents, make_client
+from adapters.discord.app import DiscordAdapter
 from adapters.discord.facts import MEMBERSHIP_TTL, AskerFacts
 from bridge.events import ThreadKey
 from bridge.policy import AccessPolicy, Asker, Refusal, UserKind, judge
@@ -26,17 +26,6 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     policy = getattr(request, "param", AccessPolicy())
     async with discord_world(Core(policy=policy)) as world:
         yield world
-
-
-@pytest.fixture
-async def adapter(world: World) -> AsyncIterator[DiscordAdapter]:
-    client = make_client(intents(), guild_ready_timeout=0.05)
-    bot = DiscordAdapter(world.core, world.settings, client=client)
-    await bot.start()
-    try:
-        yield bot
-    finally:
-        await bot.close()
 
 
 def calls(world: World, key: str) -> int:
@@ -113,15 +102,27 @@ async def test_an_uncached_threads_parent_is_looked_up_once(
     assert calls(world, CHANNEL) == 1  # shared by both messages, then cached
 
 
-async def test_without_a_channel_list_an_uncached_thread_costs_no_call(
+async def test_without_a_channel_list_an_uncached_threads_parent_is_still_found(
     world: World, adapter: DiscordAdapter
 ) -> None:
-    thread = world.fake.add_thread(world.general, "old")
+    # The channel rules and the Open WebUI folder follow the parent channel.
+    fake = world.fake
+    thread = fake.add_thread(world.general, "old")
     world.core.threads.add(ThreadKey("discord", world.guild, thread, thread))
-    world.fake.user_says(thread, world.ada, "hello")
+    fake.user_says(thread, world.ada, "hello")
     asker = await next_asker(world, 1)
-    assert asker.channel == thread  # nothing depends on it
-    assert calls(world, CHANNEL) == 0
+    assert asker.channel == world.general
+    assert world.core.events[0].place == world.general
+    assert calls(world, CHANNEL) == 1
+    # Where the look-up fails and no channel list depends on it, the thread stands in:
+    # the question is still answered.
+    other = fake.add_thread(world.general, "older")
+    world.core.threads.add(ThreadKey("discord", world.guild, other, other))
+    fake.fail_next(CHANNEL, 403, 50001, "Missing Access")
+    fake.user_says(other, world.ada, "still there?")
+    stand_in = await next_asker(world, 2)
+    assert stand_in.channel == other and stand_in.kind is UserKind.MEMBER
+    assert world.core.events[1].place == other
 
 
 @pytest.mark.parametrize(

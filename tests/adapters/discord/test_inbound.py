@@ -14,6 +14,7 @@ from adapters.discord.inbound import (
     decide,
     is_question,
     order_of,
+    question_message,
     source_channel,
     thread_key,
     thread_to_open,
@@ -61,6 +62,44 @@ CH, THREAD, DM = ChannelKind.CHANNEL, ChannelKind.THREAD, ChannelKind.DM
 def test_decide(message: DiscordMessage, known: bool, answer: bool, context: bool) -> None:
     decision = decide(message, known_thread=known)
     assert (decision.answer, decision.needs_context) == (answer, context)
+
+
+CHATTER = msg(content="no mention here", mentions_bot=False)
+FOLLOW_UP = msg(kind=THREAD, content="more", mentions_bot=False)
+
+
+@pytest.mark.parametrize(
+    ("message", "known", "respond_to", "answer"),
+    [
+        (CHATTER, False, "all", True),  # every top-level message opens a thread
+        (CHATTER, False, "mentions", False),
+        (msg(), False, "all", True),
+        (msg(type=19, content="a reply", mentions_bot=False), False, "all", True),
+        (msg(content="", mentions_bot=False), False, "all", False),  # a sticker: not a question
+        (msg(from_bot=True, mentions_bot=False), False, "all", False),  # bots never
+        (msg(kind=THREAD, content="x", mentions_bot=False), False, "all", False),  # not ours
+        (FOLLOW_UP, True, "all", True),
+        (msg(), False, "off", False),  # not even a mention
+        (FOLLOW_UP, True, "off", False),  # nor a conversation already under way
+        (msg(kind=THREAD), False, "off", False),
+        (msg(kind=DM, guild_id="", content="hi", mentions_bot=False), True, "off", True),
+    ],
+)
+def test_decide_follows_respond_to(
+    message: DiscordMessage, known: bool, respond_to: Any, answer: bool
+) -> None:
+    decision = decide(message, known_thread=known, respond_to=respond_to)
+    assert decision.answer is answer
+    assert not decision.needs_context or message.kind is THREAD
+
+
+def test_a_regenerate_opens_nothing_and_names_its_question() -> None:
+    original = event_of(msg())
+    again = replace(
+        original, event_id="reaction:1:2:3", message_id="500~reaction:1:2:3", regenerates=7
+    )
+    assert thread_to_open(again) is None
+    assert question_message(again) == "500" and question_message(original) == "500"
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,13 @@ import pytest
 
 from adapters.discord.reply import (
     EMPTY_ANSWER,
+    NONCE_LIMIT,
     CallFailed,
     DiscordReply,
     MessageGone,
+    nonce_base,
 )
+from bridge.delivery import stopped_text
 from bridge.errors import PlatformFailed, PlatformRateLimited
 from bridge.split import join_split
 
@@ -244,3 +247,81 @@ async def test_a_post_whose_id_was_never_saved_is_found_again_not_doubled() -> N
     await again.finish("Hello, world")
     assert channel.shown == ["Hello, world"]
     assert saved.ids == list(channel.messages)
+
+
+# -- stopped and regenerated answers ----------------------------------------------------
+
+
+async def test_a_stopped_answer_keeps_what_was_shown_marked_stopped() -> None:
+    channel, saved = Channel(), Saved()
+    handle = reply(channel, saved)
+    await handle.start()
+    await handle.update("Half an")
+    await handle.finish(stopped_text("Half an"))  # what the core's Delivery sends
+    assert channel.shown == ["Half an\n\n_(stopped)_"]
+    assert [kind for kind, _ in channel.calls] == ["send", "edit"]  # the same message
+
+
+def replacing(channel: Channel, saved: Saved, ids: Sequence[str]) -> DiscordReply:
+    return DiscordReply(
+        channel,
+        ids,
+        saved,
+        typing_renew=0.01,
+        final_retry_delays=(0.0,),
+        nonce_base=nonce_base("500~reaction:300:600:7:🔁:1700000000000"),
+        replacing=True,
+    )
+
+
+async def test_a_regenerated_answer_types_then_edits_the_old_answer_in_place() -> None:
+    channel, saved = Channel(), Saved()
+    await reply(channel, saved).finish("The first answer")
+    old = list(saved.ids)
+    sends = len([c for c in channel.calls if c[0] == "send"])
+    handle = replacing(channel, saved, old)
+    await handle.start()
+    await asyncio.sleep(0.05)
+    assert channel.typings >= 2  # beside the old answer, until the new text comes
+    assert channel.shown == ["The first answer"]
+    await handle.update("The sec")
+    typed = channel.typings
+    await handle.finish("The second answer")
+    await asyncio.sleep(0.03)
+    assert channel.typings == typed
+    assert channel.shown == ["The second answer"]
+    assert saved.ids == old == handle.message_ids
+    assert len([c for c in channel.calls if c[0] == "send"]) == sends  # no new post
+
+
+async def test_a_shorter_regenerated_answer_deletes_the_old_extra_parts() -> None:
+    channel, saved = Channel(), Saved()
+    await reply(channel, saved).finish(LONG)
+    old = list(saved.ids)
+    assert len(old) >= 4
+    handle = replacing(channel, saved, old)
+    await handle.start()
+    await handle.finish("Short, this time.")
+    assert channel.shown == ["Short, this time."]
+    assert saved.ids == old[:1] == list(channel.messages)
+
+
+async def test_a_longer_regenerated_answer_adds_parts_after_the_old_ones() -> None:
+    channel, saved = Channel(), Saved()
+    await reply(channel, saved).finish("Short at first.")
+    old = list(saved.ids)
+    handle = replacing(channel, saved, old)
+    await handle.start()
+    for end in range(500, len(LONG), 1500):
+        await handle.update(LONG[:end])
+    await handle.finish(LONG)
+    assert join_split(channel.shown) == LONG
+    assert len(channel.shown) >= 4  # every part its own message: the nonces differ
+    assert saved.ids[0] == old[0] and saved.ids == list(channel.messages)
+
+
+def test_a_long_message_id_still_leaves_room_for_the_parts_place() -> None:
+    assert nonce_base("1234567890123456789") == "1234567890123456789"
+    long = nonce_base("1234567890123456789~reaction:300:600:7:🔁:1700000000000")
+    assert len(f"{long}.99") <= NONCE_LIMIT
+    assert long != nonce_base("1234567890123456789~reaction:300:600:7:🔁:1700000000001")

@@ -52,12 +52,13 @@ class Asked:
         user: str = "U1",
         team: str = TEAM_ID,
         recipient: Recipient = Recipient.TEAM,
+        may_be_streaming: bool = True,
     ) -> SlackReply:
         async def save(message_ids: Sequence[str]) -> None:
             self.saved.append(list(message_ids))
 
         target = Target(TEAM_ID, self.channel, self.thread, user, team, recipient)
-        return SlackReply(self.out, target, ids, save)
+        return SlackReply(self.out, target, ids, save, may_be_streaming=may_be_streaming)
 
     @property
     def shown(self) -> list[str]:

@@ -12,19 +12,31 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.app import ROLES_SCOPE, SCOPES, InOrder, Place, SlackAdapter, make_client
+from adapters.slack.app import (
+    ASSISTANT_SCOPE,
+    ROLES_SCOPE,
+    SCOPES,
+    InOrder,
+    Place,
+    SlackAdapter,
+    make_client,
+)
 from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
 from bridge.admission import ATTACHMENTS_IGNORED
+from bridge.channels import ChannelRules, Channels
 from bridge.config import ConfigError
 from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
+from bridge.organise import Rater
 from bridge.policy import AccessPolicy, Asker, UserKind
 from bridge.reply import Platform
 from tests.fakes.slack_server import TEAM_ID, FakeSlack
@@ -46,13 +58,44 @@ class FakeCore:
         self.threads: set[ThreadKey] = set()
         self.lookups_before_submit: list[int] = []
         self.refuse: dict[str, str | None] = {}
+        self.channels = Channels()
         self._seen: set[str] = set()
+        # What people do to answers: message ts → the thread whose answer it holds.
+        self.answers: dict[str, ThreadKey] = {}
+        self.rated: list[tuple[str, Rater, int, bool]] = []
+        self.rate_delays: list[float] = []  # seconds each next rating takes
+        self.stopped: list[ThreadKey] = []
+        self.regenerated: list[tuple[str, str]] = []
+        self.not_latest: dict[str, str] = {}  # message ts → the refusal's notice
 
     def register(self, platform: Platform) -> None:
         self.platforms.append(platform)
 
+    def rules(self, channel: str) -> ChannelRules:
+        return self.channels.rules(channel)
+
     async def knows_thread(self, key: ThreadKey) -> bool:
         return key in self.threads
+
+    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
+        return self.answers.get(message_id) if platform == "slack" else None
+
+    async def stop(self, key: ThreadKey) -> bool:
+        self.stopped.append(key)
+        return True
+
+    async def rate(
+        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
+    ) -> bool:
+        await asyncio.sleep(self.rate_delays.pop(0) if self.rate_delays else 0)
+        self.rated.append((message_id, rater, vote, removed))
+        return True
+
+    async def regenerate(self, platform: str, message_id: str, event_id: str) -> object:
+        if message_id in self.not_latest:
+            raise QuestionRefused("not the latest answer", self.not_latest[message_id])
+        self.regenerated.append((message_id, event_id))
+        return object()
 
     async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
         self.lookups_before_submit.append(
@@ -455,4 +498,241 @@ def test_manifests_ask_for_every_scope_the_adapter_uses(manifest: str) -> None:
     text = (Path(__file__).parents[3] / "deploy" / "slack" / manifest).read_text()
     bot = text.split("bot:", 1)[1].split("settings:", 1)[0]
     asked = set(re.findall(r"^\s+- (\S+)", bot, re.MULTILINE))
-    assert asked == {*SCOPES, ROLES_SCOPE}
+    assert asked == {*SCOPES, ROLES_SCOPE, ASSISTANT_SCOPE}
+
+
+# -- per-channel rules, places, links ------------------------------------------------------
+
+
+async def test_each_channel_answers_by_its_own_rule(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    core.access = AccessPolicy()  # a look-up is needed for anything judged
+    core.channels = Channels(
+        by_id={"CALL": ChannelRules(respond_to="all"), "COFF": ChannelRules(respond_to="off")}
+    )
+    fake.add_user("U1", "Ada")
+    _, everyone, _ = fake.user_says("CALL", "U1", "does the VPN work?")
+    _, chatter, _ = fake.user_says("C1", "U1", "does the VPN work?")
+    _, silenced, mention = fake.user_says("COFF", "U1", "<@UBOT> hello?")
+    await deliver(fake, slack, everyone, chatter, silenced, mention)
+    await fake.wait_for(lambda: len(core.events) == 1, what="the question")
+    await asyncio.sleep(0.2)
+    (event,) = core.events
+    assert (event.thread.channel, event.text, event.place, event.direct) == (
+        "CALL",
+        "does the VPN work?",
+        "CALL",
+        False,
+    )
+    assert event.thread.thread == event.message_id  # it opened its own thread
+    assert fake.count("users.info") == 1  # only the answered question was judged
+    assert fake.ephemerals == []  # an "off" channel says nothing at all
+
+
+async def test_prepare_names_the_place_and_links_the_thread(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    fake.add_channel("C1", "support")
+    thread, message, mention = fake.user_says("C1", "U1", "<@UBOT> hi")
+    dm, private, _ = fake.user_says("D1", "U1", "psst")
+    await deliver(fake, slack, message, mention, private)
+    await fake.wait_for(lambda: len(core.events) == 2, what="both questions")
+    channel, direct = [await slack.prepare(e) for e in core.events]
+    assert (channel.place, channel.direct, channel.place_name) == ("C1", False, "#support")
+    assert channel.link == f"https://fake-team.slack.com/archives/C1/p{thread.replace('.', '')}"
+    assert (direct.place, direct.direct, direct.place_name) == ("D1", True, "DMs")
+    assert direct.link == f"https://fake-team.slack.com/archives/D1/p{dm.replace('.', '')}"
+    # A renamed channel is named anew at once (Slack's channel_rename event).
+    await deliver(fake, slack, fake.rename_channel("C1", "help-desk"))
+    fresh = replace(core.events[0], place_name="", author_name="")
+    assert (await slack.prepare(fresh)).place_name == "#help-desk"
+    # A turn stored before places were kept gets its place too.
+    old = replace(core.events[0], place="", place_name="", link="")
+    assert (await slack.prepare(old)).place_name == "#help-desk"
+    assert fake.count("conversations.info") == 1
+
+
+# -- reactions -------------------------------------------------------------------------------
+
+
+async def answered(fake: FakeSlack, core: FakeCore, channel: str = "C1") -> tuple[ThreadKey, str]:
+    """A question in ``channel`` and the bot's answer to it (as the core knows it)."""
+    thread, _, _ = fake.user_says(channel, "U1", "<@UBOT> hi")
+    answer = await AsyncWebClient(token="xoxb-test", base_url=fake.api_url).chat_postMessage(
+        channel=channel, thread_ts=thread, text="an answer"
+    )
+    key = ThreadKey("slack", TEAM_ID, channel, thread)
+    core.answers[str(answer["ts"])] = key
+    return key, str(answer["ts"])
+
+
+async def test_thumbs_become_ratings_in_the_order_given(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    fake.add_user("U2", "Bob")
+    _, ts = await answered(fake, core)
+    core.rate_delays = [0.3, 0.0, 0.0, 0.0]  # the first rating is slow to store
+    await deliver(
+        fake,
+        slack,
+        fake.react("C1", ts, "U1", "+1"),
+        fake.react("C1", ts, "U1", "thumbsdown::skin-tone-2"),
+        fake.unreact("C1", ts, "U1", "thumbsdown::skin-tone-2"),
+        fake.react("C1", ts, "U2", "thumbsup"),
+    )
+    await fake.wait_for(lambda: len(core.rated) == 4, what="the ratings")
+    assert [(m, r, v, gone) for m, r, v, gone in core.rated] == [
+        (ts, Rater("slack", "U1", "Ada"), 1, False),
+        (ts, Rater("slack", "U1", "Ada"), -1, False),
+        (ts, Rater("slack", "U1", "Ada"), -1, True),
+        (ts, Rater("slack", "U2", "Bob"), 1, False),
+    ]
+
+
+async def test_reactions_that_do_not_count(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    core.access = AccessPolicy(denied_users=frozenset({"UBAD"}), allow_guests=True)
+    core.channels = Channels(by_id={"COFF": ChannelRules(respond_to="off")})
+    fake.add_user("U1", "Ada")
+    fake.add_user("UBAD", "Mallory")
+    fake.add_user("UAPP", "Some bot", is_bot=True)
+    _, ts = await answered(fake, core)
+    _, silenced = await answered(fake, core, "COFF")
+    person, _, _ = fake.user_says("C1", "U1", "not an answer")
+    await deliver(
+        fake,
+        slack,
+        fake.react("C1", ts, "UBAD", "+1"),  # a denied person
+        fake.react("C1", ts, "UAPP", "+1"),  # a bot
+        fake.react("C1", ts, "U1", "tada"),  # not a reaction the bridge knows
+        fake.react("C1", person, "U1", "+1"),  # on a person's message
+        fake.react("COFF", silenced, "U1", "-1"),  # in a channel the bot is off in
+        fake.reaction_event("C1", "9.000100", "U1", "-1", item_user="UBOT"),  # no answer
+    )
+    await deliver(fake, slack, fake.react("C1", ts, "U1", "+1"))  # the one that counts
+    await fake.wait_for(lambda: len(core.rated) == 1, what="the rating")
+    await asyncio.sleep(0.2)
+    assert [(m, r.user_id) for m, r, _, _ in core.rated] == [(ts, "U1")]
+    assert fake.ephemerals == []  # ignored in silence
+
+
+async def test_stop_reaction_stops_only_the_answer_under_way(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    key, earlier = await answered(fake, core)
+    event = PlatformEvent(
+        event_id="e",
+        thread=key,
+        message_id="2.0",
+        author_id="U1",
+        author_name="Ada",
+        text="more",
+    )
+
+    async def save(ids: Sequence[str]) -> None:
+        for ts in ids:
+            core.answers[ts] = key
+
+    reply = slack.reply(event, (), save)
+    assert await reply.update("streaming")
+    (streaming,) = [m.ts for m in fake.bot_replies("C1", key.thread) if m.streaming]
+    await deliver(fake, slack, fake.react("C1", earlier, "U1", "black_square_for_stop"))
+    await asyncio.sleep(0.2)
+    assert core.stopped == []  # ⏹ on an earlier answer leaves this one be
+    await deliver(fake, slack, fake.react("C1", streaming, "U1", "black_square_for_stop"))
+    await fake.wait_for(lambda: core.stopped == [key], what="the stop")
+    await reply.finish("streaming")
+    await deliver(fake, slack, fake.react("C1", streaming, "U1", "stop_button"))
+    await asyncio.sleep(0.2)
+    assert core.stopped == [key]  # a finished answer has nothing to stop
+
+
+async def test_repeat_reaction_regenerates_or_says_why_not(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    key, older = await answered(fake, core)
+    _, latest = await answered(fake, core)
+    core.not_latest[older] = "Only the latest answer can be redone."
+    again = fake.react("C1", latest, "U1", "repeat")
+    refused = fake.react("C1", older, "U1", "repeat")
+    await deliver(fake, slack, again, again, refused, refused)  # each delivered twice
+    await fake.wait_for(lambda: len(fake.ephemerals) == 1, what="the notice")
+    await asyncio.sleep(0.2)
+    event_ts = again["event"]["event_ts"]
+    # Both deliveries carry one event id: the core queues one new answer.
+    assert core.regenerated == [(latest, f"reaction:C1:{latest}:U1:{event_ts}")] * 2
+    assert [(e.channel, e.user, e.thread_ts, e.text) for e in fake.ephemerals] == [
+        ("C1", "U1", key.thread, "Only the latest answer can be redone.")
+    ]
+
+
+# -- assistant threads -----------------------------------------------------------------------
+
+
+async def test_assistant_thread_gets_prompts_and_a_title(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    prompts = ("Summarise my week", "What is our on-call policy? " + "x" * 60)
+    core.channels = Channels(by_id={"D1": ChannelRules(suggested_prompts=prompts)})
+    thread, started = fake.open_assistant_thread("D1", "U1", context_channel="C1")
+    await deliver(fake, slack, started)
+    await fake.wait_for(lambda: fake.suggested, what="the prompts")
+    ((channel, ts, shown, _),) = fake.suggested
+    assert (channel, ts) == ("D1", thread)
+    assert [p["message"] for p in shown] == list(prompts)
+    assert shown[1]["title"].endswith("…") and len(shown[1]["title"]) <= 40
+    question = "How do I rotate the *database* credentials for the staging cluster safely?"
+    _, message, _ = fake.user_says("D1", "U1", question, thread_ts=thread)
+    await deliver(fake, slack, message)
+    await fake.wait_for(lambda: fake.titles, what="the title")
+    assert fake.titles == {
+        ("D1", thread): "How do I rotate the *database* credentials for the staging…"
+    }
+    # The thread's opening message is Slack's, not context for the model.
+    assert (await slack.prepare(core.events[0])).context == ()
+    _, follow_up, _ = fake.user_says("D1", "U1", "and production?", thread_ts=thread)
+    await deliver(fake, slack, follow_up)
+    await fake.wait_for(lambda: len(core.events) == 2, what="the follow-up")
+    await asyncio.sleep(0.2)
+    assert fake.count("assistant.threads.setTitle") == 1  # the first question names it
+
+
+async def test_assistant_extras_need_the_scope_and_failures_are_harmless(
+    fake: FakeSlack, clean_env: None
+) -> None:
+    fake.add_user("U1", "Ada")
+    core = FakeCore(fake)
+    core.channels = Channels(defaults=ChannelRules(suggested_prompts=("Hi",)))
+    fake.fail_next("assistant.threads.setSuggestedPrompts", "internal_error")
+    slack = await started(fake, core)
+    try:
+        _, first = fake.open_assistant_thread("D1", "U1")
+        await deliver(fake, slack, first)
+        await fake.wait_for_calls("assistant.threads.setSuggestedPrompts")
+    finally:
+        await slack.stop()
+    fake.scopes.remove("assistant:write")
+    slack = await started(fake, core)
+    try:
+        _, second = fake.open_assistant_thread("D1", "U1")
+        _, question, _ = fake.user_says("D1", "U1", "hello")
+        await deliver(fake, slack, second, question)
+        await asyncio.sleep(0.2)
+    finally:
+        await slack.stop()
+    assert fake.count("assistant.threads.setSuggestedPrompts") == 1
+    assert fake.count("assistant.threads.setTitle") == 0 and fake.suggested == []

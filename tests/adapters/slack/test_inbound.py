@@ -101,3 +101,31 @@ def test_the_authors_team_and_org_as_the_event_gives_them() -> None:
     assert (connect.team, connect.user_team, connect.enterprise) == ("T1", "T9", None)
     assert source_only.user_team == "T8"
     assert (grid.enterprise, home.user_team, home.enterprise) == ("E1", None, None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "known", "respond_to", "answer"),
+    [
+        # "all": every new top-level message opens a thread and is answered…
+        (body(text="lunch anyone?"), False, "all", True),
+        (body(text=f"<@{BOT}> hi"), False, "all", True),
+        # …but not someone else's thread, an empty post, or a bot (parse drops bots).
+        (body(text="more", thread_ts="1.0"), False, "all", False),
+        (body(text="", subtype="file_share", files=[{}]), False, "all", False),
+        (body(user=BOT, text="my own answer"), False, "all", False),
+        (body(text="more", thread_ts="1.0"), True, "all", True),
+        # "off": nothing, not a mention, not a thread the bot is in, not a DM.
+        (body(text=f"<@{BOT}> hi"), False, "off", False),
+        (body(text="more", thread_ts="1.0"), True, "off", False),
+        (body(channel="D1", channel_type="im"), False, "off", False),
+        # "mentions" (the default) is today's rule.
+        (body(text="lunch anyone?"), False, "mentions", False),
+        (body(text=f"<@{BOT}> hi"), False, "mentions", True),
+    ],
+)
+def test_respond_to(payload: dict[str, Any], known: bool, respond_to: Any, answer: bool) -> None:
+    message = parse(payload)
+    assert message is not None
+    decision = decide(message, BOT, known_thread=known, respond_to=respond_to)
+    assert decision.answer is answer
+    assert not decision.needs_context or message.thread_ts is not None

@@ -10,9 +10,10 @@ import pytest
 from adapters.slack.budget import Rates, SlackBudget
 from adapters.slack.features import Recipient, Refusals
 from adapters.slack.reply import SlackReply
+from bridge.delivery import stopped_text
 from bridge.errors import ReplyStopped
 from bridge.split import join_split
-from tests.adapters.slack.slack_fixtures import ask, methods, output
+from tests.adapters.slack.slack_fixtures import Asked, ask, methods, output
 from tests.fakes.slack_server import FakeSlack
 
 
@@ -91,7 +92,7 @@ async def test_answer_longer_than_a_message_continues_in_parts(fake: FakeSlack) 
 # -- stopped by a person ---------------------------------------------------------------
 
 
-async def test_stopped_by_user_keeps_what_was_shown(fake: FakeSlack) -> None:
+async def test_stopped_by_user_keeps_what_was_shown_marked_stopped(fake: FakeSlack) -> None:
     asked = ask(fake, output(fake))
     reply = asked.reply()
     assert await reply.update("Half an")
@@ -102,9 +103,23 @@ async def test_stopped_by_user_keeps_what_was_shown(fake: FakeSlack) -> None:
     calls = len(fake.calls)
     with pytest.raises(ReplyStopped):
         await reply.update("Half an answer, more")
-    await reply.finish("Half an answer, more and more")
-    assert [c.method for c in fake.calls[calls:] if c.method.startswith("chat.")] == []
-    assert asked.shown == ["Half an"]
+    assert fake.calls[calls:] == []  # stopped: nothing more is streamed
+    # The core ends a stopped reply with what it showed, marked (bridge.delivery).
+    await reply.finish(stopped_text("Half an"))
+    assert [c.method for c in fake.calls[calls:] if c.method.startswith("chat.")] == ["chat.update"]
+    assert asked.shown == ["Half an\n\n_(stopped)_"]
+    assert message.stream_ended_by == "user"
+
+
+async def test_stopped_from_the_bridge_closes_the_stream_with_the_mark(fake: FakeSlack) -> None:
+    # ⏹ on the answer: the core stops following and ends the reply as shown, marked.
+    asked = ask(fake, output(fake))
+    reply = asked.reply()
+    assert await reply.update("Half an")
+    await reply.finish(stopped_text("Half an"))
+    (message,) = fake.bot_replies("C1", asked.thread)
+    assert (message.text, message.stream_ended_by) == ("Half an\n\n_(stopped)_", "app")
+    assert methods(fake) == ["chat.startStream", "chat.stopStream"]
 
 
 # -- after a restart ---------------------------------------------------------------------
@@ -150,6 +165,64 @@ async def test_recovered_reply_posts_further_parts_only_when_needed(fake: FakeSl
     final = "Short start.\n\nThen a second paragraph."
     assert len(asked.shown) == 2 and join_split(asked.shown) == final
     assert asked.saved[-1][0] == first and len(asked.saved[-1]) == 2
+
+
+# -- a regenerated answer ----------------------------------------------------------------
+
+
+async def posted(asked: Asked, *texts: str) -> list[str]:
+    """An earlier, finished answer in ``texts`` parts (as the bridge left it)."""
+    return [
+        str(
+            (
+                await asked.out.client.chat_postMessage(
+                    channel=asked.channel, thread_ts=asked.thread, markdown_text=t
+                )
+            )["ts"]
+        )
+        for t in texts
+    ]
+
+
+async def test_regenerated_answer_is_edited_into_the_old_one(fake: FakeSlack) -> None:
+    asked = ask(fake, output(fake))
+    old = await posted(asked, "The old answer.")
+    calls = len(fake.calls)
+    reply = asked.reply(old, may_be_streaming=False)
+    await reply.start()
+    assert await reply.update("A new")
+    await reply.finish("A new answer.")
+    assert asked.shown == ["A new answer."]
+    assert [m.ts for m in fake.bot_replies("C1", asked.thread)] == old
+    # Edits only: no post, no stream (the old answer holds none to stop).
+    assert methods(fake)[-2:] == ["chat.update", "chat.update"]
+    assert [c for c in fake.calls[calls:] if c.method.startswith("chat.")] == [
+        c for c in fake.calls[calls:] if c.method == "chat.update"
+    ]
+
+
+async def test_shorter_regenerated_answer_deletes_the_surplus_parts(fake: FakeSlack) -> None:
+    asked = ask(fake, output(fake, limit=40))
+    old = await posted(asked, "Old part one, quite long.", "Old part two.", "Old part three.")
+    reply = asked.reply(old, may_be_streaming=False)
+    await reply.finish("Short.")
+    assert asked.shown == ["Short."]
+    assert [m.ts for m in fake.bot_replies("C1", asked.thread)] == old[:1]
+    assert asked.saved[-1] == old[:1]
+    assert fake.count("chat.delete") == 2
+
+
+async def test_longer_regenerated_answer_continues_in_new_parts(fake: FakeSlack) -> None:
+    asked = ask(fake, output(fake, limit=40))
+    old = await posted(asked, "Old.")
+    reply = asked.reply(old, may_be_streaming=False)
+    final = "First paragraph here, new.\n\nSecond paragraph, long enough for its own."
+    await reply.finish(final)
+    shown = fake.bot_replies("C1", asked.thread)
+    assert shown[0].ts == old[0] and len(shown) >= 2
+    assert join_split([m.text for m in shown]) == final
+    assert asked.saved[-1] == [m.ts for m in shown]
+    assert fake.count("chat.startStream") == 0
 
 
 # -- failures ---------------------------------------------------------------------------
