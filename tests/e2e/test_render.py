@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Locator, Page, async_playwright
 
 from adapters.runtime import Runtime
 from bridge.events import PlatformEvent, ThreadKey
@@ -115,6 +115,23 @@ async def test_chat_renders_in_open_webui(
     assert positions == sorted(positions)
 
 
+async def open_sidebar_with(page: Page, url: str, wanted: Locator, tries: int = 3) -> None:
+    """Load ``url`` until ``wanted`` shows. The web UI fills its sidebar after start-up
+    requests that a busy machine can leave unanswered on a first load; a reload then
+    asks again, as a person would."""
+    for attempt in range(1, tries + 1):
+        await page.goto(url, wait_until="domcontentloaded")
+        await dismiss_dialogs(page)
+        try:
+            await wanted.wait_for(timeout=TIMEOUT_MS / tries)
+            return
+        except PlaywrightError:
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / f"sidebar-attempt-{attempt}.png"))
+            if attempt == tries:
+                raise
+
+
 @asynccontextmanager
 async def signed_in_page(chromium: str, openwebui: RunningOpenWebUI) -> AsyncIterator[Page]:
     """A page of the web UI, signed in as the admin, sidebar open."""
@@ -204,12 +221,10 @@ async def test_channel_folder_shows_its_chats_in_the_sidebar(
         ]
     try:
         async with signed_in_page(chromium, openwebui) as page:
-            await page.goto(f"{openwebui.url}/", wait_until="domcontentloaded")
-            await dismiss_dialogs(page)
             folder = page.get_by_text(folder_name, exact=True).first
             # 0.12.x lists folders under a "Folders" heading, folded at first.
             section = page.get_by_text("Folders", exact=True).first
-            await folder.or_(section).first.wait_for()
+            await open_sidebar_with(page, f"{openwebui.url}/", folder.or_(section).first)
             if not await folder.is_visible():
                 await section.click()
             # Unfold the folder: 0.12.x has an "Expand …" button (its name opens a
