@@ -32,6 +32,11 @@ from bridge.redaction import keep_secret
 
 log = logging.getLogger(__name__)
 
+# Idle connections are dropped before Open WebUI's server (uvicorn: 5 s) closes them:
+# a request sent on a connection the server is closing fails with no answer, and a
+# completion is not retried (it may have started).
+KEEPALIVE_EXPIRY = 2.0
+
 AuthMode = Literal["api_key", "jwt"]
 _RETRY_STATUS = {429, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0
@@ -147,7 +152,9 @@ class OpenWebUIClient:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
         self._token = credentials.token
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+        )
         self._retries = retries
         self._backoff = backoff
         self._signin_lock = asyncio.Lock()

@@ -92,8 +92,9 @@ async def test_chat_renders_in_open_webui(
                 " localStorage.setItem('version', version); }",
                 [openwebui.jwt, openwebui.version],
             )
-            await page.goto(f"{openwebui.url}/c/{chat_id}", wait_until="domcontentloaded")
-            await page.get_by_text(questions[0]).first.wait_for()
+            await load_until(
+                page, f"{openwebui.url}/c/{chat_id}", page.get_by_text(questions[0]).first
+            )
             await dismiss_dialogs(page)
             await wait_for_texts(page, [*questions, *answers])
             await page.wait_for_timeout(500)  # let the last render settle for the picture
@@ -115,19 +116,19 @@ async def test_chat_renders_in_open_webui(
     assert positions == sorted(positions)
 
 
-async def open_sidebar_with(page: Page, url: str, wanted: Locator, tries: int = 3) -> None:
-    """Load ``url`` until ``wanted`` shows. The web UI fills its sidebar after start-up
+async def load_until(page: Page, url: str, wanted: Locator, tries: int = 3) -> None:
+    """Load ``url`` until ``wanted`` shows. The web UI fills the page after start-up
     requests that a busy machine can leave unanswered on a first load; a reload then
     asks again, as a person would."""
     for attempt in range(1, tries + 1):
         await page.goto(url, wait_until="domcontentloaded")
         await dismiss_dialogs(page)
         try:
-            await wanted.wait_for(timeout=TIMEOUT_MS / tries)
+            await wanted.wait_for(timeout=TIMEOUT_MS)
             return
         except PlaywrightError:
             ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / f"sidebar-attempt-{attempt}.png"))
+            await page.screenshot(path=str(ARTIFACTS / f"load-attempt-{attempt}.png"))
             if attempt == tries:
                 raise
 
@@ -224,7 +225,7 @@ async def test_channel_folder_shows_its_chats_in_the_sidebar(
             folder = page.get_by_text(folder_name, exact=True).first
             # 0.12.x lists folders under a "Folders" heading, folded at first.
             section = page.get_by_text("Folders", exact=True).first
-            await open_sidebar_with(page, f"{openwebui.url}/", folder.or_(section).first)
+            await load_until(page, f"{openwebui.url}/", folder.or_(section).first)
             if not await folder.is_visible():
                 await section.click()
             # Unfold the folder: 0.12.x has an "Expand …" button (its name opens a
@@ -270,8 +271,9 @@ async def test_a_regenerated_answer_shows_as_a_branch(
     assert first.status is TurnStatus.DONE and again.status is TurnStatus.DONE
 
     async with signed_in_page(chromium, openwebui) as page:
-        await page.goto(f"{openwebui.url}/c/{first.chat_id}", wait_until="domcontentloaded")
-        await page.get_by_text(question).first.wait_for()
+        await load_until(
+            page, f"{openwebui.url}/c/{first.chat_id}", page.get_by_text(question).first
+        )
         await dismiss_dialogs(page)
         # The web UI's sibling navigation under the answer: the second of two answers.
         await wait_for_texts(page, ["2/2", expected_reply(question)])
