@@ -83,18 +83,7 @@ async def test_chat_renders_in_open_webui(
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 1600})
             page.set_default_timeout(TIMEOUT_MS)
-            # Log in the way the web UI does: the JWT lives in localStorage.token.
-            # A stored version that matches the server keeps the changelog closed.
-            await page.goto(f"{openwebui.url}/auth", wait_until="domcontentloaded")
-            await page.evaluate(
-                "([token, version]) => {"
-                " localStorage.setItem('token', token);"
-                " localStorage.setItem('version', version); }",
-                [openwebui.jwt, openwebui.version],
-            )
-            await load_until(
-                page, f"{openwebui.url}/c/{chat_id}", page.get_by_text(questions[0]).first
-            )
+            await load_until(page, openwebui, f"/c/{chat_id}", page.get_by_text(questions[0]).first)
             await dismiss_dialogs(page)
             await wait_for_texts(page, [*questions, *answers])
             await page.wait_for_timeout(500)  # let the last render settle for the picture
@@ -116,12 +105,28 @@ async def test_chat_renders_in_open_webui(
     assert positions == sorted(positions)
 
 
-async def load_until(page: Page, url: str, wanted: Locator, tries: int = 3) -> None:
-    """Load ``url`` until ``wanted`` shows. The web UI fills the page after start-up
-    requests that a busy machine can leave unanswered on a first load; a reload then
-    asks again, as a person would."""
+async def sign_in(page: Page, openwebui: RunningOpenWebUI) -> None:
+    """Sign in the way the web UI does: the JWT lives in localStorage.token. A stored
+    version that matches the server keeps the changelog closed; the sidebar open."""
+    await page.goto(f"{openwebui.url}/auth", wait_until="domcontentloaded")
+    await page.evaluate(
+        "([token, version]) => {"
+        " localStorage.setItem('token', token);"
+        " localStorage.setItem('version', version);"
+        " localStorage.setItem('sidebar', 'true'); }",
+        [openwebui.jwt, openwebui.version],
+    )
+
+
+async def load_until(
+    page: Page, openwebui: RunningOpenWebUI, path: str, wanted: Locator, tries: int = 3
+) -> None:
+    """Load ``path`` signed in until ``wanted`` shows. On a busy machine the web UI's
+    start-up requests can fail on a first load, and it then drops its token and
+    shows the sign-in page; signing in again and reloading is what a person does."""
     for attempt in range(1, tries + 1):
-        await page.goto(url, wait_until="domcontentloaded")
+        await sign_in(page, openwebui)
+        await page.goto(f"{openwebui.url}{path}", wait_until="domcontentloaded")
         await dismiss_dialogs(page)
         try:
             await wanted.wait_for(timeout=TIMEOUT_MS)
@@ -134,21 +139,13 @@ async def load_until(page: Page, url: str, wanted: Locator, tries: int = 3) -> N
 
 
 @asynccontextmanager
-async def signed_in_page(chromium: str, openwebui: RunningOpenWebUI) -> AsyncIterator[Page]:
-    """A page of the web UI, signed in as the admin, sidebar open."""
+async def browser_page(chromium: str, openwebui: RunningOpenWebUI) -> AsyncIterator[Page]:
+    """A page of the web UI (``load_until`` signs it in)."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 1200})
             page.set_default_timeout(TIMEOUT_MS)
-            await page.goto(f"{openwebui.url}/auth", wait_until="domcontentloaded")
-            await page.evaluate(
-                "([token, version]) => {"
-                " localStorage.setItem('token', token);"
-                " localStorage.setItem('version', version);"
-                " localStorage.setItem('sidebar', 'true'); }",
-                [openwebui.jwt, openwebui.version],
-            )
             yield page
         finally:
             await browser.close()
@@ -221,11 +218,11 @@ async def test_channel_folder_shows_its_chats_in_the_sidebar(
             f["id"] for f in http.get("/api/v1/folders/").json() if f["name"] == folder_name
         ]
     try:
-        async with signed_in_page(chromium, openwebui) as page:
+        async with browser_page(chromium, openwebui) as page:
             folder = page.get_by_text(folder_name, exact=True).first
             # 0.12.x lists folders under a "Folders" heading, folded at first.
             section = page.get_by_text("Folders", exact=True).first
-            await load_until(page, f"{openwebui.url}/", folder.or_(section).first)
+            await load_until(page, openwebui, "/", folder.or_(section).first)
             if not await folder.is_visible():
                 await section.click()
             # Unfold the folder: 0.12.x has an "Expand …" button (its name opens a
@@ -270,10 +267,8 @@ async def test_a_regenerated_answer_shows_as_a_branch(
         again = await pending
     assert first.status is TurnStatus.DONE and again.status is TurnStatus.DONE
 
-    async with signed_in_page(chromium, openwebui) as page:
-        await load_until(
-            page, f"{openwebui.url}/c/{first.chat_id}", page.get_by_text(question).first
-        )
+    async with browser_page(chromium, openwebui) as page:
+        await load_until(page, openwebui, f"/c/{first.chat_id}", page.get_by_text(question).first)
         await dismiss_dialogs(page)
         # The web UI's sibling navigation under the answer: the second of two answers.
         await wait_for_texts(page, ["2/2", expected_reply(question)])
