@@ -333,7 +333,13 @@ async def test_each_message_is_judged_by_its_own_author(world: World) -> None:
 
 
 async def test_the_21st_question_in_a_minute_is_refused(world: World) -> None:
-    asked = [await world.say("URATE", f"question {n}") for n in range(1, 21)]
+    # Four at a time, well inside the minute: twenty answers at once overload a
+    # 2-core machine's Open WebUI, which is not what this test is about.
+    asked = []
+    for batch in range(5):
+        said = [await world.say("URATE", f"question {4 * batch + n}") for n in range(1, 5)]
+        await world.answered(*said)
+        asked.extend(said)
     over = await world.refused_say("URATE", "question 21")
     await world.answered(*asked)
     await world.wait_notices("URATE", 1)
