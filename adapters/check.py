@@ -111,6 +111,7 @@ async def _signed_in(client: OpenWebUIClient, settings: Settings, report: Report
         report("open webui", False, f"{settings.openwebui_url}: {exc}")
         return False
     report("open webui", True, f"{settings.openwebui_url} version {server.version}")
+    report("turn flow", True, server.turn_flow)
     try:
         await client.models()
         live = await start_live_events(settings, client, warn_expiry=False)

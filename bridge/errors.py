@@ -30,6 +30,12 @@ class OpenWebUIUnavailable(BridgeError):
     user_message = "Open WebUI is not reachable right now. Please try again in a few minutes."
 
 
+class ReleaseUnsupported(BridgeError):
+    """The server's Open WebUI release is older than the oldest one the bridge knows."""
+
+    user_message = "This Open WebUI release is too old for the bridge. An admin must upgrade it."
+
+
 class AuthRejected(BridgeError):
     user_message = (
         "The bridge could not sign in to Open WebUI. An admin needs to check its credentials."

@@ -1,11 +1,14 @@
-"""How a turn gets into an Open WebUI chat, per server generation.
+"""How a turn gets into an Open WebUI chat, per server generation (the boundaries
+are ``ServerInfo``'s, in ``bridge/openwebui.py``; ``flow_for`` picks the flow).
 
-- 0.12.x: the server inserts the turn itself (``user_message`` + ``parent_id``):
-  one request, atomic, nothing else in the chat is touched.
-- 0.6.x: the tutorial's flow. We write the question and an empty answer into
-  the chat (read-modify-write of the whole history, since a partial history
-  replaces the stored one), trigger the completion, and afterwards mark the
-  answer ``done`` ourselves, which that version leaves to the web UI.
+- 0.9.0 and later: the server inserts the turn itself (``user_message`` +
+  ``parent_id``): one request, nothing else in the chat is touched.
+- 0.6.15 to 0.8.x: the tutorial's flow. We write the question and an empty answer
+  into the chat (read-modify-write of the whole history, since a partial history
+  replaces the stored one), trigger the completion, and afterwards mark the answer
+  ``done`` ourselves where the server leaves that to the web UI. From 0.6.41 the
+  completion must name the question as ``parent_id``: the server stores it as the
+  answer's parent.
 """
 
 from __future__ import annotations
@@ -96,13 +99,6 @@ async def mark_done(client: OpenWebUIClient, chat_id: str, message_id: str) -> d
     return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
 
 
-async def _restart(client: OpenWebUIClient, request: TurnRequest) -> None:
-    chat_id = request.chat_id or ""
-    history = tree.history_of(await client.get_chat(chat_id))
-    messages = tree.completion_messages(history, request.user_message_id)
-    await _start_completion(client, request.completion_payload(messages))
-
-
 async def _start_completion(client: OpenWebUIClient, payload: dict[str, Any]) -> dict[str, Any]:
     try:
         return await client.start_completion(payload)
@@ -156,8 +152,9 @@ class ServerManagedFlow:
 
 
 class ClientTreeFlow:
-    def __init__(self, client: OpenWebUIClient) -> None:
+    def __init__(self, client: OpenWebUIClient, *, names_parent: bool) -> None:
         self._client = client
+        self._names_parent = names_parent
 
     async def start(self, request: TurnRequest, created: ChatCreated) -> str:
         user = tree.user_message(
@@ -181,14 +178,20 @@ class ClientTreeFlow:
             else:
                 history = tree.add_turn(tree.history_of(stored), user, answer)
             await self._client.update_chat(chat_id, tree.history_fields(history))
-        messages = tree.completion_messages(history, request.user_message_id)
-        await _start_completion(
-            self._client, request.completion_payload(messages) | {"chat_id": chat_id}
-        )
+        await self._complete(request, chat_id, history)
         return chat_id
 
     async def restart(self, request: TurnRequest) -> None:
-        await _restart(self._client, request)
+        chat_id = request.chat_id or ""
+        history = tree.history_of(await self._client.get_chat(chat_id))
+        await self._complete(request, chat_id, history)
+
+    async def _complete(self, request: TurnRequest, chat_id: str, history: Any) -> None:
+        messages = tree.completion_messages(history, request.user_message_id)
+        payload = request.completion_payload(messages) | {"chat_id": chat_id}
+        if self._names_parent:
+            payload["parent_id"] = request.user_message_id
+        await _start_completion(self._client, payload)
 
     async def finalise(
         self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
@@ -198,6 +201,8 @@ class ClientTreeFlow:
 
 def flow_for(client: OpenWebUIClient) -> TurnFlow:
     server = client.server
-    if server is not None and server.server_managed_turns:
+    if server is None:
+        raise RuntimeError("flow_for needs a connected client (its server's release)")
+    if server.server_managed_turns:
         return ServerManagedFlow(client)
-    return ClientTreeFlow(client)
+    return ClientTreeFlow(client, names_parent=server.answer_parent_from_request)

@@ -26,6 +26,7 @@ from bridge.errors import (
     BridgeError,
     ModelUnknown,
     OpenWebUIUnavailable,
+    ReleaseUnsupported,
     RequestRejected,
 )
 from bridge.redaction import keep_secret
@@ -86,8 +87,16 @@ def describe_expiry(expiry: datetime) -> str:
     return expiry.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+# The oldest release the bridge works with: the tutorial's (older ones are refused).
+OLDEST_SUPPORTED = (0, 6, 15)
+
+
 @dataclass(frozen=True)
 class ServerInfo:
+    """The server's release and what the bridge must do differently because of it.
+    Every boundary where Open WebUI changed a contract the bridge relies on is named
+    here, read from the source of the releases on each side (protocol notes)."""
+
     version: str
 
     @property
@@ -95,14 +104,52 @@ class ServerInfo:
         return tuple(int(part) for part in re.findall(r"\d+", self.version)[:3])
 
     @property
+    def supported(self) -> bool:
+        return self.version_tuple >= OLDEST_SUPPORTED
+
+    @property
     def server_managed_turns(self) -> bool:
-        """0.12.x inserts a turn itself from ``user_message`` + ``parent_id``."""
-        return self.version_tuple >= (0, 12)
+        """0.9.0: the server inserts a turn itself from ``user_message`` + ``parent_id``;
+        a turn the client wrote there has its answer stored again with no parent."""
+        return self.version_tuple >= (0, 9, 0)
+
+    @property
+    def answer_parent_from_request(self) -> bool:
+        """0.6.41: the server stores the answer's ``parentId`` from the completion's
+        ``parent_id`` (null when absent), over what the client wrote."""
+        return self.version_tuple >= (0, 6, 41)
 
     @property
     def marks_answers_done(self) -> bool:
-        """0.6.x leaves ``done: false`` for the web UI to write; we must finalise."""
-        return self.version_tuple >= (0, 12)
+        """0.8.11: the server stores ``done: true`` on a finished answer; before, it left
+        that to the web UI, so we must finalise."""
+        return self.version_tuple >= (0, 8, 11)
+
+    @property
+    def stops_by_chat(self) -> bool:
+        """0.9.0: ``POST /api/tasks/chat/{id}/stop``; before, each task is stopped."""
+        return self.version_tuple >= (0, 9, 0)
+
+    @property
+    def checks_folder_ids(self) -> bool:
+        """0.12.0: filing a chat into a deleted folder is refused; before, the stale id
+        was accepted and the chat hidden everywhere."""
+        return self.version_tuple >= (0, 12, 0)
+
+    @property
+    def lists_feedback_pages(self) -> bool:
+        """0.6.41: every rating is listed by ``feedbacks/list`` in pages (Admin →
+        Evaluations); ``feedbacks/all`` is gone by 0.11."""
+        return self.version_tuple >= (0, 6, 41)
+
+    @property
+    def turn_flow(self) -> str:
+        """How a turn gets into the chat on this server, for people (``check``)."""
+        if self.server_managed_turns:
+            return "server-managed turns (user_message + parent_id; 0.9.0 and later)"
+        if self.answer_parent_from_request:
+            return "client-written history, completion names the question (0.6.41 to 0.8.x)"
+        return "client-written history (0.6.15 to 0.6.40)"
 
 
 @dataclass(frozen=True, repr=False)
@@ -208,6 +255,12 @@ class OpenWebUIClient:
         """Reach the server, sign in if configured, and learn its version."""
         data = await self.request("GET", "/api/version", auth=False)
         self.server = ServerInfo(version=str(data.get("version", "0")))
+        if not self.server.supported:
+            oldest = ".".join(map(str, OLDEST_SUPPORTED))
+            raise ReleaseUnsupported(
+                f"Open WebUI {self.server.version} is older than {oldest}, the oldest release "
+                "owui-bridge works with; upgrade Open WebUI"
+            )
         if self._credentials.email and self._credentials.password and self._token is None:
             await self._sign_in()
         if self._token is None:
@@ -323,10 +376,10 @@ class OpenWebUIClient:
         return [str(t) for t in (data or {}).get("task_ids", [])]
 
     async def stop_chat_tasks(self, chat_id: str) -> None:
-        if self.server is not None and self.server.server_managed_turns:
+        if self.server is not None and self.server.stops_by_chat:
             await self.request("POST", f"/api/tasks/chat/{chat_id}/stop", json={})
             return
-        # 0.6.x has no per-chat stop: stop each running task.
+        # No per-chat stop before 0.9: stop each running task.
         for task_id in await self.running_tasks(chat_id):
             await self.request("POST", f"/api/tasks/stop/{task_id}", json={})
 

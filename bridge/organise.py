@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from bridge import tree
 from bridge.errors import AuthRejected, BridgeError, RequestRejected
-from bridge.openwebui import OpenWebUIClient
+from bridge.openwebui import OpenWebUIClient, ServerInfo
 
 Vote = Literal[1, -1]
 
@@ -193,9 +193,8 @@ class Organiser:
         self._client = client
 
     @property
-    def _modern(self) -> bool:
-        server = self._client.server
-        return server is not None and server.version_tuple >= (0, 12)
+    def _server(self) -> ServerInfo:
+        return self._client.server or ServerInfo("0")
 
     # -- folders --------------------------------------------------------------
 
@@ -266,7 +265,8 @@ class Organiser:
         ``FolderGone`` if the folder was deleted: 0.6.x would accept the stale id
         and hide the chat everywhere, so it is checked first there (one request
         more; 0.12.x checks itself)."""
-        if folder_id is not None and not self._modern and await self.folder(folder_id) is None:
+        unchecked = not self._server.checks_folder_ids
+        if folder_id is not None and unchecked and await self.folder(folder_id) is None:
             raise FolderGone(f"folder {folder_id} not found")
         await self._folder_call(
             "POST", f"/api/v1/chats/{chat_id}/folder", json={"folder_id": folder_id}
@@ -373,10 +373,10 @@ class Organiser:
 
     async def feedbacks(self, *, everyone: bool = False) -> list[Feedback]:
         """The account's own records, or (``everyone``, admin only) every record
-        Admin → Evaluations lists. 0.12.x pages by 30: one request per page."""
+        Admin → Evaluations lists. Paged lists come by 30: one request per page."""
         if not everyone:
             path = f"{EVALUATIONS}/feedbacks/user"
-        elif self._modern:
+        elif self._server.lists_feedback_pages:
             path = f"{EVALUATIONS}/feedbacks/list"
         else:
             path = f"{EVALUATIONS}/feedbacks/all"

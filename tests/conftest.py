@@ -1,7 +1,9 @@
 """Shared fixtures: a fake model server and real Open WebUI servers.
 
 Env (test controls, never bridge settings):
-  OWUI_VERSIONS=0.12.4[,0.6.15]   restrict the Open WebUI versions under test
+  OWUI_VERSIONS=0.12.4[,0.9.0]    restrict the Open WebUI versions under test (the
+                                  whole suite runs on 0.6.15 and 0.12.4; tests marked
+                                  ``every_release`` also on the boundary releases)
   OWUI_BRIDGE_TEST_SERVERS=FILE   reuse servers from ``python -m tests.harness serve``
   CI=true                         every version must run and pass a real-server
                                   test, and the browser test may not be skipped
@@ -31,7 +33,12 @@ from tests.harness.model_server import (  # noqa: E402
     RemoteModelServer,
     ThreadedModelServer,
 )
-from tests.harness.openwebui import VERSIONS, RunningOpenWebUI, ServerPool  # noqa: E402
+from tests.harness.openwebui import (  # noqa: E402
+    MAIN_VERSIONS,
+    VERSIONS,
+    RunningOpenWebUI,
+    ServerPool,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / ".test-artifacts"
@@ -73,9 +80,22 @@ def openwebui_pool(model_server: ThreadedModelServer | RemoteModelServer) -> Ite
     pool.stop_all()
 
 
-@pytest.fixture(scope="session", params=SELECTED, ids=[f"owui-{v}" for v in SELECTED])
+@pytest.fixture(scope="session")
 def openwebui(request: pytest.FixtureRequest, openwebui_pool: ServerPool) -> RunningOpenWebUI:
+    """A real Open WebUI server, one per version (see ``pytest_generate_tests``)."""
     return openwebui_pool.get(request.param)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every real-server test runs on the main releases; those marked every_release
+    # also on a release at each side of each boundary where the server changed.
+    if "openwebui" not in metafunc.fixturenames:
+        return
+    every = metafunc.definition.get_closest_marker("every_release") is not None
+    versions = [v for v in SELECTED if every or v in MAIN_VERSIONS]
+    metafunc.parametrize(
+        "openwebui", versions, indirect=True, scope="session", ids=[f"owui-{v}" for v in versions]
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -36,7 +36,7 @@ from tests.contract.bridge_fixtures import (
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.every_release]
 
 ALICE = Rater("test", "u-alice", "Alice")
 BOB = Rater("test", "u-bob", "Bob")

@@ -29,7 +29,7 @@ from tests.contract.bridge_fixtures import BridgeFactory, RecordingPlatform, his
 from tests.harness.model_server import TITLE, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.every_release]
 
 # The requests filing makes: folders, moving a chat, tags, the link (status event).
 FILING_PATH = re.compile(
@@ -39,11 +39,6 @@ FILING_PATH = re.compile(
 
 def suffix() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def modern(server: RunningOpenWebUI) -> bool:
-    major, minor = (int(part) for part in server.version.split(".")[:2])
-    return (major, minor) >= (0, 12)
 
 
 def raw(server: RunningOpenWebUI, method: str, path: str, **kwargs: Any) -> Any:
@@ -374,9 +369,10 @@ async def test_a_folder_deleted_in_open_webui_is_created_again(
 async def test_a_chat_moved_out_of_a_deleted_folder_is_filed_again(
     openwebui: RunningOpenWebUI, make_bridge: BridgeFactory, counting: Any
 ) -> None:
-    """0.12.x can delete a folder and keep its chats; their next turn refiles them."""
-    if not modern(openwebui):
-        pytest.skip("0.6.x always deletes the chats with their folder")
+    """Open WebUI can delete a folder and keep its chats (0.6.41 can; 0.6.15 cannot);
+    their next turn refiles them."""
+    if openwebui.release < (0, 6, 41):
+        pytest.skip("0.6.15 always deletes the chats with their folder")
     tag = suffix()
     name = f"Slack · #kept-{tag}"
     place = Place("slack", f"K{tag}", f"#kept-{tag}")

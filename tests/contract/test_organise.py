@@ -30,18 +30,14 @@ from tests.contract.bridge_fixtures import MODEL, BridgeFactory, ask, fetch_chat
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
+pytestmark = pytest.mark.every_release
+
 THREAD_URL = "https://example.slack.com/archives/C0SUPPORT/p1700000000000100"
 # Bridges here leave titles alone: a late generated title would look like a change.
 
 
 def suffix() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def modern(server: RunningOpenWebUI) -> bool:
-    """0.12.x and later: paged feedback lists, exact folder-name checks."""
-    major, minor = (int(part) for part in server.version.split(".")[:2])
-    return (major, minor) >= (0, 12)
 
 
 def raw(server: RunningOpenWebUI, method: str, path: str, **kwargs: Any) -> Any:
@@ -53,8 +49,8 @@ def raw(server: RunningOpenWebUI, method: str, path: str, **kwargs: Any) -> Any:
 
 
 def admin_feedback_rows(server: RunningOpenWebUI) -> list[dict[str, Any]]:
-    """The rows Admin → Evaluations → Feedback loads (all pages)."""
-    if not modern(server):
+    """The rows Admin → Evaluations → Feedback loads (all pages; paged from 0.6.41)."""
+    if server.release < (0, 6, 41):
         rows: list[dict[str, Any]] = raw(server, "GET", "/api/v1/evaluations/feedbacks/all")
         return rows
     rows, page = [], 1
@@ -155,14 +151,15 @@ async def test_folder_names_are_unique_and_a_lost_mapping_finds_its_folder(
             assert (await organiser.ensure_folder(name)).id == folder.id
             assert (await organiser.ensure_folder(name.upper())).id == folder.id
 
-            # 0.6.x compares names with LIKE: "_" matches "-", so the second
-            # channel gets a suffixed folder there; 0.12.x compares exactly.
+            # Before 0.11.1 names are compared with LIKE: "_" matches "-", so the
+            # second channel gets a suffixed folder there; later ones compare exactly.
+            exact_names = openwebui.release >= (0, 11, 1)
             dashed = await organiser.ensure_folder(f"Slack · #dev-ops-{tag}")
             created.append(dashed.id)
             underscored = await organiser.ensure_folder(f"Slack · #dev_ops-{tag}")
             created.append(underscored.id)
             assert underscored.id != dashed.id
-            expected = f"Slack · #dev_ops-{tag}" + ("" if modern(openwebui) else " (2)")
+            expected = f"Slack · #dev_ops-{tag}" + ("" if exact_names else " (2)")
             assert underscored.name == expected
             names = {f["name"] for f in raw(openwebui, "GET", "/api/v1/folders/")}
             assert {name, f"Slack · #dev-ops-{tag}", expected} <= names
@@ -355,7 +352,9 @@ async def wait_for_answer(runtime: Runtime, chat_id: str, message_id: str) -> No
     raise AssertionError(f"answer {message_id} did not finish")
 
 
-async def regenerate(runtime: Runtime, chat_id: str, question_id: str, answer_id: str) -> None:
+async def regenerate(
+    openwebui: RunningOpenWebUI, runtime: Runtime, chat_id: str, question_id: str, answer_id: str
+) -> None:
     """The regenerate the web UI does, as the findings recommend per version."""
     client = runtime.client
     chat = await client.get_chat(chat_id)
@@ -370,7 +369,7 @@ async def regenerate(runtime: Runtime, chat_id: str, question_id: str, answer_id
         "chat_id": chat_id,
         "background_tasks": {},
     }
-    if client.server is not None and client.server.server_managed_turns:
+    if openwebui.release >= (0, 9):
         # The question re-sent with its own id: the server adds a sibling answer.
         payload["parent_id"] = question.get("parentId")
         payload["user_message"] = {
@@ -392,6 +391,8 @@ async def regenerate(runtime: Runtime, chat_id: str, question_id: str, answer_id
         history["messages"][answer_id] = placeholder
         history["currentId"] = answer_id
         await client.update_chat(chat_id, {"history": history})
+        if openwebui.release >= (0, 6, 41):
+            payload["parent_id"] = question_id  # stored as the answer's parent
     await client.start_completion(payload)
     await wait_for_answer(runtime, chat_id, answer_id)
     await flows.mark_done(client, chat_id, answer_id)
@@ -408,7 +409,7 @@ async def test_regenerate_adds_a_sibling_answer(
         first = fetch_chat(openwebui, chat_id)["chat"]["history"]["messages"][first_id]
         second_id = str(uuid.uuid4())
 
-        await regenerate(runtime, chat_id, question_id, second_id)
+        await regenerate(openwebui, runtime, chat_id, question_id, second_id)
 
         history = history_of(fetch_chat(openwebui, chat_id))
         messages = history["messages"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import pytest
+
 from bridge.delivery import stopped_text
 from bridge.errors import PlatformFailed, ReplyStopped
 from bridge.store import TurnStatus
@@ -23,6 +25,8 @@ from tests.contract.bridge_fixtures import (
 )
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
+
+pytestmark = pytest.mark.every_release
 
 
 @dataclass

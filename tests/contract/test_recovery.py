@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
+
 from bridge.events import ThreadKey
 from bridge.store import NewTurn, TurnStatus
 from tests import treecheck
@@ -22,6 +24,8 @@ from tests.contract.bridge_fixtures import (
 )
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
+
+pytestmark = pytest.mark.every_release
 
 
 def statuses(runtime_db: str) -> list[str]:

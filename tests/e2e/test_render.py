@@ -66,6 +66,7 @@ async def wait_for_texts(page: Page, texts: list[str]) -> None:
     )
 
 
+@pytest.mark.every_release
 async def test_chat_renders_in_open_webui(
     chromium: str, openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
 ) -> None:

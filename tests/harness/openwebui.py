@@ -27,10 +27,19 @@ import httpx
 
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer
 
-VERSIONS = ("0.6.15", "0.12.4")
+# The whole suite runs on the tutorial's release and the newest one.
+MAIN_VERSIONS = ("0.6.15", "0.12.4")
+# A release on each side of each turn-contract boundary named in bridge/openwebui.py
+# (``ServerInfo``): the turn, recovery, regenerate, stop, rating and filing contract
+# tests and the render test run on these too (marked ``every_release``).
+BOUNDARY_VERSIONS = ("0.6.41", "0.8.12", "0.9.0", "0.11.4")
+VERSIONS = MAIN_VERSIONS + BOUNDARY_VERSIONS
 # torch pinned explicitly: it is in the machine's local wheel dir, and without
 # the pin pip would resolve a multi-GB CUDA build from PyPI.
 TORCH_PIN = "torch==2.13.0"
+# What a release's package forgot to require: 0.9.0 uses SQLAlchemy's aiosqlite
+# dialect without depending on aiosqlite (0.11 pins the version below).
+EXTRA_REQUIREMENTS = {"0.9.0": ("aiosqlite==0.22.1",)}
 HEALTH_TIMEOUT = 300.0
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "Admin-Passw0rd!"
@@ -88,17 +97,20 @@ def ensure_installed(version: str, *, quiet: bool = False) -> Path:
     """Return the virtualenv for ``version``, creating it if needed."""
     venv = venv_path(version)
     marker = venv / ".installed"
-    if marker.exists():
+    # The marker names everything installed: a cached venv missing an added extra
+    # is completed, not reused as it is.
+    wanted = " ".join((f"open-webui=={version}", *EXTRA_REQUIREMENTS.get(version, ()))) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
         return venv
     with _install_lock(version):
-        if marker.exists():  # another process finished while we waited
+        if marker.exists() and marker.read_text() == wanted:  # done while we waited
             return venv
         _wait_for_manual_install(version)
-        if installed_version(venv) != version:
+        if installed_version(venv) != version or version in EXTRA_REQUIREMENTS:
             _pip_install(venv, version, quiet=quiet)
             if installed_version(venv) != version:
                 raise RuntimeError(f"open-webui {version} not importable in {venv}")
-        marker.write_text(f"open-webui=={version}\n")
+        marker.write_text(wanted)
     return venv
 
 
@@ -108,7 +120,11 @@ def _pip_install(venv: Path, version: str, *, quiet: bool) -> None:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True, stdout=out)
-    subprocess.run([*pip, TORCH_PIN, f"open-webui=={version}"], check=True, stdout=out)
+    subprocess.run(
+        [*pip, TORCH_PIN, f"open-webui=={version}", *EXTRA_REQUIREMENTS.get(version, ())],
+        check=True,
+        stdout=out,
+    )
 
 
 # -- running --------------------------------------------------------------
@@ -136,6 +152,11 @@ class RunningOpenWebUI:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log_path: Path | None = None
     startup_seconds: float = 0.0
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        """The version as numbers, for tests whose expectations changed with it."""
+        return tuple(int(part) for part in self.version.split(".")[:3])
 
     def headers(self, *, api_key: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key if api_key else self.jwt}"}
@@ -221,6 +242,8 @@ def server_env(version: str, model_url: str, data_dir: Path) -> dict[str, str]:
         # ENABLE_API_KEYS (default off). Set both; each ignores the other.
         ENABLE_API_KEY="true",
         ENABLE_API_KEYS="true",
+        # 0.6.41 to 0.8.x also ask admins for this permission before making a key.
+        USER_PERMISSIONS_FEATURES_API_KEYS="true",
         RAG_EMBEDDING_ENGINE="openai",  # avoids loading sentence-transformers
         BYPASS_EMBEDDING_AND_RETRIEVAL="true",
         ENABLE_VERSION_UPDATE_CHECK="false",
@@ -387,10 +410,10 @@ def read_state(path: Path) -> tuple[str, dict[str, RunningOpenWebUI]]:
 class ServerPool:
     """Starts each Open WebUI version at most once per session.
 
-    The first ``get`` starts *all* selected versions in background threads
-    (two servers start in about the time of one on this machine), then waits
-    only for the one asked for: pytest runs one version's tests while the
-    other is still booting.
+    ``get`` starts the version asked for and the next one in background threads
+    (two servers start in about the time of one on this machine; six at once
+    would starve the tests already running), then waits only for the one asked
+    for: pytest runs one version's tests while the next is still booting.
     """
 
     def __init__(
@@ -418,9 +441,11 @@ class ServerPool:
             if version not in self._external:
                 raise LookupError(f"Open WebUI {version} not in the state file")
             return self._external[version]
-        if not self._futures:
+        if self._executor is None:
             self._executor = ThreadPoolExecutor(max(1, len(self.versions)), "owui-start")
-            for v in self.versions:
+        ahead = self.versions[self.versions.index(version) + 1 :][:1]
+        for v in (version, *ahead):
+            if v not in self._futures:
                 self._futures[v] = self._executor.submit(
                     start_server, v, self.model.url, workdir=self.workdir
                 )
