@@ -116,6 +116,8 @@ async def _signed_in(client: OpenWebUIClient, settings: Settings, report: Report
         await client.models()
         live = await start_live_events(settings, client, warn_expiry=False)
         follow = "live events" if live else "polling"
+        if not live and not server.polls_show_progress:
+            follow += f" (Open WebUI {server.version} shows each answer only once it is complete)"
         if live:
             await live.close()
         report("auth", True, f"{client.auth_mode.replace('_', ' ')}; answers followed by {follow}")

@@ -466,7 +466,8 @@ class Bridge:
             return _Found.UNDER_WAY
         if not tree.message_text(message):
             return _Found.UNSTARTED
-        # 0.6.x never marks an answer done: text with no task behind it is the whole answer.
+        # Before 0.8.11 an answer is never marked done: text with no task behind it is
+        # the whole answer.
         return _Found.CUT if self._marks_done else _Found.FINISHED
 
     async def _parent_of(self, conversation: Conversation) -> str | None:

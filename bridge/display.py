@@ -1,6 +1,6 @@
 """What a thread shows of an answer: Open WebUI's ``<details>`` blocks made short.
 
-Open WebUI 0.6.x writes reasoning, tool calls and code-interpreter runs into
+Open WebUI before 0.10 writes reasoning, tool calls and code-interpreter runs into
 the answer's ``content`` as HTML blocks its web page folds away
 (``open_webui/utils/middleware.py``, ``serialize_content_blocks``)::
 
@@ -14,7 +14,7 @@ the answer's ``content`` as HTML blocks its web page folds away
 
 While a block is still being written it says ``done="false"`` (``Thinking…``,
 ``Executing...``, ``Analyzing...``) and is rewritten as ``done="true"`` once
-finished. 0.12.x keeps reasoning and tools in the structured ``output`` instead,
+finished. From 0.10 reasoning and tools are kept in the structured ``output``,
 so its ``content`` has no such blocks and passes through unchanged.
 
 A chat platform would show these blocks as raw HTML. ``visible_text`` turns a

@@ -150,7 +150,8 @@ class AnswerFollower:
         elif message.get("done") is True:
             state.done = True
         elif not self._marks_done and unchanged and text:
-            # 0.6.x never writes done: the answer is over when no task runs for the chat.
+            # Before 0.8.11 the server never writes done: the answer is over when no
+            # task runs for the chat.
             state.done = not await self._client.running_tasks(chat_id)
 
     async def stop(self, chat_id: str) -> None:

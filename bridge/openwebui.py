@@ -131,6 +131,12 @@ class ServerInfo:
         return self.version_tuple >= (0, 9, 0)
 
     @property
+    def polls_show_progress(self) -> bool:
+        """0.11.1: a chat read while its answer is written holds the text so far;
+        before, polling sees the answer only when it is complete."""
+        return self.version_tuple >= (0, 11, 1)
+
+    @property
     def checks_folder_ids(self) -> bool:
         """0.12.0: filing a chat into a deleted folder is refused; before, the stale id
         was accepted and the chat hidden everywhere."""

@@ -22,13 +22,13 @@ Vote = Literal[1, -1]
 
 FOLDERS = "/api/v1/folders"
 EVALUATIONS = "/api/v1/evaluations"
-# A 0.6.x name clash caused by LIKE wildcards (``_``, ``%``) is dodged with a suffix.
+# A name clash caused by LIKE wildcards (``_``, ``%``; before 0.11.1) is dodged with a suffix.
 _MAX_NAME_SUFFIX = 5
 
 
 class FolderNameTaken(RequestRejected):
     """Another top-level folder of the account already has this name (compared
-    case-insensitively; 0.6.x also reads ``_`` and ``%`` in the name as wildcards)."""
+    case-insensitively; before 0.11.1 ``_`` and ``%`` in the name are wildcards)."""
 
 
 class FolderGone(RequestRejected):
@@ -218,9 +218,9 @@ class Organiser:
 
     async def ensure_folder(self, name: str) -> Folder:
         """The top-level folder called ``name``, created if missing (a lost
-        mapping finds its folder again by name). 0.6.x refuses names that match
-        another folder as a LIKE pattern (``#dev_ops`` vs ``#dev-ops``): those
-        get a " (2)"… suffix."""
+        mapping finds its folder again by name). Before 0.11.1 the server refuses
+        names that match another folder as a LIKE pattern (``#dev_ops`` vs
+        ``#dev-ops``): those get a " (2)"… suffix."""
         for attempt in range(1, _MAX_NAME_SUFFIX + 1):
             candidate = name if attempt == 1 else f"{name} ({attempt})"
             try:
@@ -250,7 +250,7 @@ class Organiser:
 
     async def rename_free(self, folder_id: str, name: str) -> Folder:
         """Rename to ``name``, or to ``name (2)``… when another folder has it (an
-        old folder of a channel that had this name, or a 0.6.x LIKE clash)."""
+        old folder of a channel that had this name, or a LIKE clash before 0.11.1)."""
         for attempt in range(1, _MAX_NAME_SUFFIX + 1):
             candidate = name if attempt == 1 else f"{name} ({attempt})"
             try:
@@ -262,9 +262,9 @@ class Organiser:
     async def file_chat(self, chat_id: str, folder_id: str | None) -> None:
         """Move the chat into the folder (None: out of any folder). A filed chat
         leaves the sidebar's plain chat list and shows under its folder.
-        ``FolderGone`` if the folder was deleted: 0.6.x would accept the stale id
+        ``FolderGone`` if the folder was deleted: before 0.12 the server accepts a stale id
         and hide the chat everywhere, so it is checked first there (one request
-        more; 0.12.x checks itself)."""
+        more; 0.12 checks itself)."""
         unchecked = not self._server.checks_folder_ids
         if folder_id is not None and unchecked and await self.folder(folder_id) is None:
             raise FolderGone(f"folder {folder_id} not found")

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from bridge.errors import AuthRejected
-from bridge.openwebui import Credentials, OpenWebUIClient, jwt_expired, jwt_expiry
+from bridge.errors import AuthRejected, ReleaseUnsupported
+from bridge.openwebui import Credentials, OpenWebUIClient, ServerInfo, jwt_expired, jwt_expiry
 
 EMAIL = "bot@example.com"
 PASSWORD = "pw-Very-Secret-1"
@@ -233,4 +233,57 @@ async def test_reachable_is_one_quiet_try() -> None:
     )
     assert not await client.reachable()
     assert tries == [1]
+    await client.aclose()
+
+
+# Each boundary, one release on each side: (release, server-managed turns, completion
+# names the question, server marks answers done, per-chat stop, polls show progress).
+RELEASES = [
+    ("0.6.15", False, False, False, False, False),
+    ("0.6.40", False, False, False, False, False),
+    ("0.6.41", False, True, False, False, False),
+    ("0.8.10", False, True, False, False, False),
+    ("0.8.11", False, True, True, False, False),
+    ("0.8.12", False, True, True, False, False),
+    ("0.9.0", True, True, True, True, False),
+    ("0.11.0", True, True, True, True, False),
+    ("0.11.1", True, True, True, True, True),
+    ("0.12.4", True, True, True, True, True),
+    ("v0.13.0-dev", True, True, True, True, True),
+]
+
+
+@pytest.mark.parametrize(("version", "managed", "names", "done", "stop", "progress"), RELEASES)
+def test_each_release_gets_the_contract_its_server_has(
+    version: str, managed: bool, names: bool, done: bool, stop: bool, progress: bool
+) -> None:
+    server = ServerInfo(version)
+    assert server.supported
+    assert server.server_managed_turns is managed
+    assert server.answer_parent_from_request is names
+    assert server.marks_answers_done is done
+    assert server.stops_by_chat is stop
+    assert server.polls_show_progress is progress
+
+
+@pytest.mark.parametrize("version", ["0.6.14", "0.5.20", "0.1.125", "0"])
+def test_releases_before_0_6_15_are_not_supported(version: str) -> None:
+    assert not ServerInfo(version).supported
+
+
+async def test_connecting_to_a_release_before_0_6_15_is_refused_in_one_sentence() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"version": "0.6.14"})
+
+    client = OpenWebUIClient(
+        "http://owui.test",
+        Credentials(token=API_KEY),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+    )
+    with pytest.raises(ReleaseUnsupported) as refused:
+        await client.connect()
+    assert str(refused.value) == (
+        "Open WebUI 0.6.14 is older than 0.6.15, the oldest release owui-bridge works with; "
+        "upgrade Open WebUI"
+    )
     await client.aclose()

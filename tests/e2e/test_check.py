@@ -3,9 +3,12 @@ exit 0 when all pass, 1 when one fails, 2 when the settings themselves are wrong
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,16 +21,68 @@ def lines_starting(result: CliResult, prefix: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.startswith(prefix)]
 
 
+def expected_flow(server: RunningOpenWebUI) -> str:
+    """The turn flow each release needs (protocol notes, "Releases between")."""
+    if server.release >= (0, 9):
+        return "server-managed turns"
+    if server.release >= (0, 6, 41):
+        return "completion names the question"
+    return "client-written history (0.6.15 to 0.6.40)"
+
+
+@pytest.mark.every_release
 def test_check_with_api_key(openwebui: RunningOpenWebUI, cli: Cli) -> None:
     result = cli("check", env=with_api_key(openwebui))
 
     assert result.returncode == 0, result.output
     assert lines_starting(result, "FAIL") == []
     assert f"version {openwebui.version}" in result.stdout
+    [flow] = lines_starting(result, "ok   turn flow")
+    assert expected_flow(openwebui) in flow
     assert "api key" in result.stdout
     assert "polling" in result.stdout
+    # Polling shows an answer as it is written only where the server stores it so.
+    complete_only = "shows each answer only once it is complete" in result.stdout
+    assert complete_only is (openwebui.release < (0, 11, 1)), result.stdout
     assert "fake-model is available" in result.stdout
     assert openwebui.api_key not in result.output
+
+
+@pytest.fixture
+def old_release() -> Iterator[str]:
+    """A server that says it is Open WebUI 0.6.14, one release too old."""
+
+    class Version(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"version": "0.6.14"}).encode()
+            self.send_response(200 if self.path == "/api/version" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Version)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_check_refuses_a_release_older_than_0_6_15(old_release: str, cli: Cli) -> None:
+    env = {"OPENWEBUI_URL": old_release, "OPENWEBUI_API_KEY": "sk-whatever"}
+    result = cli("check", env=env)
+
+    assert result.returncode == 1, result.output
+    [failure] = lines_starting(result, "FAIL")
+    assert failure.startswith("FAIL open webui"), failure
+    assert "0.6.14 is older than 0.6.15" in failure
+    assert "Traceback" not in result.output
 
 
 def test_check_with_email_and_password(openwebui: RunningOpenWebUI, cli: Cli) -> None:
