@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge import tree
-from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected, TurnInterrupted
+from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected
 from bridge.openwebui import OpenWebUIClient
 
 NEW_CHAT_TITLE = "New Chat"
@@ -110,6 +110,10 @@ async def _start_completion(client: OpenWebUIClient, payload: dict[str, Any]) ->
         raise AnswerFailed(str(exc)) from exc
 
 
+async def _chat_exists(chat_id: str) -> None:
+    """``ChatCreated`` for a turn whose chat is already linked to its thread."""
+
+
 class ServerManagedFlow:
     def __init__(self, client: OpenWebUIClient) -> None:
         self._client = client
@@ -137,10 +141,13 @@ class ServerManagedFlow:
         return str(chat_id)
 
     async def restart(self, request: TurnRequest) -> None:
-        # The server inserts a turn and starts its answer in one request, so an empty
-        # answer with no task behind it means the server itself lost the task; a bare
-        # re-trigger on 0.12 would re-root the answer (see the protocol notes).
-        raise TurnInterrupted(f"answer {request.assistant_message_id} lost by Open WebUI")
+        # An empty answer with no task behind it: the server lost the task (it
+        # restarted). The same turn is sent again with the same ids (a bare re-trigger
+        # would re-root the answer). 0.12 accepts an empty answer prepared before the
+        # request and refuses one with text (409); 0.9 to 0.11 overwrite whatever is
+        # there. So this runs only for an empty answer (``Bridge._where`` decides),
+        # never one with text.
+        await self.start(request, _chat_exists)
 
     async def finalise(
         self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+import uuid
 
+import httpx
 import pytest
 
 from bridge.events import ThreadKey
@@ -130,3 +133,70 @@ async def test_turn_that_never_reached_open_webui_is_run_after_a_restart(
         assert platform.replies[asked.message_id].final == expected_reply("never sent")
         [done] = await runtime.store.turns(turn.conversation_id)
         assert done.status == TurnStatus.DONE
+
+
+async def test_answer_open_webui_lost_before_its_first_word_is_answered_in_place(
+    openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
+) -> None:
+    """The question and its empty answer are in the chat but no task runs for it (Open
+    WebUI restarted before the first word): after the bridge restarts, the same
+    answer message gets its answer, under the same question, once."""
+    thread = f"lost-{uuid.uuid4().hex[:8]}"
+    async with make_bridge() as runtime:
+        _, first = await ask(runtime, "before the loss", thread)
+        assert first.chat_id is not None
+        asked = event("lost before a word", thread)
+        question_id, answer_id = str(uuid.uuid4()), str(uuid.uuid4())
+        turn = await runtime.store.enqueue_turn(
+            NewTurn(
+                asked.thread,
+                asked.event_id,
+                asked.message_id,
+                "",
+                asked.to_json(),
+                "fake-model",
+                question_id,
+                answer_id,
+            )
+        )
+        assert turn is not None
+        await runtime.store.mark_running(turn.id)
+        # What the server holds after inserting the turn and losing its task.
+        chat = fetch_chat(openwebui, first.chat_id)["chat"]
+        history = chat["history"]
+        leaf = history["currentId"]
+        now = int(time.time())
+        history["messages"][leaf]["childrenIds"].append(question_id)
+        history["messages"][question_id] = {
+            "id": question_id, "parentId": leaf, "childrenIds": [answer_id], "role": "user",
+            "content": "lost before a word", "models": ["fake-model"], "timestamp": now,
+        }  # fmt: skip
+        history["messages"][answer_id] = {
+            "id": answer_id, "parentId": question_id, "childrenIds": [], "role": "assistant",
+            "content": "", "model": "fake-model", "done": False, "timestamp": now,
+        }  # fmt: skip
+        history["currentId"] = answer_id
+        messages = [*chat.get("messages", []), history["messages"][question_id]]
+        async with httpx.AsyncClient(headers=openwebui.headers(), timeout=30) as http:
+            written = await http.post(
+                f"{openwebui.url}/api/v1/chats/{first.chat_id}",
+                json={"chat": {"history": history, "messages": messages}},
+            )
+            written.raise_for_status()
+
+    async with make_bridge() as runtime:
+        platform = platform_of(runtime)
+        assert await runtime.bridge.resume("test") == 1
+        while not runtime.bridge.idle:
+            await asyncio.sleep(0.05)
+        reply = platform.replies[asked.message_id]
+        assert reply.failure is None
+        assert reply.final == expected_reply("lost before a word")
+
+    history = history_of(fetch_chat(openwebui, first.chat_id))
+    assert treecheck.problems(history) == []
+    chain = treecheck.branch(history)
+    assert [m["content"] for m in chain[::2]] == ["before the loss", "lost before a word"]
+    assert [m["id"] for m in chain[2:]] == [question_id, answer_id]
+    assert treecheck.answer_text(chain[-1]) == expected_reply("lost before a word")
+    assert len(history["messages"]) == 4
