@@ -27,7 +27,8 @@ class ConfigError(Exception):
 class EnvFirstSettings(BaseSettings):
     """Settings read from the environment first, then from values passed in (the file)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # A variable set to "" counts as unset (Compose passes `${DISCORD_BOT_TOKEN:-}` so).
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     @classmethod
     def settings_customise_sources(

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from bridge import display, tree
 from bridge.admission import Admission
@@ -26,6 +27,7 @@ from bridge.channels import ChannelRules, Channels
 from bridge.delivery import Delivery
 from bridge.errors import (
     BridgeError,
+    ChatGone,
     QuestionRefused,
     ReplyStopped,
     TurnInterrupted,
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 MODEL_LIST_TTL = 60.0  # seconds a fetched model list answers "does this model exist"
 REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
 REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
+REGENERATE_THREAD_BUSY = "I'm still answering in this thread. Ask for another answer once I'm done."
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ class Bridge:
         self._models: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
         self._admission = Admission(options.access, options.limits)
         self._admitting = asyncio.Lock()  # check → store → count, one question at a time
-        self._running: dict[int, Delivery] = {}  # conversation id → its answer under way
+        # conversation id → (turn id, delivery) of its answer under way
+        self._running: dict[int, tuple[int, Delivery]] = {}
 
     # -- what adapters use --------------------------------------------------
 
@@ -164,6 +168,11 @@ class Bridge:
         rate limit, or the thread is full. Nothing is stored then. ``asker`` None
         (a local source such as the console) skips the access policy only."""
         async with self._admitting:
+            # A copy of a question already taken (a platform retry, or Slack's second
+            # event kind for a mention) is no question: no rate limit, bound or notice.
+            if await self._store.delivered(event.thread, event.event_id, event.message_id):
+                log.info("duplicate delivery %s ignored", event.event_id)
+                return None
             verdict = self._admission.check(event, asker)
             turn = None
             if verdict.refusal is None:
@@ -217,10 +226,21 @@ class Bridge:
         """Stop the answer under way in the thread (a reaction, a command): the thread
         keeps what was shown, marked stopped. False when nothing is being answered."""
         conversation = await self._store.get_conversation(key)
-        delivery = self._running.get(conversation.id) if conversation else None
-        if delivery is None:
+        running = self._running.get(conversation.id) if conversation else None
+        if running is None:
             return False
-        delivery.stopped.set()
+        running[1].stopped.set()
+        return True
+
+    async def stop_answer(self, platform: str, message_id: str) -> bool:
+        """Stop the answer in platform message ``message_id`` (⏹ on it) if it is the one
+        being written now; ⏹ on an earlier answer of the thread stops nothing. False
+        when nothing was stopped."""
+        turn = await self._store.turn_by_reply(platform, message_id)
+        running = self._running.get(turn.conversation_id) if turn else None
+        if turn is None or running is None or running[0] != turn.id:
+            return False
+        running[1].stopped.set()
         return True
 
     async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
@@ -245,16 +265,15 @@ class Bridge:
     ) -> asyncio.Future[TurnResult] | None:
         """Another answer to the question whose answer occupies ``message_id``: a new
         sibling in Open WebUI's tree, shown in the same platform messages; the thread
-        continues under it. Only the thread's latest answer can be redone (raises
-        ``QuestionRefused``); None for a delivery seen before."""
+        continues under it. Only the answer to the thread's newest question can be
+        redone, failed ones included, and only while nothing else of the thread is queued
+        or under way (raises ``QuestionRefused``); None for a delivery seen before."""
         turn = await self._store.turn_by_reply(platform, message_id)
         if turn is None:
             raise QuestionRefused("nothing to regenerate", None)
-        if turn.status in OPEN_STATUSES:
-            raise QuestionRefused("answer under way", REGENERATE_UNDER_WAY)
         conversation = await self._store.conversation_by_id(turn.conversation_id)
-        if conversation is None or conversation.last_answer_id != turn.assistant_message_id:
-            raise QuestionRefused("not the latest answer", REGENERATE_LATEST_ONLY)
+        if conversation is None:
+            raise QuestionRefused("nothing to regenerate", None)
         original = _event_of(turn, conversation.key)
         again = replace(
             original,
@@ -264,7 +283,19 @@ class Bridge:
             regenerates=turn.id,
             needs_context=False,
         )
+        # Checked and queued under the lock questions are admitted with, so no question
+        # can slip in between: a new answer to an older question would become the point
+        # the thread's next question chains under, leaving the newer turns behind.
         async with self._admitting:
+            if await self._store.delivered(again.thread, again.event_id, again.message_id):
+                return None
+            turns = await self._store.turns(conversation.id)
+            if turn.status in OPEN_STATUSES:
+                raise QuestionRefused("answer under way", REGENERATE_UNDER_WAY)
+            if any(t.status in OPEN_STATUSES for t in turns):
+                raise QuestionRefused("thread busy", REGENERATE_THREAD_BUSY)
+            if max(turns, key=lambda t: t.id).user_message_id != turn.user_message_id:
+                raise QuestionRefused("not the latest answer", REGENERATE_LATEST_ONLY)
             try:
                 new = await self._store.enqueue_turn(self._new_turn(again, turn.user_message_id))
             except ThreadBusy:
@@ -310,6 +341,19 @@ class Bridge:
         if turn.status == TurnStatus.QUEUED:
             await self._store.mark_running(turn.id)
         event = _event_of(turn, conversation.key)
+        history = await self._chat_history(conversation)
+        if conversation.chat_id is not None and history is None:
+            # Deleted in Open WebUI (alone or with its folder): the thread goes on in a
+            # new chat, given the thread so far as a late join is.
+            log.info(
+                "chat %s of thread %s was deleted in Open WebUI; the thread continues in a "
+                "new chat",
+                conversation.chat_id,
+                conversation.key.thread,
+            )
+            await self._store.forget_chat(conversation.id)
+            conversation = replace(conversation, chat_id=None, last_answer_id=None)
+            event = replace(event, needs_context=True, context=())
         try:
             event = await platform.prepare(event)
         except Exception:  # adapters degrade look-ups themselves; this is a last resort
@@ -338,9 +382,9 @@ class Bridge:
             lambda text: display.visible_text(text, self._options.reasoning),
         )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
-        self._running[conversation.id] = delivery
+        self._running[conversation.id] = (turn.id, delivery)
         try:
-            await self._settle(conversation, turn, event, delivery, result)
+            await self._settle(conversation, turn, event, delivery, result, history)
         finally:
             self._running.pop(conversation.id, None)
             delivery.abandon()  # only matters when the turn is cancelled (shutdown)
@@ -372,11 +416,12 @@ class Bridge:
         event: PlatformEvent,
         delivery: Delivery,
         result: TurnResult,
+        history: dict[str, Any] | None,
     ) -> None:
         """Answer; every way it can end is one final reply call and a result status."""
         try:
             await delivery.start()
-            await self._answer(conversation, turn, event, delivery, result)
+            await self._answer(conversation, turn, event, delivery, result, history)
             result.status = TurnStatus.DONE
         except ReplyStopped:
             result.status = TurnStatus.STOPPED
@@ -398,18 +443,23 @@ class Bridge:
         event: PlatformEvent,
         delivery: Delivery,
         result: TurnResult,
+        history: dict[str, Any] | None,
     ) -> None:
         answer_id = turn.assistant_message_id
         cut_off = turn.status == TurnStatus.RUNNING  # a restart found it under way
         events = self._live.subscribe(answer_id) if self._live else None
         try:
             rules = self.rules(event.channel)
-            regenerate = bool(event.regenerates) and conversation.chat_id is not None
-            if regenerate:
-                # The same question as stored in the chat, answered again beside its answer.
-                parent_id, content = await self._question(conversation, turn.user_message_id)
+            # A new answer to the question as stored in the chat, beside its answers; a
+            # question that never reached the chat (its turn failed first) is asked anew.
+            stored = (history or {}).get("messages") or {}
+            question = stored.get(turn.user_message_id) if event.regenerates else None
+            regenerate = question is not None
+            if question is not None:
+                parent = question.get("parentId")
+                parent_id, content = (str(parent) if parent else None), tree.message_text(question)
             else:
-                parent_id, content = await self._parent_of(conversation), question_text(event)
+                parent_id, content = self._parent_of(conversation, history), question_text(event)
             request = TurnRequest(
                 chat_id=conversation.chat_id,
                 parent_id=parent_id,
@@ -470,33 +520,39 @@ class Bridge:
         # the whole answer.
         return _Found.CUT if self._marks_done else _Found.FINISHED
 
-    async def _parent_of(self, conversation: Conversation) -> str | None:
-        """The message a new question hangs under: the thread's newest answer."""
+    async def _chat_history(self, conversation: Conversation) -> dict[str, Any] | None:
+        """The conversation's chat history as stored now: None when it has no chat or the
+        chat was deleted; empty when Open WebUI cannot say (the turn finds out itself)."""
         if conversation.chat_id is None:
             return None
-        if conversation.last_answer_id is not None:
-            return conversation.last_answer_id
-        # A chat whose turns all ended before their answers were recorded (e.g. a
-        # database from before answers were kept for failed turns): never a new root.
-        history = tree.history_of(await self._client.get_chat(conversation.chat_id))
-        answers = {t.assistant_message_id for t in await self._store.turns(conversation.id)}
-        for message_id in reversed(list(history.get("messages") or {})):
-            if message_id in answers:
-                return str(message_id)
-        current = history.get("currentId")
-        return str(current) if current else None
+        try:
+            return tree.history_of(await self._client.get_chat(conversation.chat_id))
+        except ChatGone:
+            return None
+        except BridgeError as exc:
+            log.debug("chat %s not read before its turn: %s", conversation.chat_id, exc)
+            return {}
 
-    async def _question(
-        self, conversation: Conversation, question_id: str
-    ) -> tuple[str | None, str]:
-        """Where the question a regenerated answer responds to hangs in the chat, and
-        its text as stored."""
-        chat = await self._client.get_chat(conversation.chat_id or "")
-        question = tree.message_in(chat, question_id)
-        if question is None:
-            raise TurnInterrupted(f"question {question_id} is no longer in the chat")
-        parent = question.get("parentId")
-        return (str(parent) if parent else None), tree.message_text(question)
+    def _parent_of(self, conversation: Conversation, history: dict[str, Any] | None) -> str | None:
+        """The message a new question hangs under: the thread's newest answer, or the
+        chat's current message when that answer was deleted in the web UI."""
+        if conversation.chat_id is None:
+            return None
+        messages = (history or {}).get("messages") or {}
+        last = conversation.last_answer_id
+        if last is not None and (last in messages or not messages):
+            return last  # ``not messages``: the chat could not be read; trust the store
+        if last is not None:
+            log.info(
+                "message %s that thread %s continued under was deleted in Open WebUI; "
+                "continuing under the chat's current message",
+                last,
+                conversation.key.thread,
+            )
+        current = (history or {}).get("currentId")
+        if current in messages:
+            return str(current)
+        return str(next(reversed(messages))) if messages else None
 
     async def _usable_model(self, conversation: Conversation) -> str:
         """The conversation's model, or the default when a thread's model was retired.

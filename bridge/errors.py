@@ -48,6 +48,10 @@ class RequestRejected(BridgeError):
     )
 
 
+class ChatGone(RequestRejected):
+    """The chat no longer exists in Open WebUI (an admin deleted it, or its folder)."""
+
+
 class ModelUnknown(RequestRejected):
     user_message = "The configured model is not available in Open WebUI."
 

@@ -24,6 +24,7 @@ import httpx
 from bridge.errors import (
     AuthRejected,
     BridgeError,
+    ChatGone,
     ModelUnknown,
     OpenWebUIUnavailable,
     ReleaseUnsupported,
@@ -357,9 +358,16 @@ class OpenWebUIClient:
         return data
 
     async def get_chat(self, chat_id: str) -> dict[str, Any]:
-        data = await self.request("GET", f"/api/v1/chats/{chat_id}")
+        """The chat; ``ChatGone`` when it was deleted."""
+        try:
+            data = await self.request("GET", f"/api/v1/chats/{chat_id}")
+        except RequestRejected as exc:
+            # Every release answers a missing chat with 401 "could not find" (or 404).
+            if exc.status in (401, 404):
+                raise ChatGone(f"chat {chat_id} no longer exists") from exc
+            raise
         if not isinstance(data, dict):
-            raise RequestRejected(f"chat {chat_id} not found")
+            raise ChatGone(f"chat {chat_id} no longer exists")
         return data
 
     async def create_chat(self, chat: Mapping[str, Any]) -> dict[str, Any]:
@@ -427,7 +435,13 @@ class OpenWebUIClient:
                 attempt += 1
                 await self._sleep(attempt, response.headers.get("retry-after"))
                 continue
-            if status == 401 and auth and token and auth_retries < _MAX_AUTH_RETRIES:
+            if (
+                status == 401
+                and auth
+                and token
+                and auth_retries < _MAX_AUTH_RETRIES
+                and not _not_found(_detail(response))  # a missing chat, not a sign-in
+            ):
                 auth_retries += 1
                 if generation != self._generation:
                     continue  # renewed while this request was under way: just retry
@@ -460,7 +474,7 @@ class OpenWebUIClient:
         detail = _detail(response)
         where = f"{method} {path}: {status} {detail}"
         error: BridgeError
-        if status in (401, 403) and "not found" not in detail.lower():
+        if status in (401, 403) and not _not_found(detail):
             error = AuthRejected(where)
         elif "model not found" in detail.lower() or "model_not_found" in detail.lower():
             error = ModelUnknown(where)
@@ -470,6 +484,13 @@ class OpenWebUIClient:
             error = RequestRejected(where)
         error.status = status
         raise error
+
+
+def _not_found(detail: str) -> bool:
+    """Open WebUI answers a missing chat, folder or record with 401 "We could not find
+    what you're looking for" on every release: not a sign-in problem."""
+    lowered = detail.lower()
+    return "not found" in lowered or "could not find" in lowered
 
 
 def _detail(response: httpx.Response) -> str:

@@ -108,6 +108,10 @@ class Intake(Protocol):
         """Stop the thread's answer under way; False if none."""
         ...
 
+    async def stop_answer(self, platform: str, message_id: str) -> bool:
+        """Stop the answer in ``message_id`` if it is the one being written; False if not."""
+        ...
+
     async def rate(
         self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
     ) -> bool:

@@ -100,6 +100,11 @@ class Store(Protocol):
         writes nothing) when the thread is full (``NewTurn.limit``)."""
         ...
 
+    async def delivered(self, key: ThreadKey, event_id: str, platform_message_id: str) -> bool:
+        """Whether this delivery, or another delivery of the same platform message, was
+        taken before (the check ``enqueue_turn`` makes, without writing)."""
+        ...
+
     async def next_turn(self, conversation_id: int) -> Turn | None:
         """The turn to run next in a conversation: a running one (cut off by a restart)
         first, else the queued one earliest in platform order."""
@@ -127,6 +132,11 @@ class Store(Protocol):
     async def set_chat_id(self, conversation_id: int, chat_id: str) -> None: ...
 
     async def set_model(self, conversation_id: int, model: str) -> None: ...
+
+    async def forget_chat(self, conversation_id: int) -> None:
+        """The conversation's chat is gone (deleted in Open WebUI): its next turn starts
+        a new one, chained under nothing."""
+        ...
 
     async def retire_conversation(self, key: ThreadKey) -> bool:
         """Detach ``key`` from its conversation (kept, with its turns, under another

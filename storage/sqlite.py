@@ -176,6 +176,25 @@ class SqliteStore:
                 turn_id = cur.lastrowid
             return None if turn_id is None else await self._get_turn(turn_id)
 
+    async def delivered(self, key: ThreadKey, event_id: str, platform_message_id: str) -> bool:
+        async with self._lock:
+            row = await self._fetchone(
+                "SELECT 1 FROM processed_events WHERE platform = ? AND event_id = ?"
+                " UNION ALL SELECT 1 FROM turns JOIN conversations c"
+                " ON c.id = turns.conversation_id WHERE c.platform = ? AND c.workspace = ?"
+                " AND c.channel = ? AND c.thread = ? AND turns.platform_message_id = ? LIMIT 1",
+                (
+                    key.platform,
+                    event_id,
+                    key.platform,
+                    key.workspace,
+                    key.channel,
+                    key.thread,
+                    platform_message_id,
+                ),
+            )
+        return row is not None
+
     async def next_turn(self, conversation_id: int) -> Turn | None:
         async with self._lock:
             row = await self._fetchone(
@@ -254,6 +273,14 @@ class SqliteStore:
 
     async def set_model(self, conversation_id: int, model: str) -> None:
         await self._update_conversation(conversation_id, "model", model)
+
+    async def forget_chat(self, conversation_id: int) -> None:
+        async with self._lock:
+            await self._write(
+                "UPDATE conversations SET chat_id = NULL, last_answer_id = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (time.time(), conversation_id),
+            )
 
     async def retire_conversation(self, key: ThreadKey) -> bool:
         async with self._lock:

@@ -98,9 +98,10 @@ class Steering:
         if reaction.action in VOTES:
             await self._vote(reaction, member)
         elif reaction.action is Action.STOP:
-            key = await self._bridge.answer_thread(PLATFORM, reaction.message_id)
-            if key is not None and await self._bridge.stop(key):
-                log.info("answer in %s stopped by %s (reaction)", key.thread, reaction.user_id)
+            if await self._bridge.stop_answer(PLATFORM, reaction.message_id):
+                log.info(
+                    "answer in %s stopped by %s (reaction)", reaction.message_id, reaction.user_id
+                )
         else:
             await self._regenerate(reaction)
 

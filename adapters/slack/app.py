@@ -53,7 +53,7 @@ from adapters.slack.features import Recipient, Refusals
 from adapters.slack.inbound import SlackMessage
 from adapters.slack.notices import Notices
 from adapters.slack.places import Places, thread_link
-from adapters.slack.reacting import LiveReplies, Reactions
+from adapters.slack.reacting import Reactions
 from adapters.slack.reply import CALL_ERRORS, SlackOutput, SlackReply, Target
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
@@ -174,10 +174,7 @@ class SlackAdapter:
         self._places = Places(self.client)
         self._notices = Notices(self._quick)
         self._chores = Chores()
-        self._live = LiveReplies()
-        self._reactions = Reactions(
-            bridge, self._facts, self._places, self._notices, self._live, self._chores
-        )
+        self._reactions = Reactions(bridge, self._facts, self._places, self._notices, self._chores)
         self._assistant = Assistant(self.client, self._chores)
         self._identity: Identity | None = None
         # knows_thread → decide → submit as one step, one event at a time in delivery
@@ -456,11 +453,9 @@ class SlackAdapter:
             recipient=Recipient.TEAM if team == home else Recipient.EXTERNAL,
         )
         # A regenerated answer rewrites the finished answer it replaces (no open stream).
-        reply = SlackReply(
+        return SlackReply(
             self._output, target, message_ids, save_ids, may_be_streaming=not event.regenerates
         )
-        self._live.add(event.thread, reply)
-        return reply
 
 
 class InOrder:

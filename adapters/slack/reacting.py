@@ -20,7 +20,6 @@ from adapters.slack.inbound import SlackMessage
 from adapters.slack.notices import Notices
 from adapters.slack.places import Places
 from adapters.slack.reactions import Action, Reaction
-from adapters.slack.reply import SlackReply
 from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
 from bridge.organise import Rater
@@ -32,22 +31,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 
 
-class LiveReplies:
-    """The reply each thread has under way, to tell which message ⏹ may stop."""
-
-    def __init__(self) -> None:
-        self._replies: dict[ThreadKey, SlackReply] = {}
-
-    def add(self, key: ThreadKey, reply: SlackReply) -> None:
-        self._replies = {k: r for k, r in self._replies.items() if not r.done}
-        self._replies[key] = reply
-
-    def showing(self, key: ThreadKey, ts: str) -> bool:
-        """Whether the thread's answer under way occupies message ``ts``."""
-        reply = self._replies.get(key)
-        return reply is not None and not reply.done and ts in reply.message_ids
-
-
 class Reactions:
     def __init__(
         self,
@@ -55,14 +38,12 @@ class Reactions:
         facts: Facts,
         places: Places,
         notices: Notices,
-        live: LiveReplies,
         chores: Chores,
     ) -> None:
         self._bridge = bridge
         self._facts = facts
         self._places = places
         self._notices = notices
-        self._live = live
         self._chores = chores
         # Taken first by each reaction's task, in arrival order: asyncio's lock wakes
         # its waiters first come, first served.
@@ -132,9 +113,9 @@ class Reactions:
         await self._bridge.rate(PLATFORM, reaction.ts, rater, vote, removed=reaction.removed)
 
     async def _stop(self, key: ThreadKey, reaction: Reaction) -> None:
-        # Only the answer under way stops: ⏹ on an earlier answer of the thread does not
-        # cut off the one being written now.
-        if self._live.showing(key, reaction.ts) and await self._bridge.stop(key):
+        # Only the answer under way stops (the core decides): ⏹ on an earlier answer of
+        # the thread does not cut off the one being written now.
+        if await self._bridge.stop_answer(PLATFORM, reaction.ts):
             log.info("answer in %s stopped by %s (reaction)", key.thread, reaction.user)
 
     async def _regenerate(self, key: ThreadKey, reaction: Reaction) -> None:

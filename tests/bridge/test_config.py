@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.discord.settings import DiscordSettings
 from bridge.config import ConfigError, load_settings
 from bridge.policy import AccessPolicy, Limits
 
@@ -140,3 +141,16 @@ def test_limits_must_be_sensible(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     assert "BRIDGE_MAX_QUEUED_PER_THREAD" in str(caught.value)
     assert "BRIDGE_USER_RATE_LIMIT" in str(caught.value)
+
+
+def test_a_variable_set_to_nothing_counts_as_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compose passes `${DISCORD_BOT_TOKEN:-}`: an empty token must not turn Discord on,
+    # and an empty variable must not hide the file's value.
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "")
+    monkeypatch.setenv("OPENWEBUI_MODEL", "")
+    config = tmp_path / "bridge.toml"
+    config.write_text('openwebui_model = "from-file"\n')
+    assert not DiscordSettings().enabled
+    assert load_settings(config).openwebui_model == "from-file"

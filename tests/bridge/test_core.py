@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -20,11 +20,13 @@ from bridge.errors import (
     AnswerFailed,
     AnswerTimedOut,
     PlatformRateLimited,
+    QuestionRefused,
     ReplyStopped,
     TurnInterrupted,
 )
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.flows import ServerManagedFlow
+from bridge.policy import Limits
 from bridge.reply import Capabilities, SaveMessageIds
 from bridge.store import Turn, TurnStatus
 from storage.sqlite import SqliteStore, open_store
@@ -468,3 +470,19 @@ async def test_a_final_refused_by_the_platform_fails_the_turn_with_that_error(s:
     conversation = await s.store.conversation_by_id(turn.conversation_id)
     assert conversation is not None
     assert conversation.last_answer_id == turn.assistant_message_id
+
+
+async def test_a_copy_of_a_question_already_taken_never_counts(
+    make_bridge: BridgeMaker,
+) -> None:
+    # One question a minute: the copies of the first (a retry with the same delivery
+    # id, Slack's second event kind with another) are neither refused nor counted.
+    s = await make_bridge(limits=Limits(user_rate_limit=1))
+    first = question("only one a minute")
+    result = await submit(s, first)
+    assert await s.bridge.submit(first) is None
+    assert await s.bridge.submit(replace(first, event_id="ev-app-mention")) is None
+    assert (await result).status is TurnStatus.DONE
+    assert [t.platform_message_id for t in await s.turns()] == ["only one a minute"]
+    with pytest.raises(QuestionRefused):  # a new question is over the limit
+        await s.bridge.submit(question("a second one"))

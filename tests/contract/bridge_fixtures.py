@@ -58,6 +58,8 @@ class RecordingReply:
     async def fail(self, message: str) -> None:
         assert self.final is None and self.failure is None, "reply ended twice"
         self.failure = message
+        if self.first_text_at is None and self.save_ids is not None:
+            await self.save_ids([self.message_id])  # the notice is the reply's message
 
 
 class RecordingPlatform:

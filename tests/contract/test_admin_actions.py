@@ -34,7 +34,7 @@ from tests.contract.bridge_fixtures import (
     submit,
 )
 from tests.harness.model_server import expected_reply
-from tests.harness.openwebui import RunningOpenWebUI
+from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.every_release]
 
@@ -126,6 +126,39 @@ async def test_a_stop_keeps_what_was_shown_and_the_thread_continues(runtime: Run
     assert path[2]["parentId"] == path[1]["id"]  # the follow-up hangs under the stopped answer
 
 
+async def test_stop_on_an_earlier_answer_leaves_the_one_being_written(runtime: Runtime) -> None:
+    earlier, _ = await ask(runtime, "an earlier question", "t-stop-old")
+    reply = RecordingReply()
+    pending = await submit(
+        runtime, event("a long one [[words=120]] [[delay=0.03]]", "t-stop-old"), reply
+    )
+    deadline = time.monotonic() + 30
+    while not reply.updates and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    # ⏹ on the earlier answer: nothing stops; ⏹ on the answer being written stops it.
+    assert not await runtime.bridge.stop_answer("test", earlier.message_id)
+    assert await runtime.bridge.stop_answer("test", reply.message_id)
+    result = await pending
+    assert result.status is TurnStatus.STOPPED
+    assert reply.final is not None and reply.final.endswith(STOPPED)
+    assert not await runtime.bridge.stop_answer("test", reply.message_id)  # nothing left
+
+
+async def test_stop_on_an_earlier_answer_never_cuts_off_the_current_one(
+    runtime: Runtime,
+) -> None:
+    earlier, _ = await ask(runtime, "first", "t-stop-keep")
+    question = "the current one [[words=60]] [[delay=0.03]]"
+    reply = RecordingReply()
+    pending = await submit(runtime, event(question, "t-stop-keep"), reply)
+    while not reply.updates:
+        await asyncio.sleep(0.05)
+    assert not await runtime.bridge.stop_answer("test", earlier.message_id)
+    result = await pending
+    assert result.status is TurnStatus.DONE
+    assert reply.final == expected_reply(question)
+
+
 async def test_regenerate_adds_a_sibling_the_thread_continues_under(runtime: Runtime) -> None:
     first_reply, first = await ask(runtime, "first question", "t-regen")
     second_reply, second = await ask(runtime, "second question", "t-regen")
@@ -187,3 +220,53 @@ async def test_a_channel_has_its_own_model_and_system_prompt(
     _, other = await ask(runtime, "elsewhere", "t-other")
     other_chat = fetch_chat_of(runtime, other.chat_id or "")["chat"]
     assert not (other_chat.get("params") or {}).get("system")
+
+
+async def test_regenerate_waits_until_nothing_else_of_the_thread_is_answered(
+    runtime: Runtime,
+) -> None:
+    first_reply, first = await ask(runtime, "first question", "t-regen-race")
+    assert first.status is TurnStatus.DONE
+    # While the second question is answered, 🔁 on the first answer is refused: its new
+    # answer would become what the third question chains under, leaving the second out.
+    second = event("second question [[words=60]] [[delay=0.05]]", "t-regen-race")
+    second_reply = RecordingReply()
+    pending = await submit(runtime, second, second_reply)
+    while not second_reply.updates:
+        await asyncio.sleep(0.05)
+    with pytest.raises(QuestionRefused) as refused:
+        await runtime.bridge.regenerate("test", first_reply.message_id, "ev-race")
+    assert refused.value.notice and "still answering" in refused.value.notice
+    assert (await pending).status is TurnStatus.DONE
+
+    _, third = await ask(runtime, "third question", "t-regen-race")
+    assert first.chat_id is not None
+    history = history_of(fetch_chat_of(runtime, first.chat_id))
+    assert treecheck.problems(history) == []
+    questions = [m["content"] for m in treecheck.branch(history)[::2]]
+    assert questions == ["first question", second.text, "third question"]
+    assert third.status is TurnStatus.DONE
+
+
+async def test_regenerate_on_a_failed_answer_asks_again(runtime: Runtime) -> None:
+    # The first attempt fails before it reaches Open WebUI (the server is unreachable).
+    url = runtime.client.base_url
+    runtime.client.base_url = f"http://127.0.0.1:{free_port()}"
+    failed_reply, failed = await ask(runtime, "are you there", "t-regen-failed")
+    runtime.client.base_url = url
+    assert failed.status is TurnStatus.FAILED and failed_reply.failure
+
+    # 🔁 on the failure is the person's retry: the question is answered.
+    pending = await runtime.bridge.regenerate("test", failed_reply.message_id, "ev-retry")
+    assert pending is not None
+    again = await pending
+    assert again.status is TurnStatus.DONE
+    [retry] = [r for mid, r in platform_of(runtime).replies.items() if mid.endswith("~ev-retry")]
+    assert retry.final == expected_reply("are you there")
+    assert again.chat_id is not None
+    history = history_of(fetch_chat_of(runtime, again.chat_id))
+    assert treecheck.problems(history) == []
+    assert [m["content"] for m in treecheck.branch(history)] == [
+        "are you there",
+        expected_reply("are you there"),
+    ]

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from bridge.config import load_settings
+from tests.harness.env import clean_env
 from tests.harness.model_server import (
     TITLE,
     Directives,
@@ -28,7 +29,7 @@ from tests.harness.model_server import (
     parse_directives,
     reply_text,
 )
-from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
+from tests.harness.openwebui import VERSIONS, RunningOpenWebUI, server_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -343,3 +344,30 @@ async def _poll_assistant(
             return content
         await asyncio.sleep(0.3)
     raise AssertionError(f"assistant content {content!r} != {expected!r}")
+
+
+def test_processes_the_tests_start_never_see_the_developers_services(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    poison = {
+        "DATABASE_URL": "postgresql://me:secret@db.internal/openwebui",
+        "OPENAI_API_BASE_URLS": "https://api.openai.com/v1",
+        "OPENAI_API_KEYS": "sk-mine",
+        "REDIS_URL": "redis://cache.internal:6379",
+        "VECTOR_DB": "qdrant",
+        "S3_BUCKET_NAME": "mine",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "OPENWEBUI_URL": "https://my-own-openwebui",
+        "SLACK_BOT_TOKEN": "xoxb-mine",
+    }
+    for name, value in poison.items():
+        monkeypatch.setenv(name, value)
+    server = server_env("0.12.4", "http://127.0.0.1:1/v1", tmp_path)
+    bridge = clean_env()
+    for env in (server, bridge):
+        assert not set(poison) & set(env), set(poison) & set(env)
+        assert "127.0.0.1" in env["NO_PROXY"] and "localhost" in env["no_proxy"]
+        assert env["PATH"] == os.environ["PATH"]
+    assert server["OPENAI_API_BASE_URL"] == "http://127.0.0.1:1/v1"
+    assert server["DATA_DIR"] == str(tmp_path)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.contract.bridge_fixtures import BridgeFactory, bridge_factory
+from tests.harness.env import clean_env
 from tests.harness.openwebui import RunningOpenWebUI
 
-# Settings the user's shell might carry; the CLI under test must only see ours.
-_SETTING_PREFIXES = ("OPENWEBUI_", "BRIDGE_", "SLACK_", "DISCORD_")
 # The installed console script, as a user runs it.
 _SCRIPT = Path(sys.executable).with_name("owui-bridge")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "adapters.cli"]
@@ -65,7 +63,7 @@ def cli(tmp_path: Path) -> Cli:
     """Run the real ``owui-bridge`` command (stdin piped, not a tty) in ``tmp_path``."""
 
     def run(*args: str, env: dict[str, str], stdin: str = "", timeout: float = 180) -> CliResult:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+        clean = clean_env()
         started = time.monotonic()
         proc = subprocess.run(
             [*COMMAND, *args],

@@ -5,14 +5,14 @@ pasted Open WebUI JWT (when it expires; a clear failure with the fix once it has
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from pathlib import Path
 
 from adapters.slack.app import SCOPES
 from tests.contract.test_live_renewal import short_lived_sign_ins
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import FakeSlack
+from tests.harness.env import clean_env
 from tests.harness.openwebui import RunningOpenWebUI
 
 BOT_TOKEN = "xoxb-check-bot"
@@ -20,7 +20,7 @@ APP_TOKEN = "xapp-check-app"
 
 
 def env_for(openwebui: RunningOpenWebUI, tmp: Path, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+    clean = clean_env()
     return clean | {
         "OPENWEBUI_URL": openwebui.url,
         "OPENWEBUI_API_KEY": openwebui.api_key,

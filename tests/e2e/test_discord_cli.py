@@ -4,7 +4,6 @@ pointed at the local Discord-compatible server (the CLI runs as a real process).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from adapters.discord.invite import INTENT_MISSING
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes.discord_server import (
     APP_ID,
     BOT_USER_ID,
@@ -25,6 +24,7 @@ from tests.fakes.discord_server import (
     MESSAGE_CONTENT,
     FakeDiscord,
 )
+from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -36,7 +36,7 @@ INVITE = (
 
 
 def base_env(openwebui: RunningOpenWebUI, fake: FakeDiscord, tmp: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+    clean = clean_env()
     return clean | {
         "OPENWEBUI_URL": openwebui.url,
         "OPENWEBUI_API_KEY": openwebui.jwt,

@@ -12,7 +12,6 @@ chat, no model request, no row in the database, no log line).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import stat
@@ -28,8 +27,9 @@ import pytest
 from adapters.slack.app import SCOPES
 from bridge.admission import ATTACHMENTS_IGNORED
 from tests import treecheck
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
+from tests.harness.env import clean_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -236,7 +236,7 @@ async def world(
         fake.scopes = list(SCOPES)
         for user, (name, flags) in PEOPLE.items():
             fake.add_user(user, name, **flags)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+        clean = clean_env()
         env = (
             clean
             | ACCESS

@@ -4,7 +4,6 @@ pointed at the local Slack-compatible server (the CLI runs as a real process).""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
+from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -21,7 +21,7 @@ SECRET = "cli-signing-secret"
 
 
 def base_env(openwebui: RunningOpenWebUI, fake: FakeSlack, tmp: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+    clean = clean_env()
     return clean | {
         "OPENWEBUI_URL": openwebui.url,
         "OPENWEBUI_API_KEY": openwebui.jwt,

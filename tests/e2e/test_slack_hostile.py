@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import signal
 import sqlite3
 import time
@@ -24,8 +23,9 @@ import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
+from tests.harness.env import clean_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -59,7 +59,7 @@ async def http_bridge(
     openwebui: RunningOpenWebUI, fake: FakeSlack, tmp: Path, env: dict[str, str]
 ) -> AsyncIterator[HttpBridge]:
     """Start the bridge against ``fake``; returns once /healthz answers; SIGTERM after."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+    clean = clean_env()
     port = free_port()
     database = tmp / "bridge.db"
     full = clean | {

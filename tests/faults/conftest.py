@@ -9,7 +9,6 @@ stored (see ``judge.py``).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import time
@@ -21,9 +20,10 @@ import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.faults.judge import Verdict, judge, same_text, tree_problems
+from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -63,7 +63,7 @@ class Faults:
         self.openwebui, self.fake, self.tmp = openwebui, fake, tmp
         self.database = tmp / "bridge.db"
         self.processes: list[BridgeProcess] = []
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+        clean = clean_env()
         self.env = clean | {
             "OPENWEBUI_URL": openwebui.url,
             "OPENWEBUI_API_KEY": openwebui.jwt,  # a JWT: live events

@@ -11,7 +11,6 @@ each Discord message is shown to it as one (``as_seen``).
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -20,12 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import _SETTING_PREFIXES, COMMAND
+from tests.e2e.conftest import COMMAND
 from tests.fakes import slack_server
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord
 from tests.fakes.discord_server import Message as DiscordMessage
 from tests.faults.conftest import BridgeProcess
 from tests.faults.judge import Verdict, active_path, judge, message_text, shown, tree_problems
+from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -54,7 +54,7 @@ class DiscordFaults:
         self.ada = fake.add_user(name="ada", global_name=ADA)
         fake.add_member(self.guild, self.ada)
         self.processes: list[BridgeProcess] = []
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+        clean = clean_env()
         self.env = clean | {
             "OPENWEBUI_URL": openwebui.url,
             "OPENWEBUI_API_KEY": openwebui.jwt,  # a JWT: live events

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from tests.harness.env import clean_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer
 
 # The whole suite runs on the tutorial's release and the newest one.
@@ -229,8 +230,7 @@ class RunningOpenWebUI:
 
 def server_env(version: str, model_url: str, data_dir: Path) -> dict[str, str]:
     """Environment for a quick, offline, single-upstream Open WebUI."""
-    env = dict(os.environ)
-    env.update(
+    return clean_env(
         DATA_DIR=str(data_dir),
         WEBUI_SECRET_KEY="owui-bridge-tests",
         OFFLINE_MODE="true",
@@ -255,13 +255,7 @@ def server_env(version: str, model_url: str, data_dir: Path) -> dict[str, str]:
         SCARF_NO_ANALYTICS="true",
         DO_NOT_TRACK="true",
         ANONYMIZED_TELEMETRY="false",
-        # Don't let a developer's proxy settings reroute localhost traffic.
-        NO_PROXY="127.0.0.1,localhost",
     )
-    # Our own venv must not leak into the server's interpreter.
-    for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
-        env.pop(var, None)
-    return env
 
 
 def free_port() -> int:

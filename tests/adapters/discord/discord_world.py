@@ -95,6 +95,10 @@ class Core:
         self.stopped.append(key)
         return True
 
+    async def stop_answer(self, platform: str, message_id: str) -> bool:
+        key = self.answers.get(message_id)
+        return key is not None and await self.stop(key)
+
     async def rate(
         self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
     ) -> bool:
