@@ -56,7 +56,6 @@ from bridge.store import (
 
 log = logging.getLogger(__name__)
 
-MODEL_LIST_TTL = 60.0  # seconds a fetched model list answers "does this model exist"
 REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
 REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
 REGENERATE_THREAD_BUSY = "I'm still answering in this thread. Ask for another answer once I'm done."
@@ -128,7 +127,7 @@ class Bridge:
         self._queue: ThreadQueue[TurnResult] = ThreadQueue(
             store, self._run, max_concurrent=options.max_concurrent_turns
         )
-        self._models: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+        self._told_fallback: set[int] = set()  # conversations told their model is away
         self._admission = Admission(options.access, options.limits)
         self._admitting = asyncio.Lock()  # check → store → count, one question at a time
         # conversation id → (turn id, delivery) of its answer under way
@@ -466,7 +465,8 @@ class Bridge:
                 user_message_id=turn.user_message_id,
                 assistant_message_id=answer_id,
                 content=content,
-                model=await self._usable_model(conversation),
+                model=conversation.model,
+                fallback_model=self._fallback_model(conversation),
                 session_id=(self._live.session_id if self._live else None) or str(uuid.uuid4()),
                 title_generation=self._options.title_generation,
                 knowledge_ids=rules.knowledge_ids,
@@ -483,14 +483,17 @@ class Bridge:
                     result.chat_id = chat_id
                     await self._store.set_chat_id(conversation.id, chat_id)
 
-                chat_id = await self._flow.start(request, created)
+                started = await self._flow.start(request, created)
+                chat_id = started.chat_id
                 if conversation.chat_id != chat_id and result.chat_id != chat_id:
                     await created(chat_id)
+                self._say_which_model(conversation, request.model, started.model, delivery)
             else:
                 chat_id = request.chat_id or ""
             result.chat_id, result.reached = chat_id, True
             if found is _Found.UNSTARTED:
-                await self._flow.restart(request)
+                started = await self._flow.restart(request)
+                self._say_which_model(conversation, request.model, started.model, delivery)
             elif found is _Found.CUT:
                 raise TurnInterrupted(f"answer {answer_id} was cut off by a restart")
             # A turn found under way after a restart is followed by reading the stored
@@ -554,30 +557,26 @@ class Bridge:
             return str(current)
         return str(next(reversed(messages))) if messages else None
 
-    async def _usable_model(self, conversation: Conversation) -> str:
-        """The conversation's model, or the default when a thread's model was retired.
-        A new conversation asking for an unknown model is refused, not redirected."""
+    def _fallback_model(self, conversation: Conversation) -> str | None:
+        """The model a thread's turn falls back to when Open WebUI refuses its own as
+        unknown: the default, for threads under way. The thread keeps its model, so a
+        model that was away for a moment (its backend restarting) answers again next
+        time; a new thread asking for an unknown model is refused, not redirected."""
         default = self._options.default_model
-        if conversation.model == default or not default or conversation.chat_id is None:
-            return conversation.model
-        fetched_at, models = self._models
-        if time.monotonic() - fetched_at > MODEL_LIST_TTL:
-            try:
-                models = frozenset(str(m.get("id")) for m in await self._client.models())
-            except BridgeError as exc:
-                log.debug("model list unavailable: %s", exc)
-                return conversation.model
-            self._models = (time.monotonic(), models)
-        if conversation.model in models:
-            return conversation.model
-        log.warning(
-            "model %r no longer exists; thread %s continues on %r",
-            conversation.model,
-            conversation.key.thread,
-            default,
-        )
-        await self._store.set_model(conversation.id, default)  # logged once per thread
+        if conversation.chat_id is None or not default or default == conversation.model:
+            return None
         return default
+
+    def _say_which_model(
+        self, conversation: Conversation, wanted: str, answering: str, delivery: Delivery
+    ) -> None:
+        """Tell the thread once while its model is away that another one answers."""
+        if answering == wanted:
+            self._told_fallback.discard(conversation.id)
+            return
+        if conversation.id not in self._told_fallback:
+            self._told_fallback.add(conversation.id)
+            delivery.note(f"_{wanted} is not available right now; {answering} answers instead._")
 
     async def _follow(
         self,

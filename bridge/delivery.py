@@ -44,6 +44,16 @@ class Delivery:
         self.stopped = asyncio.Event()  # the person stopped the answer on the platform
         self.updates_sent = 0
 
+    def note(self, line: str) -> None:
+        """Show ``line`` above the answer (as its own paragraph) from now on."""
+        render = self._render
+
+        def noted(text: str) -> str:
+            shown = render(text)
+            return f"{line}\n\n{shown}" if shown else ""
+
+        self._render = noted
+
     @property
     def shown_text(self) -> str:
         """The text the thread shows now (as rendered for the platform)."""

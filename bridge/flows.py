@@ -13,6 +13,7 @@ are ``ServerInfo``'s, in ``bridge/openwebui.py``; ``flow_for`` picks the flow).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ from typing import Any, Protocol
 from bridge import tree
 from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected
 from bridge.openwebui import OpenWebUIClient
+
+log = logging.getLogger(__name__)
 
 NEW_CHAT_TITLE = "New Chat"
 
@@ -39,6 +42,9 @@ class TurnRequest:
     features: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     system_prompt: str = ""  # the chat's system message (per channel)
+    # The model to answer with instead when Open WebUI refuses ``model`` as unknown
+    # (its backend restarting, or removed): for this turn only.
+    fallback_model: str | None = None
     # Another answer to the existing question ``user_message_id`` (``parent_id`` is
     # then the question's parent), beside the answers it has.
     regenerate: bool = False
@@ -69,12 +75,18 @@ class TurnRequest:
 ChatCreated = Callable[[str], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Started:
+    chat_id: str
+    model: str  # the model answering: the request's, or its fallback
+
+
 class TurnFlow(Protocol):
-    async def start(self, request: TurnRequest, created: ChatCreated) -> str:
-        """Put the turn into the chat and start the answer; returns the chat id."""
+    async def start(self, request: TurnRequest, created: ChatCreated) -> Started:
+        """Put the turn into the chat and start the answer."""
         ...
 
-    async def restart(self, request: TurnRequest) -> None:
+    async def restart(self, request: TurnRequest) -> Started:
         """Start the answer of a turn already in the chat whose completion was never
         triggered (a restart cut in between); ``request.chat_id`` is set."""
         ...
@@ -99,11 +111,20 @@ async def mark_done(client: OpenWebUIClient, chat_id: str, message_id: str) -> d
     return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
 
 
-async def _start_completion(client: OpenWebUIClient, payload: dict[str, Any]) -> dict[str, Any]:
+async def _start_completion(
+    client: OpenWebUIClient, payload: dict[str, Any], fallback: str | None
+) -> tuple[dict[str, Any], str]:
+    """Start the answer; returns the server's reply and the model answering. A model
+    refused as unknown gives way to ``fallback``, for this answer only: the same
+    request again (same ids) with the other model."""
+    model = str(payload["model"])
     try:
-        return await client.start_completion(payload)
+        return await client.start_completion(payload), model
     except ModelUnknown:
-        raise
+        if not fallback or fallback == model:
+            raise
+        log.warning("Open WebUI refused model %r; this answer comes from %r", model, fallback)
+        return await _start_completion(client, payload | {"model": fallback}, None)
     except RequestRejected as exc:
         # With a chat id the server refuses the request only when the answer
         # itself could not start (upstream error, bad parameters).
@@ -118,7 +139,7 @@ class ServerManagedFlow:
     def __init__(self, client: OpenWebUIClient) -> None:
         self._client = client
 
-    async def start(self, request: TurnRequest, created: ChatCreated) -> str:
+    async def start(self, request: TurnRequest, created: ChatCreated) -> Started:
         # One request: the server creates the chat only if the answer could start.
         user = tree.user_message(
             request.user_message_id, request.parent_id, request.content, request.model
@@ -128,7 +149,7 @@ class ServerManagedFlow:
         payload["user_message"] = {
             key: user[key] for key in ("id", "role", "content", "models", "parentId")
         }
-        data = await _start_completion(self._client, payload)
+        data, model = await _start_completion(self._client, payload, request.fallback_model)
         chat_id = data.get("chat_id") or request.chat_id
         if not chat_id:
             raise AnswerFailed(f"Open WebUI did not return a chat id: {str(data)[:200]}")
@@ -138,16 +159,16 @@ class ServerManagedFlow:
             await self._client.update_chat(
                 str(chat_id), {"params": tree.system_params(request.system_prompt)}
             )
-        return str(chat_id)
+        return Started(str(chat_id), model)
 
-    async def restart(self, request: TurnRequest) -> None:
+    async def restart(self, request: TurnRequest) -> Started:
         # An empty answer with no task behind it: the server lost the task (it
         # restarted). The same turn is sent again with the same ids (a bare re-trigger
         # would re-root the answer). 0.12 accepts an empty answer prepared before the
         # request and refuses one with text (409); 0.9 to 0.11 overwrite whatever is
         # there. So this runs only for an empty answer (``Bridge._where`` decides),
         # never one with text.
-        await self.start(request, _chat_exists)
+        return await self.start(request, _chat_exists)
 
     async def finalise(
         self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
@@ -163,7 +184,7 @@ class ClientTreeFlow:
         self._client = client
         self._names_parent = names_parent
 
-    async def start(self, request: TurnRequest, created: ChatCreated) -> str:
+    async def start(self, request: TurnRequest, created: ChatCreated) -> Started:
         user = tree.user_message(
             request.user_message_id, request.parent_id, request.content, request.model
         )
@@ -185,20 +206,20 @@ class ClientTreeFlow:
             else:
                 history = tree.add_turn(tree.history_of(stored), user, answer)
             await self._client.update_chat(chat_id, tree.history_fields(history))
-        await self._complete(request, chat_id, history)
-        return chat_id
+        return await self._complete(request, chat_id, history)
 
-    async def restart(self, request: TurnRequest) -> None:
+    async def restart(self, request: TurnRequest) -> Started:
         chat_id = request.chat_id or ""
         history = tree.history_of(await self._client.get_chat(chat_id))
-        await self._complete(request, chat_id, history)
+        return await self._complete(request, chat_id, history)
 
-    async def _complete(self, request: TurnRequest, chat_id: str, history: Any) -> None:
+    async def _complete(self, request: TurnRequest, chat_id: str, history: Any) -> Started:
         messages = tree.completion_messages(history, request.user_message_id)
         payload = request.completion_payload(messages) | {"chat_id": chat_id}
         if self._names_parent:
             payload["parent_id"] = request.user_message_id
-        await _start_completion(self._client, payload)
+        _, model = await _start_completion(self._client, payload, request.fallback_model)
+        return Started(chat_id, model)
 
     async def finalise(
         self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False

@@ -131,8 +131,6 @@ class Store(Protocol):
 
     async def set_chat_id(self, conversation_id: int, chat_id: str) -> None: ...
 
-    async def set_model(self, conversation_id: int, model: str) -> None: ...
-
     async def forget_chat(self, conversation_id: int) -> None:
         """The conversation's chat is gone (deleted in Open WebUI): its next turn starts
         a new one, chained under nothing."""

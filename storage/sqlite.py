@@ -271,9 +271,6 @@ class SqliteStore:
     async def set_chat_id(self, conversation_id: int, chat_id: str) -> None:
         await self._update_conversation(conversation_id, "chat_id", chat_id)
 
-    async def set_model(self, conversation_id: int, model: str) -> None:
-        await self._update_conversation(conversation_id, "model", model)
-
     async def forget_chat(self, conversation_id: int) -> None:
         async with self._lock:
             await self._write(

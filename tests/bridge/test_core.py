@@ -6,7 +6,6 @@ model's timeout. Fast; the real-server tests cover the real protocol."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -413,23 +412,36 @@ async def test_turns_left_by_a_crash_run_after_restart_in_order_in_place(
 # -- model fallback --------------------------------------------------------------
 
 
-async def test_a_thread_whose_model_is_gone_continues_on_the_default(
-    make_bridge: BridgeMaker, caplog: pytest.LogCaptureFixture
+async def test_a_thread_whose_model_is_refused_is_answered_by_the_default_meanwhile(
+    make_bridge: BridgeMaker,
 ) -> None:
     s = await make_bridge()
     s.fake.models = ["m", "old"]
     assert (await (await submit(s, question("q1", model="old")))).status is TurnStatus.DONE
-    s.fake.models = ["m"]  # the operator retired the model and restarted
-    restarted = await make_bridge()
-    with caplog.at_level(logging.WARNING, logger="bridge.core"):
-        for text in ("q2", "q3"):
-            result = await (await submit(restarted, question(text)))
-            assert result.status is TurnStatus.DONE
+    s.fake.models = ["m"]  # the model's backend is restarting: Open WebUI refuses it
+    for text in ("q2", "q3"):
+        assert (await (await submit(s, question(text)))).status is TurnStatus.DONE
+    s.fake.models = ["m", "old"]  # back again: the thread never left it
+    assert (await (await submit(s, question("q4")))).status is TurnStatus.DONE
 
-    assert [c["model"] for c in s.fake.completions] == ["old", "m", "m"]
-    warnings = [r for r in caplog.records if "no longer exists" in r.getMessage()]
-    assert len(warnings) == 1
-    assert restarted.platform.replies["q3"].final == "answer to q3"
+    asked = [c["model"] for c in s.fake.completions]
+    assert asked == ["old", "old", "m", "old", "m", "old"]
+    finals = {text: s.platform.replies[text].final for text in ("q2", "q3", "q4")}
+    # The thread is told once while its model is away, above the answer.
+    assert finals == {
+        "q2": "_old is not available right now; m answers instead._\n\nanswer to q2",
+        "q3": "answer to q3",
+        "q4": "answer to q4",
+    }
+    tree_ok(s, await s.chat_id())
+
+
+async def test_a_new_thread_asking_for_an_unknown_model_is_refused_not_redirected(
+    s: Setup,
+) -> None:
+    result = await (await submit(s, question("q1", model="nope")))
+    assert result.status is TurnStatus.FAILED
+    assert [c["model"] for c in s.fake.completions] == ["nope"]
 
 
 # -- delivery apart from the model ---------------------------------------------

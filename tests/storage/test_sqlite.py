@@ -191,7 +191,7 @@ async def test_settle_is_atomic(store: SqliteStore, db_path: Path) -> None:
     assert await store.enqueue_turn(new_turn("after")) is not None
 
 
-async def test_reply_ids_chat_id_and_model(store: SqliteStore, db_path: Path) -> None:
+async def test_reply_ids_and_chat_id(store: SqliteStore, db_path: Path) -> None:
     turn = await enqueue(store, "m1")
     await store.set_reply_ids(turn, ["1700.1", "1700.2"])
     conversation = await store.get_conversation(KEY)
@@ -199,8 +199,13 @@ async def test_reply_ids_chat_id_and_model(store: SqliteStore, db_path: Path) ->
     found = await store.find_turn(conversation.id, "m1")
     assert found is not None and found.reply_ids == ("1700.1", "1700.2")
     await store.set_chat_id(conversation.id, "chat-1")
-    await store.set_model(conversation.id, "qwen")
-    assert raw(db_path, "SELECT chat_id, model FROM conversations") == [("chat-1", "qwen")]
+    await store.settle_turn(turn, TurnStatus.DONE, error=None, answer_id="answer-1")
+    assert raw(db_path, "SELECT chat_id, last_answer_id FROM conversations") == [
+        ("chat-1", "answer-1")
+    ]
+    # The chat was deleted in Open WebUI: the next turn starts a new one, under nothing.
+    await store.forget_chat(conversation.id)
+    assert raw(db_path, "SELECT chat_id, last_answer_id FROM conversations") == [(None, None)]
     with pytest.raises(LookupError):
         await store.set_chat_id(9999, "nope")
     with pytest.raises(LookupError):
