@@ -28,6 +28,7 @@ from bridge.delivery import Delivery
 from bridge.errors import (
     BridgeError,
     ChatGone,
+    OpenWebUIUnavailable,
     QuestionRefused,
     ReplyStopped,
     TurnInterrupted,
@@ -35,7 +36,7 @@ from bridge.errors import (
 )
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.filing import Filing
-from bridge.flows import TurnFlow, TurnRequest
+from bridge.flows import ChatCreated, Started, TurnFlow, TurnRequest
 from bridge.follow import AnswerFollower
 from bridge.live import Event, LiveEvents
 from bridge.openwebui import OpenWebUIClient
@@ -483,7 +484,7 @@ class Bridge:
                     result.chat_id = chat_id
                     await self._store.set_chat_id(conversation.id, chat_id)
 
-                started = await self._flow.start(request, created)
+                started = await self._start(request, created, result)
                 chat_id = started.chat_id
                 if conversation.chat_id != chat_id and result.chat_id != chat_id:
                     await created(chat_id)
@@ -505,6 +506,33 @@ class Bridge:
             if self._live:
                 self._live.unsubscribe(answer_id)
         await self._deliver(chat_id, answer_id, delivery, result)
+
+    async def _start(
+        self, request: TurnRequest, created: ChatCreated, result: TurnResult
+    ) -> Started:
+        """Start the turn. When the connection broke after the completion was sent, the
+        server may have taken it: a turn found in its chat is followed, one missing is
+        sent once more; the asker never hears "not reachable" for a blip the server
+        survived."""
+        try:
+            return await self._flow.start(request, created)
+        except OpenWebUIUnavailable as exc:
+            chat_id = result.chat_id or request.chat_id
+            if chat_id is None:
+                raise  # a chat the server may have created is not known to us
+            sent = replace(request, chat_id=chat_id)
+            found = await self._where(sent)
+            log.info(
+                "turn %s: the start's answer was lost (%s); %s",
+                request.user_message_id,
+                exc,
+                found.value,
+            )
+            if found is _Found.ABSENT:
+                return await self._flow.start(sent, created)
+            if found is _Found.UNSTARTED:
+                return await self._flow.restart(sent)
+            return Started(chat_id, request.model)
 
     async def _where(self, request: TurnRequest) -> _Found:
         if request.chat_id is None:

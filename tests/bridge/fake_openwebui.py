@@ -90,6 +90,7 @@ class FakeOpenWebUI:
     received: list[Received] = field(default_factory=list)
     on_completion: Callable[[Answer], None] = echo
     held: asyncio.Queue[Answer] = field(default_factory=asyncio.Queue)
+    drop_completion_responses: int = 0  # completions done whose answer never arrives
 
     # -- what tests use -----------------------------------------------------
 
@@ -136,7 +137,13 @@ class FakeOpenWebUI:
         if request.method == "GET" and path == "/api/models":
             return httpx.Response(200, json={"data": [{"id": m} for m in self.models]})
         if request.method == "POST" and path == "/api/chat/completions":
-            return self._completion(body)
+            response = self._completion(body)
+            if self.drop_completion_responses:
+                # The server did the work, but the connection broke before it answered
+                # (seen on 0.12.x with eight answers at once on two cores).
+                self.drop_completion_responses -= 1
+                raise httpx.ReadError("connection reset", request=request)
+            return response
         if parts[:3] == ["api", "v1", "chats"] and len(parts) == 4:
             chat = self.chats.get(parts[3])
             if chat is None:

@@ -498,3 +498,19 @@ async def test_a_copy_of_a_question_already_taken_never_counts(
     assert [t.platform_message_id for t in await s.turns()] == ["only one a minute"]
     with pytest.raises(QuestionRefused):  # a new question is over the limit
         await s.bridge.submit(question("a second one"))
+
+
+# -- a start whose answer was lost -------------------------------------------------
+
+
+async def test_a_completion_the_server_took_before_the_connection_broke_is_followed(
+    s: Setup,
+) -> None:
+    assert (await (await submit(s, question("q1")))).status is TurnStatus.DONE
+    s.fake.drop_completion_responses = 1
+    result = await (await submit(s, question("q2")))
+    # The server had the turn: it is followed, not sent again nor reported unreachable.
+    assert result.status is TurnStatus.DONE
+    assert s.platform.replies["q2"].final == "answer to q2"
+    assert [c["user_message"]["content"] for c in s.fake.completions] == ["q1", "q2"]
+    tree_ok(s, await s.chat_id())
