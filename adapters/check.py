@@ -128,6 +128,9 @@ async def _signed_in(client: OpenWebUIClient, settings: Settings, report: Report
     return True
 
 
+MODELS_LISTED = 10  # model ids named when the configured one is missing
+
+
 class Inventory:
     """What Open WebUI has, each kind fetched once: the models, the functions,
     and each knowledge collection asked about."""
@@ -139,9 +142,14 @@ class Inventory:
         self._knowledge: dict[str, tuple[str, str | None]] = {}
 
     async def model_problem(self, model_id: str) -> str | None:
-        if model_id in await self._all_models():
+        models = await self._all_models()
+        if model_id in models:
             return None
-        return f"model {model_id} is not available in Open WebUI"
+        # Name what there is, so the fix is one copy and paste away.
+        shown = sorted(models)[:MODELS_LISTED]
+        more = f" and {len(models) - len(shown)} more" if len(models) > len(shown) else ""
+        there = f"; it has {', '.join(shown)}{more}" if shown else "; it lists no model"
+        return f"model {model_id} is not available in Open WebUI{there}"
 
     async def knowledge(self, knowledge_id: str) -> tuple[str, str | None]:
         """(its name, what is wrong with it or None)."""

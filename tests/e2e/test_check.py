@@ -102,6 +102,8 @@ def test_check_reports_unknown_model(openwebui: RunningOpenWebUI, cli: Cli) -> N
     assert result.returncode == 1, result.output
     [model_line] = lines_starting(result, "FAIL model")
     assert "nope" in model_line
+    # It names the models there are, so the fix is a copy and paste.
+    assert "it has " in model_line and "fake-model-2" in model_line
     # The server itself was fine: only the model line failed.
     assert lines_starting(result, "FAIL") == [model_line]
 
