@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -88,6 +89,7 @@ EVENTS_PATH = "/slack/events"
 MAX_AGE = 300  # seconds a signed request stays valid (Slack's own rule against replays)
 MAX_BODY = 1024 * 1024  # bytes; Slack's event payloads are a few kilobytes
 CONTEXT_LIMIT = 200  # earlier thread messages read when the bot joins a thread
+CONTEXT_PAGES = 25  # pages of a thread read for them at most (5,000 messages)
 # The message Slack starts an assistant thread with (no one said it).
 ASSISTANT_THREAD_SUBTYPE = "assistant_app_thread"
 READY_TIMEOUT = 3.0
@@ -410,19 +412,28 @@ class SlackAdapter:
         return replace(event, place_name=name, link=link)
 
     async def _context(self, event: PlatformEvent) -> tuple[ContextMessage, ...]:
-        """The thread before ``event``, when the bot joins a thread it was not in."""
+        """The thread before ``event`` (its newest ``CONTEXT_LIMIT`` messages), when the
+        bot joins a thread it was not in. Slack pages a thread oldest first."""
+        before: deque[dict[str, Any]] = deque(maxlen=CONTEXT_LIMIT)
+        cursor = ""
         try:
-            response = await self.client.conversations_replies(
-                channel=event.thread.channel, ts=event.thread.thread, limit=CONTEXT_LIMIT
-            )
+            for _ in range(CONTEXT_PAGES):
+                response = await self.client.conversations_replies(
+                    channel=event.thread.channel,
+                    ts=event.thread.thread,
+                    limit=CONTEXT_LIMIT,
+                    cursor=cursor or None,
+                )
+                messages = response.get("messages") or []
+                before.extend(m for m in messages if _before(m, event.message_id))
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or ""
+                if not cursor or not all(_before(m, event.message_id) for m in messages):
+                    break
         except CALL_ERRORS as exc:
             log.warning("cannot read thread %s: %s", event.thread.thread, describe(exc))
             return ()
         earlier = []
-        for item in response.get("messages") or []:
-            ts = str(item.get("ts") or "")
-            if not ts or order_key(ts) >= order_key(event.message_id):
-                continue
+        for item in before:
             if item.get("subtype") == ASSISTANT_THREAD_SUBTYPE:
                 continue  # the assistant thread's own opening message, not a say
             text = str(item.get("text") or "")
@@ -456,6 +467,11 @@ class SlackAdapter:
         return SlackReply(
             self._output, target, message_ids, save_ids, may_be_streaming=not event.regenerates
         )
+
+
+def _before(message: dict[str, Any], message_id: str) -> bool:
+    ts = str(message.get("ts") or "")
+    return bool(ts) and order_key(ts) < order_key(message_id)
 
 
 class InOrder:

@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import (
     ASSISTANT_SCOPE,
+    CONTEXT_LIMIT,
     ROLES_SCOPE,
     SCOPES,
     InOrder,
@@ -200,6 +201,31 @@ async def test_prepare_looks_up_names_and_the_thread(
         ContextMessage("assistant", "an older answer", from_bot=True),
     )
     assert await slack.prepare(prepared) == prepared  # prepared once is prepared
+
+
+async def test_a_long_thread_gives_its_newest_messages_as_context(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, _ = adapter
+    fake.add_user("U2", "Bob")
+    parent, _, _ = fake.user_says("C1", "U2", "message 0")
+    for n in range(1, CONTEXT_LIMIT + 50):
+        fake.user_says("C1", "U2", f"message {n}", thread_ts=parent)
+    asked, _, _ = fake.user_says("C1", "U2", "<@UBOT> sum it up", thread_ts=parent)
+    fake.user_says("C1", "U2", "said after the question", thread_ts=parent)
+    event = PlatformEvent(
+        event_id=f"C1:{asked}",
+        thread=ThreadKey("slack", TEAM_ID, "C1", parent),
+        message_id=asked,
+        author_id="U2",
+        author_name="",
+        text="sum it up",
+        order=order_key(asked),
+        needs_context=True,
+    )
+    context = (await slack.prepare(event)).context
+    # The newest messages before the question, in order; never what came after it.
+    assert [m.text for m in context] == [f"message {n}" for n in range(50, CONTEXT_LIMIT + 50)]
 
 
 async def test_failed_look_ups_degrade_to_ids(
