@@ -149,9 +149,10 @@ class AnswerFollower:
             state.done = True
         elif message.get("done") is True:
             state.done = True
-        elif not self._marks_done and unchanged and text:
+        elif not self._marks_done and unchanged:
             # Before 0.8.11 the server never writes done: the answer is over when no
-            # task runs for the chat.
+            # task runs for the chat (the task exists before the start returns), empty
+            # answers included.
             state.done = not await self._client.running_tasks(chat_id)
 
     async def stop(self, chat_id: str) -> None:

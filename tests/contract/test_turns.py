@@ -101,6 +101,21 @@ async def test_long_answer_streams_in_increments(
         assert len(reply.updates) >= 3, reply.updates
 
 
+@pytest.mark.parametrize("follow", ["events", "polling"])
+async def test_an_empty_answer_ends_as_one(
+    openwebui: RunningOpenWebUI, make_bridge: BridgeFactory, follow: str
+) -> None:
+    question = "say nothing [[chars=0]]"
+    async with make_bridge(follow) as runtime:
+        reply, result = await ask(runtime, question, f"empty-{follow}")
+    # Done as soon as the model is, not failed by the answer timeout.
+    assert result.status is TurnStatus.DONE, reply.failure
+    assert reply.failure is None and reply.final is not None
+    assert result.chat_id is not None
+    history = history_of(fetch_chat(openwebui, result.chat_id))
+    assert treecheck.problems(history) == []
+
+
 async def test_restart_continues_the_same_chat(
     openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
 ) -> None:
