@@ -102,6 +102,13 @@ class Admission:
             return Verdict(None)
         return Verdict(refusal, self._notice(refusal, event, _person(event)))
 
+    def check_rate(self, event: PlatformEvent) -> Verdict:
+        """The verdict on an action that counts like a question (🔁 asks for another
+        answer): the rate limit only, for ``event.author_id``."""
+        if not self._over_rate(event):
+            return Verdict(None)
+        return Verdict(Refusal.RATE, self._notice(Refusal.RATE, event, _person(event)))
+
     def busy(self, event: PlatformEvent) -> Verdict:
         """The verdict when the thread is full."""
         return Verdict(Refusal.BUSY, self._notice(Refusal.BUSY, event, _person(event)))
@@ -119,10 +126,11 @@ class Admission:
             return Refusal.ATTACHMENTS_ONLY if event.attachments else Refusal.EMPTY
         if len(event.text) > self.limits.max_question_chars:
             return Refusal.TOO_LONG
+        return Refusal.RATE if self._over_rate(event) else None
+
+    def _over_rate(self, event: PlatformEvent) -> bool:
         limit = self.limits.user_rate_limit
-        if limit and self._asked.count(_person(event)) >= limit:
-            return Refusal.RATE
-        return None
+        return bool(limit) and self._asked.count(_person(event)) >= limit
 
     def _notice(self, refusal: Refusal, event: PlatformEvent, person: str) -> str | None:
         if refusal in SILENT:

@@ -261,13 +261,14 @@ class Bridge:
         return await self._ratings.react(platform, message_id, rater, vote, removed=removed)
 
     async def regenerate(
-        self, platform: str, message_id: str, event_id: str
+        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
     ) -> asyncio.Future[TurnResult] | None:
         """Another answer to the question whose answer occupies ``message_id``: a new
         sibling in Open WebUI's tree, shown in the same platform messages; the thread
         continues under it. Only the answer to the thread's newest question can be
         redone, failed ones included, and only while nothing else of the thread is queued
-        or under way (raises ``QuestionRefused``); None for a delivery seen before."""
+        or under way (raises ``QuestionRefused``); None for a delivery seen before. It
+        counts against ``asker_id``'s rate limit like a question."""
         turn = await self._store.turn_by_reply(platform, message_id)
         if turn is None:
             raise QuestionRefused("nothing to regenerate", None)
@@ -296,11 +297,16 @@ class Bridge:
                 raise QuestionRefused("thread busy", REGENERATE_THREAD_BUSY)
             if max(turns, key=lambda t: t.id).user_message_id != turn.user_message_id:
                 raise QuestionRefused("not the latest answer", REGENERATE_LATEST_ONLY)
+            by = replace(again, author_id=asker_id) if asker_id else None
+            if by is not None and (refused := self._admission.check_rate(by)).refusal:
+                raise QuestionRefused(refused.refusal.value, refused.notice)
             try:
                 new = await self._store.enqueue_turn(self._new_turn(again, turn.user_message_id))
             except ThreadBusy:
                 verdict = self._admission.busy(again)
                 raise QuestionRefused("thread busy", verdict.notice) from None
+            if new is not None and by is not None:
+                self._admission.taken(by)
         if new is None:
             return None
         result = self._queue.watch(new.id)

@@ -118,7 +118,10 @@ class Intake(Protocol):
         """👍 (1) / 👎 (-1) added, or taken back (``removed``), on an answer's message."""
         ...
 
-    async def regenerate(self, platform: str, message_id: str, event_id: str) -> object:
-        """Another answer to the question answered in ``message_id``; raises
-        ``QuestionRefused`` (notice) when it cannot be redone."""
+    async def regenerate(
+        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
+    ) -> object:
+        """Another answer to the question answered in ``message_id``, asked by
+        ``asker_id`` (counted like a question); raises ``QuestionRefused`` (notice) when
+        it cannot be redone."""
         ...

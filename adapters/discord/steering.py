@@ -126,7 +126,10 @@ class Steering:
             return
         try:
             await self._bridge.regenerate(
-                PLATFORM, reaction.message_id, regenerate_event_id(reaction, version)
+                PLATFORM,
+                reaction.message_id,
+                regenerate_event_id(reaction, version),
+                reaction.user_id,
             )
         except QuestionRefused as refused:
             log.info("regenerate of %s refused: %s", reaction.message_id, refused.reason)

@@ -120,7 +120,7 @@ class Reactions:
 
     async def _regenerate(self, key: ThreadKey, reaction: Reaction) -> None:
         try:
-            await self._bridge.regenerate(PLATFORM, reaction.ts, reaction.event_id)
+            await self._bridge.regenerate(PLATFORM, reaction.ts, reaction.event_id, reaction.user)
         except QuestionRefused as refused:
             log.info("regenerate in %s refused: %s", key.thread, refused.reason)
             if refused.notice:

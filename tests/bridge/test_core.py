@@ -514,3 +514,19 @@ async def test_a_completion_the_server_took_before_the_connection_broke_is_follo
     assert s.platform.replies["q2"].final == "answer to q2"
     assert [c["user_message"]["content"] for c in s.fake.completions] == ["q1", "q2"]
     tree_ok(s, await s.chat_id())
+
+
+async def test_asking_for_another_answer_counts_like_a_question(
+    make_bridge: BridgeMaker,
+) -> None:
+    s = await make_bridge(limits=Limits(user_rate_limit=1))
+    assert (await (await submit(s, question("q1")))).status is TurnStatus.DONE
+    await s.store.set_reply_ids((await s.turns())[0].id, ["reply-q1"])
+    # u1 asked one question this minute: their 🔁 is over the limit; u2's is not.
+    with pytest.raises(QuestionRefused) as refused:
+        await s.bridge.regenerate("test", "reply-q1", "ev-r1", "u1")
+    assert refused.value.reason == "rate limit" and refused.value.notice
+    again = await s.bridge.regenerate("test", "reply-q1", "ev-r2", "u2")
+    assert again is not None and (await again).status is TurnStatus.DONE
+    with pytest.raises(QuestionRefused):  # and now u2 has asked one too
+        await s.bridge.submit(replace(question("q2"), author_id="u2"))

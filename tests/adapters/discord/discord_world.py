@@ -105,7 +105,9 @@ class Core:
         self.ratings.append((message_id, rater, vote, removed))
         return message_id in self.answers
 
-    async def regenerate(self, platform: str, message_id: str, event_id: str) -> object:
+    async def regenerate(
+        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
+    ) -> object:
         if self.regenerate_refusal is not None:
             raise self.regenerate_refusal
         if (message_id, event_id) in self.regenerated:

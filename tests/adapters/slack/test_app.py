@@ -67,6 +67,7 @@ class FakeCore:
         self.rate_delays: list[float] = []  # seconds each next rating takes
         self.stopped: list[ThreadKey] = []
         self.stop_asks: list[str] = []
+        self.regenerate_askers: list[str] = []
         self.regenerated: list[tuple[str, str]] = []
         self.not_latest: dict[str, str] = {}  # message ts → the refusal's notice
 
@@ -98,7 +99,10 @@ class FakeCore:
         self.rated.append((message_id, rater, vote, removed))
         return True
 
-    async def regenerate(self, platform: str, message_id: str, event_id: str) -> object:
+    async def regenerate(
+        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
+    ) -> object:
+        self.regenerate_askers.append(asker_id)
         if message_id in self.not_latest:
             raise QuestionRefused("not the latest answer", self.not_latest[message_id])
         self.regenerated.append((message_id, event_id))
@@ -702,6 +706,7 @@ async def test_repeat_reaction_regenerates_or_says_why_not(
     event_ts = again["event"]["event_ts"]
     # Both deliveries carry one event id: the core queues one new answer.
     assert core.regenerated == [(latest, f"reaction:C1:{latest}:U1:{event_ts}")] * 2
+    assert set(core.regenerate_askers) == {"U1"}  # counted against who reacted
     assert [(e.channel, e.user, e.thread_ts, e.text) for e in fake.ephemerals] == [
         ("C1", "U1", key.thread, "Only the latest answer can be redone.")
     ]
