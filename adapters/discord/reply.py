@@ -190,6 +190,9 @@ class DiscordReply:
         self._typing_renew = typing_renew
         self._retry_delays = tuple(final_retry_delays)
         self._lock = asyncio.Lock()  # one Discord exchange at a time per reply
+        # A regenerate's reply: until its first words the messages hold the answer it
+        # replaces, which a failure must leave as it is.
+        self._replacing = replacing
         parts = [_Part(i, None) for i in message_ids]
         self._state: _State = _Editing(parts) if parts and not replacing else _Typing(parts=parts)
 
@@ -238,6 +241,8 @@ class DiscordReply:
     async def fail(self, message: str) -> None:
         async with self._lock:
             parts = self._state.parts
+            if self._replacing and all(part.shown is None for part in parts):
+                parts = []  # the replaced answer stays whole; the notice goes below it
             self._stop_typing()
             self._state = _Done(parts)
             await self._show_warning(parts, f"{WARNING} {message}")

@@ -164,6 +164,9 @@ class SlackReply:
         self._save_ids = save_ids
         self._lock = asyncio.Lock()  # one Slack exchange at a time per reply
         self._status_set = False
+        # A regenerate's reply: until its first words the messages hold the answer it
+        # replaces, which a failure must leave as it is.
+        self._replacing = bool(message_ids) and not may_be_streaming
         self._state: _State = (
             _Editing([_Part(ts, None) for ts in message_ids], open_stream=may_be_streaming)
             if message_ids
@@ -244,6 +247,8 @@ class SlackReply:
                 parts, open_stream = state.parts, state.open_stream
             elif isinstance(state, _Stopped):
                 parts = state.parts
+            if self._replacing and all(part.shown is None for part in parts):
+                parts = []  # the replaced answer stays whole; the notice goes below it
             self._state = _Done()
             try:
                 if parts and open_stream:

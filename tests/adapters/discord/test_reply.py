@@ -294,6 +294,21 @@ async def test_a_regenerated_answer_types_then_edits_the_old_answer_in_place() -
     assert len([c for c in channel.calls if c[0] == "send"]) == sends  # no new post
 
 
+async def test_a_regenerate_failing_before_its_first_words_leaves_the_old_answer() -> None:
+    channel, saved = Channel(), Saved()
+    await reply(channel, saved).finish(LONG)
+    old = list(saved.ids)
+    before = list(channel.shown)
+    handle = replacing(channel, saved, old)
+    await handle.start()
+    await handle.fail("The model could not answer.")
+    # Every part of the old answer as it was, the failure a message of its own below.
+    assert channel.shown[: len(before)] == before
+    assert len(channel.shown) == len(before) + 1
+    assert channel.shown[-1].endswith("The model could not answer.")
+    assert old[0] not in saved.ids and len(saved.ids) == 1
+
+
 async def test_a_shorter_regenerated_answer_deletes_the_old_extra_parts() -> None:
     channel, saved = Channel(), Saved()
     await reply(channel, saved).finish(LONG)

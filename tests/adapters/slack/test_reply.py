@@ -225,6 +225,25 @@ async def test_longer_regenerated_answer_continues_in_new_parts(fake: FakeSlack)
     assert fake.count("chat.startStream") == 0
 
 
+async def test_a_regenerate_failing_before_its_first_words_leaves_the_old_answer(
+    fake: FakeSlack,
+) -> None:
+    asked = ask(fake, output(fake, limit=40))
+    old = await posted(asked, "Old part one, quite long.", "Old part two.")
+    reply = asked.reply(old, may_be_streaming=False)
+    await reply.start()
+    await reply.fail("The model could not answer.")
+    shown = fake.bot_replies("C1", asked.thread)
+    # Every part of the old answer as it was, the failure a line of its own below.
+    assert [m.text for m in shown] == [
+        "Old part one, quite long.",
+        "Old part two.",
+        ":warning: The model could not answer.",
+    ]
+    assert [m.ts for m in shown[:2]] == old
+    assert asked.saved[-1] == [shown[2].ts]  # the old answer's messages stay the old one's
+
+
 # -- failures ---------------------------------------------------------------------------
 
 
