@@ -50,6 +50,8 @@ WARNING = "⚠️"
 FINAL_RETRY_DELAYS = (1.0, 3.0, 8.0)
 NO_MENTIONS = discord.AllowedMentions.none()
 UNKNOWN_MESSAGE = 10008  # Discord's JSON error code: the message does not exist (any more)
+# Discord's JSON error code: no more edits of a message over an hour old, for now.
+OLD_MESSAGE_EDITS_LIMITED = 30046
 
 
 def nonce_base(message_id: str) -> str:
@@ -62,6 +64,11 @@ def nonce_base(message_id: str) -> str:
 
 class MessageGone(Exception):
     """The message was deleted (by a person, or never existed)."""
+
+
+class MessageFrozen(MessageGone):
+    """The message cannot be edited any more (over an hour old, e.g. after a long
+    outage or a 🔁 on an old answer): like a deleted one, it gives way to new ones."""
 
 
 class CallFailed(PlatformFailed):
@@ -98,6 +105,8 @@ def translated(what: str) -> Iterator[None]:
     except discord.DiscordServerError as exc:
         raise CallFailed(f"{what}: Discord answered {exc.status}") from exc
     except discord.HTTPException as exc:
+        if exc.code == OLD_MESSAGE_EDITS_LIMITED:
+            raise MessageFrozen(what) from exc
         if exc.status == 429:
             raise PlatformRateLimited(f"{what}: still rate limited") from exc
         raise PlatformFailed(f"{what}: {exc.status} ({exc.code}: {exc.text})") from exc
@@ -262,10 +271,15 @@ class DiscordReply:
             elif parts[index].shown != chunk:
                 try:
                     await self._channel.edit(parts[index].id, chunk)
-                except MessageGone:
-                    # Deleted by a person: this part and the ones after it go out again,
-                    # so the thread reads in order.
-                    log.info("message %s is gone; posting the answer from there", parts[index].id)
+                except MessageGone as exc:
+                    # Deleted by a person, or too old to edit: this part and the ones after
+                    # it go out again (removed where they still stand), so the thread
+                    # reads in order.
+                    log.info(
+                        "message %s cannot be edited (%s); posting the answer from there",
+                        parts[index].id,
+                        type(exc).__name__,
+                    )
                     await self._delete_from(parts, index)
                     continue
                 parts[index].shown = chunk

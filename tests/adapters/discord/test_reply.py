@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from types import SimpleNamespace
 
+import discord
 import pytest
 
 from adapters.discord.reply import (
@@ -13,8 +15,10 @@ from adapters.discord.reply import (
     NONCE_LIMIT,
     CallFailed,
     DiscordReply,
+    MessageFrozen,
     MessageGone,
     nonce_base,
+    translated,
 )
 from bridge.delivery import stopped_text
 from bridge.errors import PlatformFailed, PlatformRateLimited
@@ -340,3 +344,28 @@ def test_a_long_message_id_still_leaves_room_for_the_parts_place() -> None:
     long = nonce_base("1234567890123456789~reaction:300:600:7:🔁:1700000000000")
     assert len(f"{long}.99") <= NONCE_LIMIT
     assert long != nonce_base("1234567890123456789~reaction:300:600:7:🔁:1700000000001")
+
+
+async def test_an_answer_whose_old_message_cannot_be_edited_goes_on_in_new_ones() -> None:
+    channel, saved = Channel(), Saved()
+    await reply(channel, saved).finish("The first attempt, cut off")
+    old = list(saved.ids)
+    # A restart after a long outage: Discord refuses edits of the hour-old message.
+    channel.fail_next = [MessageFrozen(old[0])]
+    handle = reply(channel, saved, old)
+    await handle.finish("The whole answer")
+    assert channel.shown == ["The whole answer"]
+    assert saved.ids != old and len(saved.ids) == 1
+
+
+def test_discord_refusing_edits_of_old_messages_reads_as_a_frozen_message() -> None:
+    response = SimpleNamespace(status=400, reason="Bad Request")
+    refusal = discord.HTTPException(
+        response,
+        {
+            "code": 30046,
+            "message": "Maximum number of edits to messages older than 1 hour reached.",
+        },
+    )
+    with pytest.raises(MessageFrozen), translated("editing 1 in 2"):
+        raise refusal
