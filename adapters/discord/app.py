@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -562,29 +562,27 @@ class DiscordAdapter:
         @app_commands.command(name="new", description="Start a new conversation in this DM")
         @app_commands.allowed_contexts(guilds=False, dms=True, private_channels=False)
         async def new(interaction: discord.Interaction[discord.Client]) -> None:
-            await self._new_conversation(interaction)
+            await answer_privately(interaction, self._new_conversation(interaction))
 
         @app_commands.command(name="stop", description="Stop the answer being written here")
         @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         async def stop(interaction: discord.Interaction[discord.Client]) -> None:
-            said = await self._steering.stop_command(interaction)
-            await interaction.response.send_message(said, ephemeral=True)
+            await answer_privately(interaction, self._steering.stop_command(interaction))
 
         self.tree.add_command(new)
         self.tree.add_command(stop)
 
-    async def _new_conversation(self, interaction: discord.Interaction[discord.Client]) -> None:
+    async def _new_conversation(self, interaction: discord.Interaction[discord.Client]) -> str:
+        """Start a new conversation in the DM where ``/new`` was used; what to tell."""
         if interaction.guild_id is not None or interaction.channel_id is None:
-            await interaction.response.send_message(NEW_IN_SERVER, ephemeral=True)
-            return
+            return NEW_IN_SERVER
         refusal = await self._new_refusal(str(interaction.user.id))
         if refusal is not None:
-            await interaction.response.send_message(refusal, ephemeral=True)
-            return
+            return refusal
         channel = str(interaction.channel_id)
         async with self._order:  # between the questions before it and after it
             await self._bridge.start_over(ThreadKey(inbound.PLATFORM, "", channel, channel))
-        await interaction.response.send_message(NEW_DONE, ephemeral=True)
+        return NEW_DONE
 
     async def _new_refusal(self, user: str) -> str | None:
         """Why ``user`` may not start over in a DM (the DM would not answer them)."""
@@ -620,6 +618,15 @@ class DiscordAdapter:
             # A regenerate shows the new answer in the old answer's messages.
             replacing=bool(event.regenerates),
         )
+
+
+async def answer_privately(
+    interaction: discord.Interaction[discord.Client], said: Awaitable[str]
+) -> None:
+    """Answer a command only its user sees. Discord drops an interaction not answered
+    within 3 s, and look-ups may take longer: acknowledge first, then say it."""
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    await interaction.edit_original_response(content=await said)
 
 
 def _gateway_ended(task: asyncio.Task[None]) -> None:

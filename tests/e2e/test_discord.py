@@ -208,9 +208,10 @@ async def test_dm_conversation_and_new_start_a_second_chat(
         ]
 
         h.fake.interaction(h.ada, "new", dm)
-        await h.fake.wait_for(lambda: h.fake.interaction_responses, what="the /new response")
+        await h.fake.wait_for(lambda: h.fake.interaction_said(), what="the /new response")
         [response] = h.fake.interaction_responses
-        assert response.data["content"] == NEW_DONE
+        assert response.type == 5  # acknowledged at once (Discord's 3 s), then said
+        assert h.fake.interaction_said() == [NEW_DONE]
         assert response.data["flags"] & (1 << 6)  # only Ada sees it
         h.fake.user_says(dm, h.ada, "a fresh start")
         await h.answers(dm, [*before, expected_reply(asked("a fresh start"))])

@@ -1295,6 +1295,16 @@ class FakeDiscord:
             raise DiscordError(404, 10015, "Unknown Webhook")
         return interaction
 
+    def interaction_said(self) -> list[str]:
+        """What each answered interaction shows its user now (a deferred one once its
+        text has replaced "thinking…")."""
+        said = []
+        for response in self.interaction_responses:
+            message = self.message(response.message_id) if response.message_id else None
+            if message is not None and not message.flags & LOADING:
+                said.append(message.content)
+        return said
+
     def _original(self, interaction: JSON, message_id: str) -> Message:
         if message_id == "@original":
             found = next(

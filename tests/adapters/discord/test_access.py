@@ -139,9 +139,9 @@ async def test_dms_off_a_dm_gets_the_notice_and_new_says_so(
     asked = fake.user_says(dm, world.ada, "hello")
     assert await replies(world, asked) == [notice(Refusal.DIRECT, direct=True)]
     fake.interaction(world.ada, "new", dm)
-    await fake.wait_for(lambda: fake.interaction_responses, what="the /new response")
+    await fake.wait_for(lambda: fake.interaction_said(), what="the /new response")
     [response] = fake.interaction_responses
-    assert response.data["content"] == NEW_DMS_OFF
+    assert fake.interaction_said() == [NEW_DMS_OFF]
     assert response.data["flags"] & EPHEMERAL
     assert world.core.started_over == [] and world.core.events == []
 
@@ -159,6 +159,6 @@ async def test_a_guild_not_served_gets_silence(world: World, adapter: DiscordAda
     assert [reason for _, reason in world.core.refused] == [Refusal.WORKSPACE.value] * 2
     assert fake.bot_messages(world.general) == fake.bot_messages(dm) == []
     fake.interaction(world.ada, "new", dm)  # an interaction must be answered: briefly
-    await fake.wait_for(lambda: fake.interaction_responses, what="the /new response")
-    assert fake.interaction_responses[0].data["content"] == NEW_REFUSED
+    await fake.wait_for(lambda: fake.interaction_said(), what="the /new response")
+    assert fake.interaction_said() == [NEW_REFUSED]
     assert world.core.started_over == []

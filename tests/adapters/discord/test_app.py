@@ -155,11 +155,12 @@ async def test_dm_and_new(world: World, adapter: DiscordAdapter) -> None:
     await answer(adapter, first, "Hi!")
     assert [c["name"] for c in fake.commands] == ["new", "stop"]  # synced at start
     fake.interaction(world.ada, "new", dm)
-    await fake.wait_for(lambda: fake.interaction_responses, what="the /new response")
+    await fake.wait_for(lambda: fake.interaction_said(), what="the /new response")
     assert world.core.started_over == [key]
     (response,) = fake.interaction_responses
-    assert response.data["content"] == NEW_DONE
+    assert response.type == 5  # acknowledged at once (Discord's 3 s), then said
     assert response.data["flags"] & (1 << 6)  # ephemeral
+    assert fake.interaction_said() == [NEW_DONE]
     fake.user_says(dm, world.ada, "new topic")
     second = await next_event(world, 2)
     assert second.thread == key  # the core opens a new chat for the retired key

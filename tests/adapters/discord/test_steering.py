@@ -179,11 +179,11 @@ async def test_a_refused_regenerate_is_told_under_the_answer(
 async def slash(world: World, user: str, channel: str) -> tuple[str, bool]:
     """``user`` runs /stop in ``channel``: what the bot answered, and whether only they see it."""
     fake = world.fake
-    count = len(fake.interaction_responses)
+    count = len(fake.interaction_said())
     fake.interaction(user, "stop", channel)
-    await fake.wait_for(lambda: len(fake.interaction_responses) > count, what="/stop answered")
+    await fake.wait_for(lambda: len(fake.interaction_said()) > count, what="/stop answered")
     response = fake.interaction_responses[-1]
-    return response.data["content"], bool(response.data.get("flags", 0) & EPHEMERAL)
+    return fake.interaction_said()[-1], bool(response.data.get("flags", 0) & EPHEMERAL)
 
 
 async def test_slash_stop_in_a_thread_and_in_a_dm(world: World, adapter: DiscordAdapter) -> None:
