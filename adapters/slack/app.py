@@ -179,6 +179,7 @@ class SlackAdapter:
         self._reactions = Reactions(bridge, self._facts, self._places, self._notices, self._chores)
         self._assistant = Assistant(self.client, self._chores)
         self._identity: Identity | None = None
+        self._stopping = False  # set by stop(): events are left to the next process
         # knows_thread → decide → submit as one step, one event at a time in delivery
         # order: a reply right after the mention that opened its thread sees that thread.
         self._order = InOrder()
@@ -260,11 +261,15 @@ class SlackAdapter:
         log.info("Slack events on %s (port %s)", EVENTS_PATH, self.http_port)
 
     async def stop(self) -> None:
-        await self._chores.close()
-        await self._notices.close()
+        # Nothing is acknowledged from here on that this process will not answer: HTTP
+        # events get 503 (Slack delivers them again, to the next process) and Socket
+        # Mode disconnects first (Slack sends to the app's other connections).
+        self._stopping = True
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
+        await self._chores.close()
+        await self._notices.close()
         if self._own_web is not None:
             await self._own_web.stop()
             self._own_web = None
@@ -282,9 +287,10 @@ class SlackAdapter:
         return True
 
     async def _http_events(self, request: web.Request) -> web.Response:
-        if self._identity is None:
-            # Mounted before start(): Slack retries the delivery.
-            return web.json_response({"ok": False, "error": "starting"}, status=503)
+        if self._identity is None or self._stopping:
+            # Mounted before start(), or shutting down: Slack delivers it again.
+            status = "stopping" if self._stopping else "starting"
+            return web.json_response({"ok": False, "error": status}, status=503)
         secret = self._settings.signing_secret
         try:
             body = await _read_capped(request, MAX_BODY)

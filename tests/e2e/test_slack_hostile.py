@@ -236,3 +236,38 @@ async def test_hostile_requests_get_a_4xx_and_leave_nothing(
                 headers=openwebui.headers(),
             )
         assert found.json() == []
+
+
+async def test_after_sigterm_new_events_are_left_to_the_next_process(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    async with FakeSlack() as fake:
+        fake.scopes = list(SCOPES)
+        fake.add_user("UALICE", "Alice")
+        env = {
+            "OPENWEBUI_API_KEY": openwebui.jwt,
+            "SLACK_BOT_TOKEN": "xoxb-shutdown",
+            "SLACK_SIGNING_SECRET": SECRET,
+        }
+        async with http_bridge(openwebui, fake, tmp_path, env) as bridge:
+            url = bridge.events_url
+            slow, _, first = fake.user_says(
+                CHANNEL, "UALICE", f"<@{BOT_USER_ID}> long one [[words=200]] [[delay=0.05]]"
+            )
+            assert first is not None
+            assert (await fake.post_event(url, first, SECRET))[0] == 200
+            await fake.wait_for(
+                lambda: fake.bot_replies(CHANNEL, slow), timeout=60, what="the answer under way"
+            )
+            bridge.proc.send_signal(signal.SIGTERM)  # the answer under way gets its grace
+            await asyncio.sleep(1.0)
+            late, _, second = fake.user_says(CHANNEL, "UALICE", f"<@{BOT_USER_ID}> too late")
+            assert second is not None
+            status, _ = await fake.post_event(url, second, SECRET)
+            # Not acknowledged: Slack delivers it again, to the process that follows.
+            assert status == 503
+            await asyncio.wait_for(bridge.proc.wait(), 60)
+            assert fake.bot_replies(CHANNEL, late) == []
+            with sqlite3.connect(bridge.database) as db:
+                taken = [row[0] for row in db.execute("select platform_message_id from turns")]
+            assert taken == [slow]
