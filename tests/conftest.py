@@ -51,6 +51,11 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 # Real-server tests that passed, per Open WebUI version (filled as tests run).
 _passed: dict[str, int] = {}
 _missing_versions: list[str] = []
+# What a run left out: deselected and skipped tests, and why CI=true fails for it.
+_deselected: list[str] = []
+_skipped: list[str] = []
+_ran: dict[str, int] = {}  # tests that passed, per tier
+_ci_failures: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +97,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "openwebui" not in metafunc.fixturenames:
         return
     every = metafunc.definition.get_closest_marker("every_release") is not None
-    versions = [v for v in SELECTED if every or v in MAIN_VERSIONS]
+    since = metafunc.definition.get_closest_marker("since")
+    oldest = tuple(since.args[0]) if since is not None else ()
+    versions = [
+        v
+        for v in SELECTED
+        if (every or v in MAIN_VERSIONS) and tuple(int(p) for p in v.split(".")) >= oldest
+    ]
     metafunc.parametrize(
         "openwebui", versions, indirect=True, scope="session", ids=[f"owui-{v}" for v in versions]
     )
@@ -112,6 +123,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.openwebui)
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _deselected.extend(item.nodeid for item in items)
+
+
+def tier(item: pytest.Item) -> str:
+    """The part of the suite a test belongs to, for the per-tier counts."""
+    path = item.nodeid.split("::")[0]
+    callspec = getattr(item, "callspec", None)
+    version = callspec.params.get("openwebui") if callspec is not None else None
+    if path.startswith("tests/faults/"):
+        return "faults"
+    if path.startswith("tests/e2e/test_render"):
+        return "render"
+    if path.startswith("tests/e2e/test_slack"):
+        return "e2e slack"
+    if path.startswith("tests/e2e/test_discord"):
+        return "e2e discord"
+    if path.startswith(("tests/contract/", "tests/e2e/")) and version is not None:
+        return f"real-server {version}"
+    return "unit"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -121,19 +154,42 @@ def pytest_runtest_makereport(
     version = callspec.params.get("openwebui") if callspec is not None else None
     if version is not None and report.when == "call" and report.passed:
         _passed[version] = _passed.get(version, 0) + 1
+    if report.skipped:
+        _skipped.append(item.nodeid)
+    if report.when == "call" and report.passed:
+        _ran[tier(item)] = _ran.get(tier(item), 0) + 1
     return report
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # A session that skipped or deselected a version proved nothing about it.
-    if not IN_CI or session.config.option.collectonly:
+    # Under CI=true a run proves only what it ran: every test, on every version.
+    if not IN_CI:
         return
-    _missing_versions[:] = [v for v in VERSIONS if not _passed.get(v)]
-    if _missing_versions and session.exitstatus == pytest.ExitCode.OK:
+    config = session.config
+    if config.option.collectonly:
+        _ci_failures.append("--collect-only runs no test")
+    if config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        _ci_failures.append(f"only {' '.join(config.args)} was run, not the whole suite")
+    if os.environ.get("PYTEST_ADDOPTS"):
+        _ci_failures.append("PYTEST_ADDOPTS is set")
+    if _deselected:
+        _ci_failures.append(f"{len(_deselected)} test(s) deselected (-k, -m or --deselect)")
+    if _skipped:
+        _ci_failures.append(f"{len(_skipped)} test(s) skipped: {', '.join(_skipped[:5])}")
+    if not config.option.collectonly:
+        _missing_versions[:] = [v for v in VERSIONS if not _passed.get(v)]
+    if (_ci_failures or _missing_versions) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _ran:
+        counts = " · ".join(f"{name} {count}" for name, count in sorted(_ran.items()))
+        terminalreporter.write_line(f"passed per tier: {counts}")
+    if _skipped and not IN_CI:
+        terminalreporter.write_line(f"skipped {len(_skipped)}: {', '.join(_skipped)}", yellow=True)
+    for reason in _ci_failures:
+        terminalreporter.write_line(f"CI=true: {reason}; the session fails.", red=True, bold=True)
     for version in _missing_versions:
         terminalreporter.write_line(
             f"CI=true: no real-server test passed against Open WebUI {version}; the session fails.",

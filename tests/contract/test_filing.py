@@ -366,13 +366,12 @@ async def test_a_folder_deleted_in_open_webui_is_created_again(
         assert record is not None and record.folder_id == second
 
 
+@pytest.mark.since((0, 6, 41))  # 0.6.15 always deletes the chats with their folder
 async def test_a_chat_moved_out_of_a_deleted_folder_is_filed_again(
     openwebui: RunningOpenWebUI, make_bridge: BridgeFactory, counting: Any
 ) -> None:
     """Open WebUI can delete a folder and keep its chats (0.6.41 can; 0.6.15 cannot);
     their next turn refiles them."""
-    if openwebui.release < (0, 6, 41):
-        pytest.skip("0.6.15 always deletes the chats with their folder")
     tag = suffix()
     name = f"Slack · #kept-{tag}"
     place = Place("slack", f"K{tag}", f"#kept-{tag}")

@@ -99,6 +99,27 @@ def test_ci_fails_a_session_without_real_server_tests(tmp_path: Path) -> None:
         assert f"no real-server test passed against Open WebUI {version}" in result.stdout
 
 
+def test_ci_fails_a_run_that_left_tests_out(tmp_path: Path) -> None:
+    source = (
+        "import pytest\n"
+        "def test_ok():\n    pass\n"
+        "def test_other():\n    pass\n"
+        "def test_skipped():\n    pytest.skip('not today')\n"
+    )
+    outside = run_pytest(tmp_path, source, PYTEST_ADDOPTS="-k 'not other'")
+    assert outside.returncode == 0, outside.stdout + outside.stderr
+    assert "skipped 1: " in outside.stdout and "test_skipped" in outside.stdout
+    result = run_pytest(tmp_path, source, CI="true", PYTEST_ADDOPTS="-k 'not other'")
+    assert result.returncode == 1, result.stdout + result.stderr
+    for reason in (
+        "was run, not the whole suite",
+        "PYTEST_ADDOPTS is set",
+        "1 test(s) deselected",
+        "1 test(s) skipped",
+    ):
+        assert "CI=true: " in result.stdout and reason in result.stdout, result.stdout
+
+
 # -- model server alone (fast) ----------------------------------------------
 
 
