@@ -6,7 +6,8 @@ Env (test controls, never bridge settings):
                                   ``every_release`` also on the boundary releases)
   OWUI_BRIDGE_TEST_SERVERS=FILE   reuse servers from ``python -m tests.harness serve``
   CI=true                         every version must run and pass a real-server
-                                  test, and the browser test may not be skipped
+                                  test, and no test may be left out (paths, -k, -m,
+                                  PYTEST_ADDOPTS, deselected or skipped)
 
 Every bridge setting (OPENWEBUI_*, BRIDGE_*, SLACK_*, DISCORD_*) is removed from
 the environment when this file is imported, before any test reads settings: the
