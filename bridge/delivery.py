@@ -35,7 +35,7 @@ class Delivery:
         self._handle = handle
         self._interval = capabilities.min_update_interval
         self._render = render
-        self._latest = ""
+        self._offered = ""  # the newest whole text, rendered only when it is shown
         self._shown = ""
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
@@ -67,10 +67,10 @@ class Delivery:
         self._pusher = asyncio.create_task(self._push())
 
     def offer(self, text: str) -> None:
-        """The newest whole text; returns at once."""
-        rendered = self._render(text)
-        if rendered and rendered != self._latest:
-            self._latest = rendered
+        """The newest whole text; returns at once. Rendering waits for the next platform
+        update: a long answer arrives in thousands of events, shown in a few dozen."""
+        if text != self._offered:
+            self._offered = text
             self._wake.set()
 
     async def _push(self) -> None:
@@ -81,8 +81,10 @@ class Delivery:
             pause = last_sent + self._interval - time.monotonic()
             if pause > 0 and await self._pause(pause):
                 return
-            text = self._latest
-            if self._closing.is_set() or text == self._shown:
+            if self._closing.is_set():
+                continue
+            text = self._render(self._offered)
+            if not text or text == self._shown:
                 continue
             try:
                 shown = await self._handle.update(text)

@@ -93,6 +93,29 @@ async def test_updates_are_spaced_and_only_the_newest_text_is_sent() -> None:
     assert delivery.updates_sent == 2
 
 
+async def test_a_text_is_rendered_only_when_it_goes_out() -> None:
+    # A long answer arrives in thousands of events; rendering each would cost more
+    # than the platform updates themselves.
+    rendered: list[str] = []
+
+    def render(text: str) -> str:
+        rendered.append(text)
+        return text.upper()
+
+    handle = Handle()
+    delivery = Delivery(handle, Capabilities(1000, INTERVAL), render)
+    await delivery.start()
+    for end in range(1, 501):
+        delivery.offer("x" * end)
+        if end % 50 == 0:
+            await asyncio.sleep(INTERVAL / 2)
+    await delivery.finish("x" * 500)
+    updates = handle.texts("update")
+    assert 2 <= len(updates) <= 10 and all(t == t.upper() for t in updates)
+    assert len(rendered) <= len(updates) + 2  # each update, the final text, one stale
+    assert handle.shown == "X" * 500
+
+
 async def test_an_update_over_budget_is_offered_again_with_the_newest_text() -> None:
     handle = Handle(refuse=1)
     delivery = await started(handle)
