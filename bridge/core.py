@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge import display, tree
 from bridge.admission import Admission
@@ -98,6 +98,13 @@ class _Found(Enum):
     CUT = "cut"  # partial text, no task: the answer will not grow any more
 
 
+class _Running(NamedTuple):
+    """A conversation's answer under way."""
+
+    turn_id: int
+    delivery: Delivery
+
+
 class Bridge:
     def __init__(
         self,
@@ -131,8 +138,7 @@ class Bridge:
         self._told_fallback: set[int] = set()  # conversations told their model is away
         self._admission = Admission(options.access, options.limits)
         self._admitting = asyncio.Lock()  # check → store → count, one question at a time
-        # conversation id → (turn id, delivery) of its answer under way
-        self._running: dict[int, tuple[int, Delivery]] = {}
+        self._running: dict[int, _Running] = {}  # by conversation id
 
     # -- what adapters use --------------------------------------------------
 
@@ -229,7 +235,7 @@ class Bridge:
         running = self._running.get(conversation.id) if conversation else None
         if running is None:
             return False
-        running[1].stopped.set()
+        running.delivery.stopped.set()
         return True
 
     async def stop_answer(self, platform: str, message_id: str) -> bool:
@@ -238,9 +244,9 @@ class Bridge:
         when nothing was stopped."""
         turn = await self._store.turn_by_reply(platform, message_id)
         running = self._running.get(turn.conversation_id) if turn else None
-        if turn is None or running is None or running[0] != turn.id:
+        if turn is None or running is None or running.turn_id != turn.id:
             return False
-        running[1].stopped.set()
+        running.delivery.stopped.set()
         return True
 
     async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
@@ -388,7 +394,7 @@ class Bridge:
             lambda text: display.visible_text(text, self._options.reasoning),
         )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
-        self._running[conversation.id] = (turn.id, delivery)
+        self._running[conversation.id] = _Running(turn.id, delivery)
         try:
             await self._settle(conversation, turn, event, delivery, result, history)
         finally:

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -562,12 +562,12 @@ class DiscordAdapter:
         @app_commands.command(name="new", description="Start a new conversation in this DM")
         @app_commands.allowed_contexts(guilds=False, dms=True, private_channels=False)
         async def new(interaction: discord.Interaction[discord.Client]) -> None:
-            await answer_privately(interaction, self._new_conversation(interaction))
+            await answer_privately(interaction, lambda: self._new_conversation(interaction))
 
         @app_commands.command(name="stop", description="Stop the answer being written here")
         @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
         async def stop(interaction: discord.Interaction[discord.Client]) -> None:
-            await answer_privately(interaction, self._steering.stop_command(interaction))
+            await answer_privately(interaction, lambda: self._steering.stop_command(interaction))
 
         self.tree.add_command(new)
         self.tree.add_command(stop)
@@ -621,12 +621,12 @@ class DiscordAdapter:
 
 
 async def answer_privately(
-    interaction: discord.Interaction[discord.Client], said: Awaitable[str]
+    interaction: discord.Interaction[discord.Client], said: Callable[[], Awaitable[str]]
 ) -> None:
     """Answer a command only its user sees. Discord drops an interaction not answered
     within 3 s, and look-ups may take longer: acknowledge first, then say it."""
     await interaction.response.defer(ephemeral=True, thinking=True)
-    await interaction.edit_original_response(content=await said)
+    await interaction.edit_original_response(content=await said())
 
 
 def _gateway_ended(task: asyncio.Task[None]) -> None:
