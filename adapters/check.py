@@ -24,7 +24,7 @@ from adapters.slack.settings import SlackSettings
 from bridge.channels import ChannelRules, Channels, load_channels
 from bridge.config import ConfigError, Settings, read_settings
 from bridge.errors import AuthRejected, BridgeError, RequestRejected
-from bridge.openwebui import JWT_FIX, OpenWebUIClient, describe_expiry, jwt_expiry
+from bridge.openwebui.client import JWT_FIX, OpenWebUIClient, describe_expiry, jwt_expiry
 from bridge.policy import describe
 
 Report = Callable[[str, bool, str], None]

@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from bridge.channels import Channels, load_channels
 from bridge.config import Settings
 from bridge.core import Bridge, CoreOptions
-from bridge.filing import ChatFiling
-from bridge.flows import flow_for
-from bridge.live import LiveEvents
-from bridge.openwebui import (
+from bridge.openwebui.client import (
     JWT_FIX,
     Credentials,
     OpenWebUIClient,
@@ -27,7 +24,10 @@ from bridge.openwebui import (
     describe_expiry,
     jwt_expiry,
 )
-from bridge.organise import Organiser
+from bridge.openwebui.filing import ChatFiling
+from bridge.openwebui.flows import flow_for
+from bridge.openwebui.live import LiveEvents
+from bridge.openwebui.organise import Organiser
 from bridge.policy import describe
 from bridge.store import Store
 from storage import open_store

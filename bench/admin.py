@@ -20,7 +20,7 @@ from pathlib import Path
 
 from adapters.runtime import open_runtime
 from bench.servers import bench_servers
-from bridge.organise import Rater
+from bridge.openwebui.organise import Rater
 from tests.contract.bridge_fixtures import RecordingReply, event, settings_for, submit
 from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
 

@@ -16,7 +16,7 @@ import time
 
 from bridge import display
 from bridge.delivery import Delivery
-from bridge.follow import AnswerState
+from bridge.openwebui.follow import AnswerState
 from bridge.reply import Capabilities
 
 

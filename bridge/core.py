@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, NamedTuple
 
-from bridge import display, tree
+from bridge import display
 from bridge.admission import Admission
 from bridge.channels import ChannelRules, Channels
 from bridge.delivery import Delivery
@@ -35,15 +35,16 @@ from bridge.errors import (
     user_message,
 )
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.filing import Filing
-from bridge.flows import ChatCreated, Started, TurnFlow, TurnRequest
-from bridge.follow import AnswerFollower
-from bridge.live import Event, LiveEvents
-from bridge.openwebui import OpenWebUIClient
-from bridge.organise import Organiser, Rater
+from bridge.openwebui import tree
+from bridge.openwebui.client import OpenWebUIClient
+from bridge.openwebui.filing import Filing
+from bridge.openwebui.flows import ChatCreated, Started, TurnFlow, TurnRequest
+from bridge.openwebui.follow import AnswerFollower
+from bridge.openwebui.live import Event, LiveEvents
+from bridge.openwebui.organise import Organiser, Rater
+from bridge.openwebui.ratings import Ratings
 from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.queue import ThreadQueue
-from bridge.ratings import Ratings
 from bridge.reply import Platform
 from bridge.store import (
     OPEN_STATUSES,

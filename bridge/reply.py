@@ -11,7 +11,7 @@ from bridge.policy import AccessPolicy, Asker
 
 if TYPE_CHECKING:
     from bridge.channels import ChannelRules
-    from bridge.organise import Rater
+    from bridge.openwebui.organise import Rater
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """An Open WebUI chat ``history`` judged from outside: written from what the web
-UI needs, independently of ``bridge.tree`` (the code under test), so a bug
+UI needs, independently of ``bridge.openwebui.tree`` (the code under test), so a bug
 there cannot hide itself in its own check.
 
 ``history = {"currentId": id, "messages": {id: message}}``; each message names

@@ -32,7 +32,7 @@ from adapters.discord.reactions import (
 )
 from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
-from bridge.organise import Rater
+from bridge.openwebui.organise import Rater
 from bridge.policy import Asker, Refusal, judge
 from bridge.reply import Intake
 

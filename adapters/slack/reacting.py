@@ -22,7 +22,7 @@ from adapters.slack.places import Places
 from adapters.slack.reactions import Action, Reaction
 from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
-from bridge.organise import Rater
+from bridge.openwebui.organise import Rater
 from bridge.policy import judge
 from bridge.reply import Intake
 

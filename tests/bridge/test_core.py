@@ -24,13 +24,13 @@ from bridge.errors import (
     TurnInterrupted,
 )
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.flows import ServerManagedFlow
+from bridge.openwebui.flows import ServerManagedFlow
 from bridge.policy import Limits
 from bridge.reply import Capabilities, SaveMessageIds
 from bridge.store import Turn, TurnStatus
 from storage.sqlite import SqliteStore, open_store
 from tests import treecheck
-from tests.bridge.fake_openwebui import Answer, FakeOpenWebUI
+from tests.bridge.openwebui.fake_openwebui import Answer, FakeOpenWebUI
 
 pytestmark = pytest.mark.timeout(20)
 

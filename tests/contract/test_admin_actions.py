@@ -19,7 +19,7 @@ from bridge.channels import ChannelRules, Channels
 from bridge.delivery import STOPPED
 from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
-from bridge.organise import Organiser, Rater
+from bridge.openwebui.organise import Organiser, Rater
 from bridge.store import TurnStatus
 from tests import treecheck
 from tests.contract.bridge_fixtures import (

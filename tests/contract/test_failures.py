@@ -10,8 +10,8 @@ from pathlib import Path
 from bridge.core import Bridge, CoreOptions
 from bridge.errors import AnswerFailed, AnswerTimedOut, ModelUnknown, OpenWebUIUnavailable
 from bridge.events import ThreadKey
-from bridge.flows import flow_for
-from bridge.openwebui import Credentials, OpenWebUIClient
+from bridge.openwebui.client import Credentials, OpenWebUIClient
+from bridge.openwebui.flows import flow_for
 from bridge.store import Store, TurnStatus
 from storage import open_store
 from tests import treecheck

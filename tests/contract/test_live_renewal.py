@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from adapters.runtime import open_runtime
-from bridge.live import LiveEvents
-from bridge.openwebui import jwt_expiry
+from bridge.openwebui.client import jwt_expiry
+from bridge.openwebui.live import LiveEvents
 from bridge.store import TurnStatus
 from tests.contract.bridge_fixtures import ask, settings_for
 from tests.harness.model_server import expected_reply

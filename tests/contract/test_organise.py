@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from adapters.runtime import Runtime
-from bridge import flows
-from bridge.organise import (
+from bridge.openwebui import flows
+from bridge.openwebui.organise import (
     FolderGone,
     FolderNameTaken,
     Organiser,

@@ -135,7 +135,7 @@ async def test_restart_continues_the_same_chat(
 def add_turn_as_other_client(server: RunningOpenWebUI, chat_id: str) -> tuple[str, str]:
     """What the web UI does when someone continues the chat: write the whole history
     with a question and a finished answer under the current message. Written by
-    hand, not with bridge.tree: the other client is not the code under test."""
+    hand, not with bridge.openwebui.tree: the other client is not the code under test."""
     history = history_of(fetch_chat(server, chat_id))
     parent_id = history["currentId"]
     user_id, answer_id = str(uuid.uuid4()), str(uuid.uuid4())

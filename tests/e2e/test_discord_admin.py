@@ -29,7 +29,7 @@ from adapters.discord.steering import STOPPED
 from adapters.runtime import Runtime, open_runtime
 from bridge.channels import load_channels
 from bridge.delivery import STOPPED as STOPPED_MARK
-from bridge.organise import Organiser
+from bridge.openwebui.organise import Organiser
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord, Message, point_discord_py_at

@@ -28,7 +28,7 @@ from adapters.slack.settings import SlackSettings
 from bridge.channels import load_channels
 from bridge.core import REGENERATE_LATEST_ONLY
 from bridge.events import PlatformEvent
-from bridge.organise import Feedback, Organiser
+from bridge.openwebui.organise import Feedback, Organiser
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, settings_for
 from tests.fakes.slack_server import BOT_USER_ID, WORKSPACE_URL, FakeSlack, Message

@@ -19,7 +19,7 @@ from bridge.admission import Admission
 from bridge.channels import ChannelRules, Channels
 from bridge.errors import QuestionRefused
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.organise import Rater
+from bridge.openwebui.organise import Rater
 from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.reply import Platform
 from tests.fakes.discord_server import FakeDiscord, point_discord_py_at

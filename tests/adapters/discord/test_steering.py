@@ -14,7 +14,7 @@ from adapters.discord.steering import NOTHING_TO_STOP, STOP_REFUSED, STOPPED
 from bridge.core import REGENERATE_LATEST_ONLY
 from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
-from bridge.organise import Rater
+from bridge.openwebui.organise import Rater
 from bridge.policy import AccessPolicy
 from tests.adapters.discord.discord_world import Core, World, discord_world, next_event
 from tests.adapters.discord.test_app import answer

@@ -37,7 +37,7 @@ from bridge.channels import ChannelRules, Channels
 from bridge.config import ConfigError
 from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
-from bridge.organise import Rater
+from bridge.openwebui.organise import Rater
 from bridge.policy import AccessPolicy, Asker, UserKind
 from bridge.reply import Platform
 from tests.fakes.slack_server import TEAM_ID, FakeSlack

@@ -18,8 +18,8 @@ import pytest
 import socketio
 from aiohttp import web
 
-from bridge.live import LiveEvents
-from bridge.openwebui import Credentials, OpenWebUIClient
+from bridge.openwebui.client import Credentials, OpenWebUIClient
+from bridge.openwebui.live import LiveEvents
 
 
 def make_jwt(exp: float, subject: str = "user-1") -> str:
@@ -130,7 +130,7 @@ async def test_a_pasted_jwt_that_expired_is_logged_once_with_the_fix(
         http=httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))),
     )
     live = LiveEvents(server.url, client)
-    caplog.set_level(logging.WARNING, logger="bridge.live")
+    caplog.set_level(logging.WARNING, logger="bridge.openwebui.live")
     await live.start()
     try:
         await until(lambda: len(server.join_tokens) == 1)
@@ -152,7 +152,7 @@ async def test_close_is_not_reported_as_a_lost_connection(
     server: SocketServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     live = LiveEvents(server.url, Tokens(lifetime=3600))
-    caplog.set_level(logging.INFO, logger="bridge.live")
+    caplog.set_level(logging.INFO, logger="bridge.openwebui.live")
     await live.start()
     await live.close()
     assert not live.connected

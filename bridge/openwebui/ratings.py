@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bridge.organise import Organiser, Rater, Rating
+from bridge.openwebui.organise import Organiser, Rater, Rating
 from bridge.store import RatingRecord, Store
 
 log = logging.getLogger(__name__)

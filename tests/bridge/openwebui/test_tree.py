@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import tree
+from bridge.openwebui import tree
 
 
 def three_turns() -> tuple[tree.History, list[str]]:

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bridge import tree
 from bridge.errors import AuthRejected, BridgeError, RequestRejected
-from bridge.openwebui import OpenWebUIClient, ServerInfo
+from bridge.openwebui import tree
+from bridge.openwebui.client import OpenWebUIClient, ServerInfo
 
 Vote = Literal[1, -1]
 

@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from bridge.errors import AuthRejected, ReleaseUnsupported
-from bridge.openwebui import Credentials, OpenWebUIClient, ServerInfo, jwt_expired, jwt_expiry
+from bridge.openwebui.client import (
+    Credentials,
+    OpenWebUIClient,
+    ServerInfo,
+    jwt_expired,
+    jwt_expiry,
+)
 
 EMAIL = "bot@example.com"
 PASSWORD = "pw-Very-Secret-1"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.organise import FolderGone, FoldersDisabled, Organiser, tag_id, taggable
+from bridge.openwebui.organise import FolderGone, FoldersDisabled, Organiser, tag_id, taggable
 from bridge.store import Conversation, FolderRecord, Store
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """How a turn gets into an Open WebUI chat, per server generation (the boundaries
-are ``ServerInfo``'s, in ``bridge/openwebui.py``; ``flow_for`` picks the flow).
+are ``ServerInfo``'s, in ``bridge/openwebui/client.py``; ``flow_for`` picks the flow).
 
 - 0.9.0 and later: the server inserts the turn itself (``user_message`` +
   ``parent_id``): one request, nothing else in the chat is touched.
@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge import tree
 from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected
-from bridge.openwebui import OpenWebUIClient
+from bridge.openwebui import tree
+from bridge.openwebui.client import OpenWebUIClient
 
 log = logging.getLogger(__name__)
 

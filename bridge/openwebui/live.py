@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import socketio
 
 from bridge.errors import BridgeError
-from bridge.openwebui import jwt_expired
+from bridge.openwebui.client import jwt_expired
 
 log = logging.getLogger(__name__)
 

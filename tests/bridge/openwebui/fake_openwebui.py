@@ -1,6 +1,6 @@
 """A small in-process Open WebUI 0.12.x for pure-logic tests of the core.
 
-Only what ``bridge.flows.ServerManagedFlow`` and the follower use, served through
+Only what ``bridge.openwebui.flows.ServerManagedFlow`` and the follower use, served through
 ``httpx.MockTransport``; the real protocol is covered by the real-server tests.
 A completion inserts the question and an empty answer under ``parent_id`` (as
 0.12.x does) and hands the answer to ``on_completion``: by default it is
@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bridge.openwebui import Credentials, OpenWebUIClient
+from bridge.openwebui.client import Credentials, OpenWebUIClient
 
 VERSION = "0.12.4"
 BASE_URL = "http://owui.test"

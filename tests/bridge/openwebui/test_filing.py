@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.filing import DM_PLACE, FilingState, place_of
+from bridge.openwebui.filing import DM_PLACE, FilingState, place_of
 
 BASE = PlatformEvent(
     event_id="e1",

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import tree
 from bridge.errors import AnswerFailed, AnswerTimedOut
-from bridge.live import Event
-from bridge.openwebui import OpenWebUIClient
+from bridge.openwebui import tree
+from bridge.openwebui.client import OpenWebUIClient
+from bridge.openwebui.live import Event
 
 OnText = Callable[[str], Awaitable[None]]
 
