@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.inbound import SlackMessage
 from adapters.slack.reply import CALL_ERRORS
+from bridge.cache import Lookups
 from bridge.policy import AccessPolicy, Asker, Refusal, UserKind, judge
 
 log = logging.getLogger(__name__)
@@ -57,54 +57,6 @@ class SlackUser:
     bot: bool = False  # an app's bot user (its reactions are not a person's)
 
 
-class Cache(Generic[V]):
-    """Values for ``ttl`` seconds, at most ``size`` of them; one look-up per key at a time."""
-
-    def __init__(self, ttl: float, size: int, clock: Callable[[], float]) -> None:
-        self._ttl, self._size, self._clock = ttl, size, clock
-        self._values: OrderedDict[str, tuple[float, V]] = OrderedDict()
-        self._pending: dict[str, asyncio.Task[V | None]] = {}
-
-    def peek(self, key: str) -> V | None:
-        """The value however old (for facts that rarely change, such as a home team)."""
-        found = self._values.get(key)
-        return found[1] if found is not None else None
-
-    def put(self, key: str, value: V) -> None:
-        """Keep ``value`` as fresh (news from an event, not a look-up)."""
-        self._values.pop(key, None)
-        self._values[key] = (self._clock(), value)
-        while len(self._values) > self._size:
-            self._values.popitem(last=False)
-
-    async def get(
-        self, key: str, fetch: Callable[[], Awaitable[V | None]], within: float | None
-    ) -> V | None:
-        """The cached value, else ``fetch()``'s (kept unless None); None when it takes
-        longer than ``within`` seconds."""
-        found = self._values.get(key)
-        if found is not None and self._clock() - found[0] < self._ttl:
-            return found[1]
-        task = self._pending.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._fetch(key, fetch))
-            self._pending[key] = task
-        try:
-            # Shielded: a caller giving up leaves the look-up to finish for the next one.
-            return await asyncio.wait_for(asyncio.shield(task), within)
-        except TimeoutError:
-            return None
-
-    async def _fetch(self, key: str, fetch: Callable[[], Awaitable[V | None]]) -> V | None:
-        try:
-            value = await fetch()
-        finally:
-            del self._pending[key]
-        if value is not None:
-            self.put(key, value)
-        return value
-
-
 class Facts:
     """Look-ups about users and user groups, cached."""
 
@@ -118,8 +70,8 @@ class Facts:
     ) -> None:
         self._client = client
         self._timeout = timeout
-        self._users: Cache[SlackUser] = Cache(ttl, CACHE_SIZE, clock)
-        self._groups: Cache[frozenset[str]] = Cache(ttl, CACHE_SIZE, clock)
+        self._users: Lookups[str, SlackUser] = Lookups(ttl, CACHE_SIZE, clock)
+        self._groups: Lookups[str, frozenset[str]] = Lookups(ttl, CACHE_SIZE, clock)
 
     def known(self, user_id: str) -> SlackUser | None:
         """The user as last looked up, without a call."""

@@ -19,7 +19,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.facts import FAILED, Cache, describe
+from adapters.slack.facts import FAILED, describe
+from bridge.cache import Lookups
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Places:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._infos: Cache[ChannelInfo] = Cache(ttl, CACHE_SIZE, clock)
+        self._infos: Lookups[str, ChannelInfo] = Lookups(ttl, CACHE_SIZE, clock)
         self._kinds: OrderedDict[str, str] = OrderedDict()
 
     def learn(self, channel: str, kind: str) -> None:
