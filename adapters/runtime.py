@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bridge.channels import Channels, load_channels
 from bridge.config import Settings
-from bridge.core import Bridge, CoreOptions
+from bridge.intake import Bridge
 from bridge.openwebui.client import (
     JWT_FIX,
     Credentials,
@@ -28,6 +28,7 @@ from bridge.openwebui.filing import ChatFiling
 from bridge.openwebui.flows import flow_for
 from bridge.openwebui.live import LiveEvents
 from bridge.openwebui.organise import Organiser
+from bridge.options import CoreOptions
 from bridge.policy import describe
 from bridge.store import Store
 from storage import open_store

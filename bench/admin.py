@@ -21,7 +21,7 @@ from pathlib import Path
 from adapters.runtime import open_runtime
 from bench.servers import bench_servers
 from bridge.openwebui.organise import Rater
-from tests.contract.bridge_fixtures import RecordingReply, event, settings_for, submit
+from tests.contract.bridge_fixtures import RecordingReply, event, rate, settings_for, submit
 from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
 
 
@@ -51,11 +51,9 @@ async def measure(server: RunningOpenWebUI, ratings: int) -> dict[str, object]:
             message = replies[-1].message_id
             for n in range(ratings):
                 started = time.perf_counter()
-                await runtime.bridge.rate("test", message, rater, 1 if n % 2 == 0 else -1)
+                await rate(runtime, message, rater, 1 if n % 2 == 0 else -1)
                 timings.append(time.perf_counter() - started)
-            await runtime.bridge.rate(
-                "test", message, rater, 1 if ratings % 2 else -1, removed=True
-            )
+            await rate(runtime, message, rater, 1 if ratings % 2 else -1, removed=True)
     return {"requests": counts, "timings": timings}
 
 

@@ -30,9 +30,15 @@ def _same(text: str) -> str:
 
 class Delivery:
     def __init__(
-        self, handle: ReplyHandle, capabilities: Capabilities, render: Render = _same
+        self,
+        handle: ReplyHandle,
+        capabilities: Capabilities,
+        render: Render = _same,
+        *,
+        replacing: bool = False,  # a regenerate: its messages hold the answer it replaces
     ) -> None:
         self._handle = handle
+        self._replacing = replacing
         self._interval = capabilities.min_update_interval
         self._render = render
         self._offered = ""  # the newest whole text, rendered only when it is shown
@@ -144,6 +150,11 @@ class Delivery:
         await self._halt()
         if self._finishing:
             return  # the stop came from ``finish`` itself: the reply has had its last call
+        if self._replacing and not self._shown.strip():
+            # Nothing of the new answer shown: the messages still hold the answer it was
+            # to replace, which stays whole with the notice beside it (as on a failure).
+            await self.fail(STOPPED_EARLY)
+            return
         try:
             await self._handle.finish(stopped_text(self._shown))
         except Exception as exc:
@@ -164,6 +175,7 @@ class Delivery:
 
 
 STOPPED = "_(stopped)_"
+STOPPED_EARLY = "Stopped before the new answer was written."
 
 
 def stopped_text(shown: str) -> str:

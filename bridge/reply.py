@@ -10,8 +10,8 @@ from bridge.events import PlatformEvent, ThreadKey
 from bridge.policy import AccessPolicy, Asker
 
 if TYPE_CHECKING:
+    from bridge.actions import Acted, Action
     from bridge.channels import ChannelRules
-    from bridge.openwebui.organise import Rater
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Platform(Protocol):
 
 
 class Intake(Protocol):
-    """What an adapter needs of the core (``bridge.core.Bridge`` is one)."""
+    """What an adapter needs of the core (``bridge.intake.Bridge`` is one)."""
 
     def register(self, platform: Platform) -> None: ...
 
@@ -100,28 +100,10 @@ class Intake(Protocol):
         """How ``channel`` behaves (``respond_to``, ``suggested_prompts``, …)."""
         ...
 
-    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
-        """The thread whose answer occupies platform message ``message_id``."""
+    async def act(self, action: Action) -> Acted:
+        """A person's 👍/👎/⏹/🔁 on an answer's message, decided by the core."""
         ...
 
     async def stop(self, key: ThreadKey) -> bool:
-        """Stop the thread's answer under way; False if none."""
-        ...
-
-    async def stop_answer(self, platform: str, message_id: str) -> bool:
-        """Stop the answer in ``message_id`` if it is the one being written; False if not."""
-        ...
-
-    async def rate(
-        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
-    ) -> bool:
-        """👍 (1) / 👎 (-1) added, or taken back (``removed``), on an answer's message."""
-        ...
-
-    async def regenerate(
-        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
-    ) -> object:
-        """Another answer to the question answered in ``message_id``, asked by
-        ``asker_id`` (counted like a question); raises ``QuestionRefused`` (notice) when
-        it cannot be redone."""
+        """Stop the thread's answer under way (a command); False if none."""
         ...

@@ -6,13 +6,14 @@ import asyncio
 import getpass
 import secrets
 import sys
+import threading
 import uuid
 from typing import TextIO
 
 from adapters.console.reply import Console
-from bridge.core import Bridge
 from bridge.errors import QuestionRefused
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.intake import Bridge
 
 NEW_THREAD = "/new"
 QUIT = {"/quit", "/exit"}
@@ -26,15 +27,40 @@ def thread_key(name: str) -> ThreadKey:
     return ThreadKey(platform="console", workspace="", channel="terminal", thread=name)
 
 
-async def _read_line(stream: TextIO, prompt: str | None) -> str | None:
-    def read() -> str | None:
-        if prompt:
-            sys.stderr.write(prompt)
-            sys.stderr.flush()
-        line = stream.readline()
-        return None if line == "" else line.rstrip("\n")
+class _Lines:
+    """Lines typed at the terminal, read by a daemon thread when asked for. Ctrl-C
+    exits at once: asyncio joins its own executor's threads at exit, so a ``readline``
+    there would wait for Enter; a daemon thread is left behind."""
 
-    return await asyncio.to_thread(read)
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._asked = threading.Semaphore(0)
+        self._prompt: str | None = None
+        threading.Thread(target=self._read, name="terminal input", daemon=True).start()
+
+    async def next(self, prompt: str | None) -> str | None:
+        """The next line (None at end of input), ``prompt`` shown first."""
+        self._prompt = prompt
+        self._asked.release()
+        return await self._lines.get()
+
+    def _read(self) -> None:
+        while True:
+            self._asked.acquire()
+            if self._prompt:
+                sys.stderr.write(self._prompt)
+                sys.stderr.flush()
+            line = self._stream.readline()
+            try:
+                self._loop.call_soon_threadsafe(
+                    self._lines.put_nowait, None if line == "" else line.rstrip("\n")
+                )
+            except RuntimeError:
+                return  # the loop is closed: the program is exiting
+            if line == "":
+                return
 
 
 async def run_chat(
@@ -56,8 +82,9 @@ async def run_chat(
     stderr.write(f"[bridge] thread {name} (resume it with --thread {name})\n")
     user = getpass.getuser()
     failures = 0
+    lines = _Lines(stdin)
     while True:
-        line = await _read_line(stdin, "you> " if interactive else None)
+        line = await lines.next("you> " if interactive else None)
         if line is None or line.strip() in QUIT:
             return failures
         text = line.strip()

@@ -9,9 +9,10 @@ reaction means; custom server emoji mean nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import discord
+
+from bridge.actions import Reacted, act_of
 
 THUMBS_UP = "\U0001f44d"
 THUMBS_DOWN = "\U0001f44e"
@@ -22,24 +23,17 @@ _VARIATION_SELECTOR = "\ufe0f"
 _SKIN_TONES = range(0x1F3FB, 0x1F400)
 
 
-class Action(Enum):
-    UP = "up"
-    DOWN = "down"
-    STOP = "stop"
-    REGENERATE = "regenerate"
-
-
 ACTIONS = {
-    THUMBS_UP: Action.UP,
-    THUMBS_DOWN: Action.DOWN,
-    STOP_BUTTON: Action.STOP,
-    STOP_SIGN: Action.STOP,
-    REPEAT: Action.REGENERATE,
+    THUMBS_UP: Reacted.UP,
+    THUMBS_DOWN: Reacted.DOWN,
+    STOP_BUTTON: Reacted.STOP,
+    STOP_SIGN: Reacted.STOP,
+    REPEAT: Reacted.REGENERATE,
 }
-VOTES = {Action.UP: 1, Action.DOWN: -1}
+VOTES = {Reacted.UP: 1, Reacted.DOWN: -1}
 
 
-def action_of(name: str | None, *, custom: bool = False) -> Action | None:
+def action_of(name: str | None, *, custom: bool = False) -> Reacted | None:
     """The action a reaction's emoji asks for; None: an emoji the bridge ignores."""
     if custom or not name:
         return None
@@ -51,7 +45,7 @@ def action_of(name: str | None, *, custom: bool = False) -> Action | None:
 class Reaction:
     """One reaction added or removed, as plain values."""
 
-    action: Action
+    action: Reacted
     added: bool
     user_id: str
     channel_id: str
@@ -89,7 +83,7 @@ def worth_handling(reaction: Reaction, bot_id: str) -> bool:
         return False
     if reaction.message_author_id and reaction.message_author_id != bot_id:
         return False  # on someone else's message: never an answer
-    return reaction.added or reaction.action in VOTES
+    return act_of(reaction.action, reaction.added) is not None
 
 
 def reacted_channel(event_id: str) -> str | None:

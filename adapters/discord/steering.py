@@ -6,8 +6,8 @@ person's reaction is ignored without a word. Reactions from bots (the bridge
 included), on other people's messages, and with emoji that mean nothing here
 cost no call. Votes are handled one at a time in delivery order, so 👍 then 👎
 leaves 👎. Which answer a message holds, and whether it can be rated, stopped or
-redone, is the core's business (``Intake.rate``, ``answer_thread``, ``stop``,
-``regenerate``); a message that holds no answer is ignored there.
+redone, is the core's business (``Intake.act``); a message that holds no answer
+is ignored there.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ from adapters.discord.facts import AskerFacts
 from adapters.discord.inbound import PLATFORM
 from adapters.discord.reactions import (
     VOTES,
-    Action,
     Reaction,
     from_raw,
     regenerate_event_id,
     worth_handling,
 )
-from bridge.errors import QuestionRefused
+from bridge.actions import Act, Action, Reacted, act_of
 from bridge.events import ThreadKey
 from bridge.openwebui.organise import Rater
 from bridge.policy import Asker, Refusal, judge
@@ -86,57 +85,44 @@ class Steering:
                 log.exception("could not handle a reaction on message %s", reaction.message_id)
 
     async def _handle(self, reaction: Reaction, member: discord.Member | None) -> None:
+        acting = act_of(reaction.action, reaction.added)
+        if acting is None:
+            return
+        act, vote = acting
         asker = await self._facts.of_reaction(
             reaction.guild_id, reaction.channel_id, reaction.user_id, member
         )
-        refusal = Refusal.UNVERIFIED if asker is None else judge(self._bridge.access, asker)
-        if refusal is not None:
-            log.info(
-                "reaction %s by %s ignored: %s", reaction.action.value, reaction.user_id, refusal
-            )
+        if asker is None:
+            log.info("reaction by %s ignored: %s", reaction.user_id, Refusal.UNVERIFIED)
             return
-        if reaction.action in VOTES:
-            await self._vote(reaction, member)
-        elif reaction.action is Action.STOP:
-            if await self._bridge.stop_answer(PLATFORM, reaction.message_id):
-                log.info(
-                    "answer in %s stopped by %s (reaction)", reaction.message_id, reaction.user_id
-                )
-        else:
-            await self._regenerate(reaction)
-
-    async def _vote(self, reaction: Reaction, member: discord.Member | None) -> None:
-        if member is not None:
-            name = member.display_name
-        elif reaction.added:
-            name = await self._name_of(reaction.guild_id, reaction.user_id)
-        else:
-            name = reaction.user_id  # taking a vote back needs no name
-        await self._bridge.rate(
-            PLATFORM,
-            reaction.message_id,
-            Rater(PLATFORM, reaction.user_id, name),
-            VOTES[reaction.action],
-            removed=not reaction.added,
+        event_id = ""
+        if act is Act.REGENERATE:
+            version = await self._answer_version(reaction)
+            if version is None:
+                return
+            event_id = regenerate_event_id(reaction, version)
+        acted = await self._bridge.act(
+            Action(
+                act=act,
+                platform=PLATFORM,
+                message_id=reaction.message_id,
+                person=Rater(PLATFORM, reaction.user_id, await self._name(reaction, member)),
+                asker=asker,
+                event_id=event_id,
+                vote=vote,
+            )
         )
-
-    async def _regenerate(self, reaction: Reaction) -> None:
-        version = await self._answer_version(reaction)
-        if version is None:
-            return
-        try:
-            await self._bridge.regenerate(
-                PLATFORM,
-                reaction.message_id,
-                regenerate_event_id(reaction, version),
-                reaction.user_id,
+        if acted.notice is not None:  # a refused 🔁, told to the reacting person
+            await self._tell(
+                reaction.channel_id, reaction.guild_id, reaction.message_id, acted.notice
             )
-        except QuestionRefused as refused:
-            log.info("regenerate of %s refused: %s", reaction.message_id, refused.reason)
-            if refused.notice is not None:
-                await self._tell(
-                    reaction.channel_id, reaction.guild_id, reaction.message_id, refused.notice
-                )
+
+    async def _name(self, reaction: Reaction, member: discord.Member | None) -> str:
+        if member is not None:
+            return member.display_name
+        if reaction.added and reaction.action in (Reacted.UP, Reacted.DOWN):
+            return await self._name_of(reaction.guild_id, reaction.user_id)
+        return reaction.user_id  # taking a vote back, ⏹ and 🔁 need no name
 
     async def _answer_version(self, reaction: Reaction) -> int | None:
         """When the reacted message last changed (ms): a regenerate edits it, so the next

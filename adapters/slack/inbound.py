@@ -98,8 +98,9 @@ def decide(
     respond_to: RespondTo = "mentions",
 ) -> Decision:
     """``respond_to`` is the channel's rule: "off" answers nothing there (not even a
-    mention or a thread the bot is in), "all" also answers every top-level message."""
-    if message.user == bot_user_id or respond_to == "off":
+    mention or a thread the bot is in), "all" also answers every top-level message.
+    DMs follow ``BRIDGE_ALLOW_DMS`` instead, as on Discord."""
+    if message.user == bot_user_id or (respond_to == "off" and not message.is_dm):
         return Decision(False)
     if known_thread:
         return Decision(True)

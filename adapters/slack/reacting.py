@@ -19,11 +19,10 @@ from adapters.slack.facts import Facts
 from adapters.slack.inbound import SlackMessage
 from adapters.slack.notices import Notices
 from adapters.slack.places import Places
-from adapters.slack.reactions import Action, Reaction
-from bridge.errors import QuestionRefused
-from bridge.events import ThreadKey
+from adapters.slack.reactions import Reaction
+from bridge.actions import Action, Reacted, act_of
 from bridge.openwebui.organise import Rater
-from bridge.policy import judge
+from bridge.policy import Asker
 from bridge.reply import Intake
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class Reactions:
     def take(self, reaction: Reaction) -> None:
         """Apply ``reaction`` in the background (the event is acknowledged now)."""
         what = f"reaction {reaction.name} on {reaction.ts}"
-        if reaction.action is Action.STOP:
+        if reaction.action is Reacted.STOP:
             self._chores.spawn(self._apply(reaction), what)
         else:
             self._chores.spawn(self._apply_in_order(reaction), what)
@@ -62,27 +61,35 @@ class Reactions:
             await self._apply(reaction)
 
     async def _apply(self, reaction: Reaction) -> None:
-        key = await self._bridge.answer_thread(PLATFORM, reaction.ts)
-        if key is None:
-            return  # not an answer of the bridge
-        if not await self._admitted(reaction):
+        acting = act_of(reaction.action, not reaction.removed) if reaction.action else None
+        if acting is None:
             return
-        action = reaction.action
-        if action is Action.STOP:
-            await self._stop(key, reaction)
-        elif action is Action.REGENERATE:
-            await self._regenerate(key, reaction)
-        elif action is not None and action.vote:
-            await self._rate(reaction, action.vote)
-
-    async def _admitted(self, reaction: Reaction) -> bool:
-        """The reacting person is a person who may ask here, in a channel the bot
-        answers in."""
-        if self._bridge.rules(reaction.channel).respond_to == "off":
-            return False
         user = await self._facts.user(reaction.user)
         if user is not None and user.bot:
-            return False
+            return  # an app's reaction is not a person's
+        act, vote = acting
+        acted = await self._bridge.act(
+            Action(
+                act=act,
+                platform=PLATFORM,
+                message_id=reaction.ts,
+                person=Rater(PLATFORM, reaction.user, await self._facts.name(reaction.user)),
+                asker=await self._asker(reaction),
+                event_id=reaction.event_id,
+                vote=vote,
+            )
+        )
+        if acted.notice and acted.thread:  # a refused 🔁, told to the reacting person alone
+            self._notices.show(
+                reaction.channel,
+                reaction.user,
+                acted.notice,
+                acted.thread.thread,
+                key=reaction.event_id,
+            )
+
+    async def _asker(self, reaction: Reaction) -> Asker:
+        """The facts the access rules judge, as for a message by the reacting person."""
         direct = await self._places.direct(reaction.channel)
         as_message = SlackMessage(
             team=reaction.team,
@@ -95,39 +102,4 @@ class Reactions:
             user_team=reaction.user_team,
             enterprise=reaction.enterprise,
         )
-        access = self._bridge.access
-        refusal = judge(access, await self._facts.asker(as_message, access))
-        if refusal is not None:
-            log.info(
-                "reaction %s by %s in %s ignored: %s",
-                reaction.name,
-                reaction.user,
-                reaction.channel,
-                refusal.value,
-            )
-            return False
-        return True
-
-    async def _rate(self, reaction: Reaction, vote: int) -> None:
-        rater = Rater(PLATFORM, reaction.user, await self._facts.name(reaction.user))
-        await self._bridge.rate(PLATFORM, reaction.ts, rater, vote, removed=reaction.removed)
-
-    async def _stop(self, key: ThreadKey, reaction: Reaction) -> None:
-        # Only the answer under way stops (the core decides): ⏹ on an earlier answer of
-        # the thread does not cut off the one being written now.
-        if await self._bridge.stop_answer(PLATFORM, reaction.ts):
-            log.info("answer in %s stopped by %s (reaction)", key.thread, reaction.user)
-
-    async def _regenerate(self, key: ThreadKey, reaction: Reaction) -> None:
-        try:
-            await self._bridge.regenerate(PLATFORM, reaction.ts, reaction.event_id, reaction.user)
-        except QuestionRefused as refused:
-            log.info("regenerate in %s refused: %s", key.thread, refused.reason)
-            if refused.notice:
-                self._notices.show(
-                    reaction.channel,
-                    reaction.user,
-                    refused.notice,
-                    key.thread,
-                    key=reaction.event_id,
-                )
+        return await self._facts.asker(as_message, self._bridge.access)

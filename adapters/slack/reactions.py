@@ -9,30 +9,18 @@ Slack names reactions by their short names; a skin tone comes as a suffix
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
+from bridge.actions import Reacted, act_of
 
-class Action(Enum):
-    UP = "up"
-    DOWN = "down"
-    STOP = "stop"
-    REGENERATE = "regenerate"
-
-    @property
-    def vote(self) -> int:
-        """The rating this action gives (0: not a rating)."""
-        return {Action.UP: 1, Action.DOWN: -1}.get(self, 0)
-
-
-ACTIONS: dict[str, Action] = {
-    "+1": Action.UP,
-    "thumbsup": Action.UP,
-    "-1": Action.DOWN,
-    "thumbsdown": Action.DOWN,
-    "black_square_for_stop": Action.STOP,
-    "stop_button": Action.STOP,
-    "repeat": Action.REGENERATE,
+ACTIONS: dict[str, Reacted] = {
+    "+1": Reacted.UP,
+    "thumbsup": Reacted.UP,
+    "-1": Reacted.DOWN,
+    "thumbsdown": Reacted.DOWN,
+    "black_square_for_stop": Reacted.STOP,
+    "stop_button": Reacted.STOP,
+    "repeat": Reacted.REGENERATE,
 }
 EVENTS = ("reaction_added", "reaction_removed")
 
@@ -53,7 +41,7 @@ class Reaction:
     enterprise: str | None = None
 
     @property
-    def action(self) -> Action | None:
+    def action(self) -> Reacted | None:
         return ACTIONS.get(self.name)
 
     @property
@@ -99,4 +87,4 @@ def wanted(reaction: Reaction, bot_user_id: str) -> bool:
         return False
     if reaction.item_user and reaction.item_user != bot_user_id:
         return False
-    return not reaction.removed or bool(action.vote)
+    return act_of(action, not reaction.removed) is not None

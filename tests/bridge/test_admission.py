@@ -13,7 +13,7 @@ from bridge.admission import Admission
 from bridge.errors import QuestionRefused
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.policy import AccessPolicy, Asker, Limits, Refusal, UserKind
-from tests.bridge.test_core import BridgeMaker, Setup, make_bridge, question, s, until
+from tests.bridge.test_intake import BridgeMaker, Setup, make_bridge, question, s, until
 
 __all__ = ["make_bridge", "s"]  # fixtures shared with the core tests
 
@@ -37,7 +37,7 @@ async def test_a_refused_asker_leaves_no_trace(
     make_bridge: BridgeMaker, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = await make_bridge(access=AccessPolicy(denied_users=frozenset({"u1"})))
-    caplog.set_level(logging.INFO, "bridge.core")
+    caplog.set_level(logging.INFO, "bridge.intake")
     error = await refused(s, question("what is the secret plan", message_id="m1"))
     assert error.reason == Refusal.DENIED_USER.value
     assert error.notice == "Sorry, you don't have access to this assistant."

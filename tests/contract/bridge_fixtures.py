@@ -15,10 +15,12 @@ from typing import Any, Literal
 import httpx
 
 from adapters.runtime import Runtime, open_runtime
+from bridge.actions import Act, Acted, Action, Outcome
 from bridge.config import Settings, load_settings
-from bridge.core import TurnResult
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.openwebui.organise import Rater
 from bridge.reply import Capabilities, SaveMessageIds
+from bridge.turns import TurnResult
 from tests.harness.openwebui import RunningOpenWebUI
 
 MODEL = "fake-model"
@@ -178,3 +180,33 @@ def fetch_chat(server: RunningOpenWebUI, chat_id: str) -> dict[str, Any]:
 def history_of(chat: dict[str, Any]) -> dict[str, Any]:
     history: dict[str, Any] = chat["chat"]["history"]
     return history
+
+
+# -- what people do to answers, as an adapter sends it ------------------------------
+
+
+async def rate(
+    runtime: Runtime, message_id: str, rater: Rater, vote: int, *, removed: bool = False
+) -> bool:
+    """👍/👎 (``removed``: taken back) on ``message_id``, written at once (not settled).
+    True when the message holds an answer."""
+    act = Act.UNRATE if removed else Act.RATE
+    acted = await runtime.bridge.act(Action(act, "test", message_id, rater, None, vote=vote))
+    await runtime.bridge.write_ratings()
+    return acted.outcome is Outcome.DONE
+
+
+async def stop_answer(runtime: Runtime, message_id: str) -> bool:
+    """⏹ on ``message_id``: True when it stopped the answer being written."""
+    acted = await runtime.bridge.act(Action(Act.STOP, "test", message_id, SOMEONE, None))
+    return acted.outcome is Outcome.DONE
+
+
+async def regenerate(runtime: Runtime, message_id: str, event_id: str) -> Acted:
+    """🔁 on ``message_id``."""
+    return await runtime.bridge.act(
+        Action(Act.REGENERATE, "test", message_id, SOMEONE, None, event_id)
+    )
+
+
+SOMEONE = Rater("test", "u-someone", "Someone")

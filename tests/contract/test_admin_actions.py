@@ -17,7 +17,6 @@ import pytest
 from adapters.runtime import Runtime, open_runtime
 from bridge.channels import ChannelRules, Channels
 from bridge.delivery import STOPPED
-from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
 from bridge.openwebui.organise import Organiser, Rater
 from bridge.store import TurnStatus
@@ -30,7 +29,10 @@ from tests.contract.bridge_fixtures import (
     fetch_chat,
     history_of,
     platform_of,
+    rate,
+    regenerate,
     settings_for,
+    stop_answer,
     submit,
 )
 from tests.harness.model_server import expected_reply
@@ -84,23 +86,23 @@ async def test_reactions_become_one_rating_per_person(runtime: Runtime) -> None:
     answer_id = history_of(fetch_chat_of(runtime, result.chat_id))["currentId"]
     message = reply.message_id
     try:
-        assert await runtime.bridge.rate("test", message, ALICE, 1)
-        assert await runtime.bridge.rate("test", message, ALICE, -1)  # changes her mind
+        assert await rate(runtime, message, ALICE, 1)
+        assert await rate(runtime, message, ALICE, -1)  # changes her mind
         assert await my_feedbacks(runtime, answer_id) == [("u-alice", -1)]
         # Taking back the 👍 she no longer holds changes nothing; the 👎 removes it.
-        assert await runtime.bridge.rate("test", message, ALICE, 1, removed=True)
+        assert await rate(runtime, message, ALICE, 1, removed=True)
         assert await my_feedbacks(runtime, answer_id) == [("u-alice", -1)]
-        assert await runtime.bridge.rate("test", message, ALICE, -1, removed=True)
+        assert await rate(runtime, message, ALICE, -1, removed=True)
         assert await my_feedbacks(runtime, answer_id) == []
         # Two people, two records.
-        await runtime.bridge.rate("test", message, ALICE, 1)
-        await runtime.bridge.rate("test", message, BOB, 1)
+        await rate(runtime, message, ALICE, 1)
+        await rate(runtime, message, BOB, 1)
         assert await my_feedbacks(runtime, answer_id) == [("u-alice", 1), ("u-bob", 1)]
         # A message that holds no answer of the bridge is not rated.
-        assert not await runtime.bridge.rate("test", "some-other-message", ALICE, 1)
+        assert not await rate(runtime, "some-other-message", ALICE, 1)
     finally:
         for rater in (ALICE, BOB):
-            await runtime.bridge.rate("test", message, rater, 1, removed=True)
+            await rate(runtime, message, rater, 1, removed=True)
 
 
 async def test_a_stop_keeps_what_was_shown_and_the_thread_continues(runtime: Runtime) -> None:
@@ -136,12 +138,12 @@ async def test_stop_on_an_earlier_answer_leaves_the_one_being_written(runtime: R
     while not reply.updates and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     # ⏹ on the earlier answer: nothing stops; ⏹ on the answer being written stops it.
-    assert not await runtime.bridge.stop_answer("test", earlier.message_id)
-    assert await runtime.bridge.stop_answer("test", reply.message_id)
+    assert not await stop_answer(runtime, earlier.message_id)
+    assert await stop_answer(runtime, reply.message_id)
     result = await pending
     assert result.status is TurnStatus.STOPPED
     assert reply.final is not None and reply.final.endswith(STOPPED)
-    assert not await runtime.bridge.stop_answer("test", reply.message_id)  # nothing left
+    assert not await stop_answer(runtime, reply.message_id)  # nothing left
 
 
 async def test_stop_on_an_earlier_answer_never_cuts_off_the_current_one(
@@ -153,7 +155,7 @@ async def test_stop_on_an_earlier_answer_never_cuts_off_the_current_one(
     pending = await submit(runtime, event(question, "t-stop-keep"), reply)
     while not reply.updates:
         await asyncio.sleep(0.05)
-    assert not await runtime.bridge.stop_answer("test", earlier.message_id)
+    assert not await stop_answer(runtime, earlier.message_id)
     result = await pending
     assert result.status is TurnStatus.DONE
     assert reply.final == expected_reply(question)
@@ -164,16 +166,15 @@ async def test_regenerate_adds_a_sibling_the_thread_continues_under(runtime: Run
     second_reply, second = await ask(runtime, "second question", "t-regen")
     assert first.chat_id and second.status is TurnStatus.DONE
     # Only the latest answer can be redone.
-    with pytest.raises(QuestionRefused) as refused:
-        await runtime.bridge.regenerate("test", first_reply.message_id, "ev-r0")
-    assert refused.value.notice and "latest" in refused.value.notice
+    refused = await regenerate(runtime, first_reply.message_id, "ev-r0")
+    assert refused.notice and "latest" in refused.notice
 
     before = history_of(fetch_chat_of(runtime, first.chat_id))
     old_answer = before["currentId"]
     question_id = before["messages"][old_answer]["parentId"]
-    pending = await runtime.bridge.regenerate("test", second_reply.message_id, "ev-r1")
+    pending = (await regenerate(runtime, second_reply.message_id, "ev-r1")).answer
     assert pending is not None
-    assert await runtime.bridge.regenerate("test", second_reply.message_id, "ev-r1") is None
+    assert (await regenerate(runtime, second_reply.message_id, "ev-r1")).answer is None
     again = await pending
     assert again.status is TurnStatus.DONE
 
@@ -234,9 +235,8 @@ async def test_regenerate_waits_until_nothing_else_of_the_thread_is_answered(
     pending = await submit(runtime, second, second_reply)
     while not second_reply.updates:
         await asyncio.sleep(0.05)
-    with pytest.raises(QuestionRefused) as refused:
-        await runtime.bridge.regenerate("test", first_reply.message_id, "ev-race")
-    assert refused.value.notice and "still answering" in refused.value.notice
+    refused = await regenerate(runtime, first_reply.message_id, "ev-race")
+    assert refused.notice and "still answering" in refused.notice
     assert (await pending).status is TurnStatus.DONE
 
     _, third = await ask(runtime, "third question", "t-regen-race")
@@ -257,7 +257,7 @@ async def test_regenerate_on_a_failed_answer_asks_again(runtime: Runtime) -> Non
     assert failed.status is TurnStatus.FAILED and failed_reply.failure
 
     # 🔁 on the failure is the person's retry: the question is answered.
-    pending = await runtime.bridge.regenerate("test", failed_reply.message_id, "ev-retry")
+    pending = (await regenerate(runtime, failed_reply.message_id, "ev-retry")).answer
     assert pending is not None
     again = await pending
     assert again.status is TurnStatus.DONE

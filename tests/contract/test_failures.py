@@ -7,11 +7,12 @@ import asyncio
 import time
 from pathlib import Path
 
-from bridge.core import Bridge, CoreOptions
 from bridge.errors import AnswerFailed, AnswerTimedOut, ModelUnknown, OpenWebUIUnavailable
 from bridge.events import ThreadKey
+from bridge.intake import Bridge
 from bridge.openwebui.client import Credentials, OpenWebUIClient
 from bridge.openwebui.flows import flow_for
+from bridge.options import CoreOptions
 from bridge.store import Store, TurnStatus
 from storage import open_store
 from tests import treecheck

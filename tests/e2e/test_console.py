@@ -4,12 +4,16 @@ answers on stdout, the conversation kept in one Open WebUI chat per thread."""
 from __future__ import annotations
 
 import re
+import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of
-from tests.e2e.conftest import Cli, CliResult, signed_in, with_api_key
+from tests.e2e.conftest import COMMAND, Cli, CliResult, signed_in, with_api_key
+from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -140,3 +144,28 @@ def test_wrong_password_says_sign_in_failed(openwebui: RunningOpenWebUI, cli: Cl
     assert "Traceback" not in result.output
     assert "not-the-password" not in result.output
     assert "could not sign in" in result.stderr, result.stderr
+
+
+def test_ctrl_c_at_the_prompt_exits_at_once(openwebui: RunningOpenWebUI, tmp_path: Path) -> None:
+    """The terminal waits for a line; Ctrl-C (SIGINT) ends the program without Enter."""
+    env = clean_env() | {"BRIDGE_DATABASE": str(tmp_path / "b.db")} | with_api_key(openwebui)
+    proc = subprocess.Popen(
+        [*COMMAND, "chat"],
+        stdin=subprocess.PIPE,  # kept open: the prompt waits for a line that never comes
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        while not THREAD_LINE.search(proc.stderr.readline()):  # the chat has started
+            assert proc.poll() is None, "the chat did not start"
+        time.sleep(0.5)  # now reading the terminal
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 130

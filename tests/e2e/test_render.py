@@ -18,7 +18,7 @@ from playwright.async_api import Locator, Page, async_playwright
 from adapters.runtime import Runtime
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.store import TurnStatus
-from tests.contract.bridge_fixtures import BridgeFactory, RecordingPlatform, ask
+from tests.contract.bridge_fixtures import BridgeFactory, RecordingPlatform, ask, regenerate
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
@@ -263,7 +263,7 @@ async def test_a_regenerated_answer_shows_as_a_branch(
     question = f"Branch question {uuid.uuid4().hex[:6]}"
     async with make_bridge() as runtime:
         reply, first = await ask(runtime, question, "render-branch")
-        pending = await runtime.bridge.regenerate("test", reply.message_id, "ev-branch")
+        pending = (await regenerate(runtime, reply.message_id, "ev-branch")).answer
         assert pending is not None
         again = await pending
     assert first.status is TurnStatus.DONE and again.status is TurnStatus.DONE

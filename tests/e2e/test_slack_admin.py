@@ -26,8 +26,8 @@ from adapters.slack.budget import Rates, SlackBudget
 from adapters.slack.reply import SlackOutput
 from adapters.slack.settings import SlackSettings
 from bridge.channels import load_channels
-from bridge.core import REGENERATE_LATEST_ONLY
 from bridge.events import PlatformEvent
+from bridge.intake import REGENERATE_LATEST_ONLY
 from bridge.openwebui.organise import Feedback, Organiser
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, settings_for

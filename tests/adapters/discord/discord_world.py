@@ -15,12 +15,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from adapters.discord.settings import DiscordSettings
+from bridge.actions import Act, Acted, Action, Outcome
 from bridge.admission import Admission
 from bridge.channels import ChannelRules, Channels
 from bridge.errors import QuestionRefused
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.openwebui.organise import Rater
-from bridge.policy import AccessPolicy, Asker, Limits
+from bridge.policy import AccessPolicy, Asker, Limits, judge
 from bridge.reply import Platform
 from tests.fakes.discord_server import FakeDiscord, point_discord_py_at
 
@@ -29,7 +30,7 @@ TOKEN = "fake-bot-token"
 
 @dataclass
 class Core:
-    """Stands in for ``bridge.core.Bridge``: a ledger of event ids and known threads."""
+    """Stands in for ``bridge.intake.Bridge``: a ledger of event ids and known threads."""
 
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     limits: Limits = field(default_factory=Limits)
@@ -85,9 +86,6 @@ class Core:
     def rules(self, channel: str) -> ChannelRules:
         return self.channels.rules(channel)
 
-    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
-        return self.answers.get(message_id)
-
     async def stop(self, key: ThreadKey) -> bool:
         if key not in self.running:
             return False
@@ -95,25 +93,27 @@ class Core:
         self.stopped.append(key)
         return True
 
-    async def stop_answer(self, platform: str, message_id: str) -> bool:
-        key = self.answers.get(message_id)
-        return key is not None and await self.stop(key)
-
-    async def rate(
-        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
-    ) -> bool:
-        self.ratings.append((message_id, rater, vote, removed))
-        return message_id in self.answers
-
-    async def regenerate(
-        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
-    ) -> object:
-        if self.regenerate_refusal is not None:
-            raise self.regenerate_refusal
-        if (message_id, event_id) in self.regenerated:
-            return None
-        self.regenerated.append((message_id, event_id))
-        return object()
+    async def act(self, action: Action) -> Acted:
+        # Judged as the core judges (bridge.intake.Bridge.act); what the adapter sends
+        # is under test here.
+        if action.asker is not None and judge(self.policy, action.asker) is not None:
+            return Acted(Outcome.NOT_ALLOWED)
+        if action.act in (Act.RATE, Act.UNRATE):  # recorded on any message, as sent
+            self.ratings.append(
+                (action.message_id, action.person, action.vote, action.act is Act.UNRATE)
+            )
+        key = self.answers.get(action.message_id)
+        if key is None:
+            return Acted(Outcome.NOT_AN_ANSWER)
+        if action.act is Act.STOP:
+            return Acted(Outcome.DONE if await self.stop(key) else Outcome.NOTHING)
+        if action.act is Act.REGENERATE:
+            if self.regenerate_refusal is not None:
+                return Acted(Outcome.REFUSED, self.regenerate_refusal.notice, key)
+            if (action.message_id, action.event_id) in self.regenerated:
+                return Acted(Outcome.NOTHING)
+            self.regenerated.append((action.message_id, action.event_id))
+        return Acted(Outcome.DONE)
 
 
 @dataclass

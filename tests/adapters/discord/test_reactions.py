@@ -9,13 +9,13 @@ import pytest
 
 from adapters.discord.places import DM_PLACE, jump_url, place_name
 from adapters.discord.reactions import (
-    Action,
     Reaction,
     action_of,
     reacted_channel,
     regenerate_event_id,
     worth_handling,
 )
+from bridge.actions import Reacted
 
 BOT = "900"
 
@@ -23,21 +23,21 @@ BOT = "900"
 @pytest.mark.parametrize(
     ("name", "action"),
     [
-        ("👍", Action.UP),
-        ("👍🏽", Action.UP),  # a skin tone is the same vote
-        ("👎", Action.DOWN),
-        ("👎🏿", Action.DOWN),
-        ("⏹", Action.STOP),
-        ("⏹️", Action.STOP),  # with the emoji presentation selector, as Discord sends it
-        ("🛑", Action.STOP),
-        ("🔁", Action.REGENERATE),
+        ("👍", Reacted.UP),
+        ("👍🏽", Reacted.UP),  # a skin tone is the same vote
+        ("👎", Reacted.DOWN),
+        ("👎🏿", Reacted.DOWN),
+        ("⏹", Reacted.STOP),
+        ("⏹️", Reacted.STOP),  # with the emoji presentation selector, as Discord sends it
+        ("🛑", Reacted.STOP),
+        ("🔁", Reacted.REGENERATE),
         ("🔂", None),  # repeat once: not ours
         ("❤️", None),
         ("", None),
         (None, None),
     ],
 )
-def test_action_of(name: str | None, action: Action | None) -> None:
+def test_action_of(name: str | None, action: Reacted | None) -> None:
     assert action_of(name) is action
 
 
@@ -47,7 +47,7 @@ def test_a_custom_emoji_means_nothing_whatever_its_name() -> None:
 
 def reaction(**fields: object) -> Reaction:
     base: dict[str, object] = {
-        "action": Action.UP,
+        "action": Reacted.UP,
         "added": True,
         "user_id": "7",
         "channel_id": "300",
@@ -64,10 +64,10 @@ def reaction(**fields: object) -> Reaction:
     [
         (reaction(), True),
         (reaction(added=False, message_author_id=""), True),  # a vote taken back
-        (reaction(action=Action.DOWN, added=False, message_author_id=""), True),
-        (reaction(action=Action.STOP), True),
-        (reaction(action=Action.STOP, added=False, message_author_id=""), False),
-        (reaction(action=Action.REGENERATE, added=False, message_author_id=""), False),
+        (reaction(action=Reacted.DOWN, added=False, message_author_id=""), True),
+        (reaction(action=Reacted.STOP), True),
+        (reaction(action=Reacted.STOP, added=False, message_author_id=""), False),
+        (reaction(action=Reacted.REGENERATE, added=False, message_author_id=""), False),
         (reaction(user_id=BOT), False),  # the bridge's own
         (reaction(from_bot=True), False),  # another bot
         (reaction(message_author_id="7"), False),  # on a person's message
@@ -79,7 +79,7 @@ def test_worth_handling(r: Reaction, handled: bool) -> None:
 
 
 def test_a_regenerate_is_one_event_per_answer_version() -> None:
-    again = reaction(action=Action.REGENERATE, emoji="🔁")
+    again = reaction(action=Reacted.REGENERATE, emoji="🔁")
     first = regenerate_event_id(again, 1000)
     assert first == regenerate_event_id(again, 1000)  # a replayed delivery: the same event
     assert first != regenerate_event_id(again, 2000)  # after the answer changed: a new one

@@ -11,9 +11,9 @@ import pytest
 
 from adapters.discord.app import DiscordAdapter
 from adapters.discord.steering import NOTHING_TO_STOP, STOP_REFUSED, STOPPED
-from bridge.core import REGENERATE_LATEST_ONLY
 from bridge.errors import QuestionRefused
 from bridge.events import ThreadKey
+from bridge.intake import REGENERATE_LATEST_ONLY
 from bridge.openwebui.organise import Rater
 from bridge.policy import AccessPolicy
 from tests.adapters.discord.discord_world import Core, World, discord_world, next_event

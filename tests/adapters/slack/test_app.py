@@ -32,13 +32,14 @@ from adapters.slack.app import (
 )
 from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
+from bridge.actions import Act, Acted, Action, Outcome
 from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.channels import ChannelRules, Channels
 from bridge.config import ConfigError
 from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
 from bridge.openwebui.organise import Rater
-from bridge.policy import AccessPolicy, Asker, UserKind
+from bridge.policy import AccessPolicy, Asker, UserKind, judge
 from bridge.reply import Platform
 from tests.fakes.slack_server import TEAM_ID, FakeSlack
 
@@ -80,33 +81,35 @@ class FakeCore:
     async def knows_thread(self, key: ThreadKey) -> bool:
         return key in self.threads
 
-    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
-        return self.answers.get(message_id) if platform == "slack" else None
-
     async def stop(self, key: ThreadKey) -> bool:
         self.stopped.append(key)
         return True
 
-    async def stop_answer(self, platform: str, message_id: str) -> bool:
-        # Whether that answer is the one under way is the core's decision.
-        self.stop_asks.append(message_id)
-        return True
-
-    async def rate(
-        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
-    ) -> bool:
-        await asyncio.sleep(self.rate_delays.pop(0) if self.rate_delays else 0)
-        self.rated.append((message_id, rater, vote, removed))
-        return True
-
-    async def regenerate(
-        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
-    ) -> object:
-        self.regenerate_askers.append(asker_id)
-        if message_id in self.not_latest:
-            raise QuestionRefused("not the latest answer", self.not_latest[message_id])
-        self.regenerated.append((message_id, event_id))
-        return object()
+    async def act(self, action: Action) -> Acted:
+        # Judged as the core judges (bridge.intake.Bridge.act); what the adapter sends
+        # is under test here.
+        key = self.answers.get(action.message_id) if action.platform == "slack" else None
+        if key is None:
+            return Acted(Outcome.NOT_AN_ANSWER)
+        asker = action.asker
+        if asker is not None and (
+            (not asker.direct and self.rules(asker.channel).respond_to == "off")
+            or judge(self.access, asker) is not None
+        ):
+            return Acted(Outcome.NOT_ALLOWED)
+        if action.act is Act.STOP:
+            self.stop_asks.append(action.message_id)
+        elif action.act is Act.REGENERATE:
+            self.regenerate_askers.append(action.person.user_id)
+            if action.message_id in self.not_latest:
+                return Acted(Outcome.REFUSED, self.not_latest[action.message_id], key)
+            self.regenerated.append((action.message_id, action.event_id))
+        else:
+            await asyncio.sleep(self.rate_delays.pop(0) if self.rate_delays else 0)
+            self.rated.append(
+                (action.message_id, action.person, action.vote, action.act is Act.UNRATE)
+            )
+        return Acted(Outcome.DONE)
 
     async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
         self.lookups_before_submit.append(

@@ -114,10 +114,11 @@ def test_the_authors_team_and_org_as_the_event_gives_them() -> None:
         (body(text="", subtype="file_share", files=[{}]), False, "all", False),
         (body(user=BOT, text="my own answer"), False, "all", False),
         (body(text="more", thread_ts="1.0"), True, "all", True),
-        # "off": nothing, not a mention, not a thread the bot is in, not a DM.
+        # "off": nothing, not a mention, not a thread the bot is in...
         (body(text=f"<@{BOT}> hi"), False, "off", False),
         (body(text="more", thread_ts="1.0"), True, "off", False),
-        (body(channel="D1", channel_type="im"), False, "off", False),
+        # ...but DMs follow BRIDGE_ALLOW_DMS, as on Discord (a [defaults] "off").
+        (body(channel="D1", channel_type="im"), False, "off", True),
         # "mentions" (the default) is today's rule.
         (body(text="lunch anyone?"), False, "mentions", False),
         (body(text=f"<@{BOT}> hi"), False, "mentions", True),

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.reactions import Action, parse, wanted
+from adapters.slack.reactions import parse, wanted
+from bridge.actions import Reacted, act_of
 
 BOT = "UBOT"
 
@@ -26,24 +27,25 @@ def body(kind: str = "reaction_added", **event: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("name", "action", "vote"),
     [
-        ("+1", Action.UP, 1),
-        ("thumbsup", Action.UP, 1),
-        ("+1::skin-tone-3", Action.UP, 1),  # a skin tone means the same
-        ("-1", Action.DOWN, -1),
-        ("thumbsdown::skin-tone-6", Action.DOWN, -1),
-        ("black_square_for_stop", Action.STOP, 0),
-        ("stop_button", Action.STOP, 0),
-        ("repeat", Action.REGENERATE, 0),
+        ("+1", Reacted.UP, 1),
+        ("thumbsup", Reacted.UP, 1),
+        ("+1::skin-tone-3", Reacted.UP, 1),  # a skin tone means the same
+        ("-1", Reacted.DOWN, -1),
+        ("thumbsdown::skin-tone-6", Reacted.DOWN, -1),
+        ("black_square_for_stop", Reacted.STOP, 0),
+        ("stop_button", Reacted.STOP, 0),
+        ("repeat", Reacted.REGENERATE, 0),
         ("tada", None, None),
         ("repeat_one", None, None),
     ],
 )
-def test_reaction_names(name: str, action: Action | None, vote: int | None) -> None:
+def test_reaction_names(name: str, action: Reacted | None, vote: int | None) -> None:
     reaction = parse(body(reaction=name))
     assert reaction is not None
     assert reaction.action is action
     if action is not None:
-        assert action.vote == vote
+        acting = act_of(action, True)
+        assert acting is not None and acting[1] == vote
 
 
 def test_fields_and_a_stable_event_id() -> None:

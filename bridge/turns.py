@@ -1,13 +1,9 @@
-"""The orchestration core: one thread ↔ one chat, one answer per question.
-
-``submit`` records a question durably (delivery claimed and turn queued in one
-transaction); ``bridge.queue`` runs each thread's turns one at a time in the
-platform's order. Running a turn: the adapter's look-ups (``prepare``), the
-turn into the chat, the answer followed while ``bridge.delivery`` shows it,
-then the stored answer as the final text. Every turn ends in exactly one
-``finish`` or ``fail`` at its reply and a settled turn record. A turn found
-running at start-up (a restart cut it off) is picked up where it stands in
-Open WebUI, and its reply edits the platform messages it already occupies.
+"""Running one turn: the adapter's look-ups (``prepare``), the turn into the chat
+(``bridge.openwebui.flows``), the answer followed while ``bridge.delivery`` shows it,
+then the stored answer as the final text. Every turn ends in exactly one ``finish``
+or ``fail`` at its reply and a settled turn record. A turn found running at
+start-up (a restart cut it off) is picked up where it stands in Open WebUI, and its
+reply edits the platform messages it already occupies.
 """
 
 from __future__ import annotations
@@ -22,14 +18,12 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from bridge import display
-from bridge.admission import Admission
-from bridge.channels import ChannelRules, Channels
+from bridge.channels import ChannelRules
 from bridge.delivery import Delivery
 from bridge.errors import (
     BridgeError,
     ChatGone,
     OpenWebUIUnavailable,
-    QuestionRefused,
     ReplyStopped,
     TurnInterrupted,
     user_message,
@@ -41,40 +35,16 @@ from bridge.openwebui.filing import Filing
 from bridge.openwebui.flows import ChatCreated, Started, TurnFlow, TurnRequest
 from bridge.openwebui.follow import AnswerFollower
 from bridge.openwebui.live import Event, LiveEvents
-from bridge.openwebui.organise import Organiser, Rater
-from bridge.openwebui.ratings import Ratings
-from bridge.policy import AccessPolicy, Asker, Limits
-from bridge.queue import ThreadQueue
+from bridge.options import CoreOptions
 from bridge.reply import Platform
 from bridge.store import (
-    OPEN_STATUSES,
     Conversation,
-    NewTurn,
     Store,
-    ThreadBusy,
     Turn,
     TurnStatus,
 )
 
 log = logging.getLogger(__name__)
-
-REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
-REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
-REGENERATE_THREAD_BUSY = "I'm still answering in this thread. Ask for another answer once I'm done."
-
-
-@dataclass(frozen=True)
-class CoreOptions:
-    default_model: str
-    answer_timeout: float = 300.0
-    max_concurrent_turns: int = 8
-    title_generation: bool = True
-    poll_interval: float = 0.5
-    reasoning: display.Reasoning = "summary"
-    # Per-channel model, knowledge, filters, system prompt, features, update pace.
-    channels: Channels = field(default_factory=Channels)
-    access: AccessPolicy = field(default_factory=AccessPolicy)
-    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -99,252 +69,52 @@ class _Found(Enum):
     CUT = "cut"  # partial text, no task: the answer will not grow any more
 
 
-class _Running(NamedTuple):
+class Running(NamedTuple):
     """A conversation's answer under way."""
 
     turn_id: int
     delivery: Delivery
 
 
-class Bridge:
+class TurnRunner:
+    """Runs the turns ``bridge.queue`` hands it, one per thread at a time."""
+
     def __init__(
         self,
         client: OpenWebUIClient,
         store: Store,
         flow: TurnFlow,
         options: CoreOptions,
+        platforms: dict[str, Platform],
         *,
         live: LiveEvents | None = None,
         filing: Filing | None = None,
     ) -> None:
         self._client = client
-        self._filing = filing
-        self._ratings = Ratings(Organiser(client), store)
         self._store = store
         self._flow = flow
         self._options = options
+        self._platforms = platforms
         self._live = live
-        server = client.server
-        self._marks_done = server.marks_answers_done if server else True
+        self._filing = filing
+        self._marks_done = client.server.marks_answers_done if client.server else True
         self._follower = AnswerFollower(
             client,
             marks_done=self._marks_done,
             poll_interval=options.poll_interval,
             timeout=options.answer_timeout,
         )
-        self._platforms: dict[str, Platform] = {}
-        self._queue: ThreadQueue[TurnResult] = ThreadQueue(
-            store, self._run, max_concurrent=options.max_concurrent_turns
-        )
         self._told_fallback: set[int] = set()  # conversations told their model is away
-        self._admission = Admission(options.access, options.limits)
-        self._admitting = asyncio.Lock()  # check → store → count, one question at a time
-        self._running: dict[int, _Running] = {}  # by conversation id
+        self._running: dict[int, Running] = {}  # by conversation id
 
-    # -- what adapters use --------------------------------------------------
-
-    def register(self, platform: Platform) -> None:
-        self._platforms[platform.name] = platform
-
-    @property
-    def idle(self) -> bool:
-        """No turn is queued or under way in this process."""
-        return self._queue.idle
-
-    @property
-    def follow_mode(self) -> str:
-        return "events" if self._live is not None else "polling"
-
-    async def knows_thread(self, key: ThreadKey) -> bool:
-        """Whether the thread is a conversation already (so replies continue it)."""
-        return await self._store.get_conversation(key) is not None
-
-    @property
-    def access(self) -> AccessPolicy:
-        """The operator's access settings (adapters look up the facts it needs)."""
-        return self._options.access
-
-    async def submit(
-        self, event: PlatformEvent, asker: Asker | None = None
-    ) -> asyncio.Future[TurnResult] | None:
-        """Queue the event's turn durably behind its thread's earlier turns. None for a
-        delivery (or platform message) seen before; else a future for the turn's result.
-
-        Raises ``QuestionRefused`` when the question is not taken: ``asker`` may not ask
-        here (``bridge.policy``), the text is empty or too long, the asker is over the
-        rate limit, or the thread is full. Nothing is stored then. ``asker`` None
-        (a local source such as the console) skips the access policy only."""
-        async with self._admitting:
-            # A copy of a question already taken (a platform retry, or Slack's second
-            # event kind for a mention) is no question: no rate limit, bound or notice.
-            if await self._store.delivered(event.thread, event.event_id, event.message_id):
-                log.info("duplicate delivery %s ignored", event.event_id)
-                return None
-            verdict = self._admission.check(event, asker)
-            turn = None
-            if verdict.refusal is None:
-                try:
-                    turn = await self._store.enqueue_turn(self._new_turn(event))
-                except ThreadBusy:
-                    verdict = self._admission.busy(event)
-                else:
-                    if turn is not None:
-                        self._admission.taken(event)
-        if verdict.refusal is not None:
-            key = event.thread
-            # The reason and where, never the text: a refused question is not kept.
-            log.info(
-                "refused message %s from %s in %s %s/%s: %s",
-                event.message_id,
-                event.author_id,
-                key.platform,
-                key.workspace,
-                key.channel,
-                verdict.refusal.value,
-            )
-            raise QuestionRefused(verdict.refusal.value, verdict.notice)
-        if turn is None:
-            log.info("duplicate delivery %s ignored", event.event_id)
-            return None
-        result = self._queue.watch(turn.id)
-        self._queue.wake(turn.conversation_id)
-        return result
-
-    def _new_turn(self, event: PlatformEvent, question_id: str | None = None) -> NewTurn:
-        return NewTurn(
-            key=event.thread,
-            event_id=event.event_id,
-            platform_message_id=event.message_id,
-            sort_key=event.order,
-            event=event.to_json(),
-            model=event.model or self.rules(event.channel).model or self._options.default_model,
-            user_message_id=question_id or str(uuid.uuid4()),
-            assistant_message_id=str(uuid.uuid4()),
-            limit=self._options.limits.max_queued_per_thread,
-        )
+    def running(self, conversation_id: int) -> Running | None:
+        """The conversation's answer under way, if any."""
+        return self._running.get(conversation_id)
 
     def rules(self, channel: str) -> ChannelRules:
-        """How ``channel`` behaves (``bridge.channels``); adapters read ``respond_to``."""
         return self._options.channels.rules(channel)
 
-    # -- what people do to answers ----------------------------------------------
-
-    async def stop(self, key: ThreadKey) -> bool:
-        """Stop the answer under way in the thread (a reaction, a command): the thread
-        keeps what was shown, marked stopped. False when nothing is being answered."""
-        conversation = await self._store.get_conversation(key)
-        running = self._running.get(conversation.id) if conversation else None
-        if running is None:
-            return False
-        running.delivery.stopped.set()
-        return True
-
-    async def stop_answer(self, platform: str, message_id: str) -> bool:
-        """Stop the answer in platform message ``message_id`` (⏹ on it) if it is the one
-        being written now; ⏹ on an earlier answer of the thread stops nothing. False
-        when nothing was stopped."""
-        turn = await self._store.turn_by_reply(platform, message_id)
-        running = self._running.get(turn.conversation_id) if turn else None
-        if turn is None or running is None or running.turn_id != turn.id:
-            return False
-        running.delivery.stopped.set()
-        return True
-
-    async def answer_thread(self, platform: str, message_id: str) -> ThreadKey | None:
-        """The thread whose answer occupies platform message ``message_id``."""
-        turn = await self._store.turn_by_reply(platform, message_id)
-        if turn is None:
-            return None
-        conversation = await self._store.conversation_by_id(turn.conversation_id)
-        return conversation.key if conversation else None
-
-    async def rate(
-        self, platform: str, message_id: str, rater: Rater, vote: int, *, removed: bool = False
-    ) -> bool:
-        """A person's 👍 (``vote`` 1) or 👎 (-1) on the answer in ``message_id`` becomes
-        their rating of it in Open WebUI; ``removed``: they took that reaction back
-        (the rating goes if it is still that vote). One rating per person per answer,
-        the latest wins. False when the message holds no answer of the bridge."""
-        return await self._ratings.react(platform, message_id, rater, vote, removed=removed)
-
-    async def regenerate(
-        self, platform: str, message_id: str, event_id: str, asker_id: str = ""
-    ) -> asyncio.Future[TurnResult] | None:
-        """Another answer to the question whose answer occupies ``message_id``: a new
-        sibling in Open WebUI's tree, shown in the same platform messages; the thread
-        continues under it. Only the answer to the thread's newest question can be
-        redone, failed ones included, and only while nothing else of the thread is queued
-        or under way (raises ``QuestionRefused``); None for a delivery seen before. It
-        counts against ``asker_id``'s rate limit like a question."""
-        turn = await self._store.turn_by_reply(platform, message_id)
-        if turn is None:
-            raise QuestionRefused("nothing to regenerate", None)
-        conversation = await self._store.conversation_by_id(turn.conversation_id)
-        if conversation is None:
-            raise QuestionRefused("nothing to regenerate", None)
-        original = _event_of(turn, conversation.key)
-        again = replace(
-            original,
-            event_id=event_id,
-            message_id=f"{original.message_id}~{event_id}",
-            order=original.order + "~",  # after its original, before anything newer
-            regenerates=turn.id,
-            needs_context=False,
-        )
-        # Checked and queued under the lock questions are admitted with, so no question
-        # can slip in between: a new answer to an older question would become the point
-        # the thread's next question chains under, leaving the newer turns behind.
-        async with self._admitting:
-            if await self._store.delivered(again.thread, again.event_id, again.message_id):
-                return None
-            turns = await self._store.turns(conversation.id)
-            if turn.status in OPEN_STATUSES:
-                raise QuestionRefused("answer under way", REGENERATE_UNDER_WAY)
-            if any(t.status in OPEN_STATUSES for t in turns):
-                raise QuestionRefused("thread busy", REGENERATE_THREAD_BUSY)
-            if max(turns, key=lambda t: t.id).user_message_id != turn.user_message_id:
-                raise QuestionRefused("not the latest answer", REGENERATE_LATEST_ONLY)
-            by = replace(again, author_id=asker_id) if asker_id else None
-            if by is not None and (refused := self._admission.check_rate(by)).refusal:
-                raise QuestionRefused(refused.refusal.value, refused.notice)
-            try:
-                new = await self._store.enqueue_turn(self._new_turn(again, turn.user_message_id))
-            except ThreadBusy:
-                verdict = self._admission.busy(again)
-                raise QuestionRefused("thread busy", verdict.notice) from None
-            if new is not None and by is not None:
-                self._admission.taken(by)
-        if new is None:
-            return None
-        result = self._queue.watch(new.id)
-        self._queue.wake(new.conversation_id)
-        return result
-
-    async def start_over(self, key: ThreadKey) -> bool:
-        """The thread's next question opens a new chat (e.g. a DM's "/new"); the old
-        chat stays in Open WebUI. Questions already queued finish in the old chat."""
-        return await self._store.retire_conversation(key)
-
-    async def resume(self, platform: str) -> int:
-        """Run the turns of ``platform`` that an earlier process left queued or cut
-        off, through the same per-thread queue as new events. Returns the number of
-        conversations resumed. Call after ``register``."""
-        conversations = await self._store.open_conversations(platform)
-        for conversation_id in conversations:
-            self._queue.wake(conversation_id)
-        if conversations:
-            log.info("resuming %d conversation(s) of %s", len(conversations), platform)
-        return len(conversations)
-
-    async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for the turns under way and queued, then leave the
-        rest to the next start (clean shutdown; ``drain(0)`` is a crash, as far as the
-        store and Open WebUI can tell)."""
-        await self._queue.drain(grace)
-
-    # -- one turn -------------------------------------------------------------
-
-    async def _run(self, turn: Turn) -> TurnResult:
+    async def run(self, turn: Turn) -> TurnResult:
         conversation = await self._store.conversation_by_id(turn.conversation_id)
         if conversation is None:
             raise LookupError(f"turn {turn.id} has no conversation")
@@ -353,7 +123,7 @@ class Bridge:
             raise LookupError(f"no adapter serves {conversation.key.platform!r} in this process")
         if turn.status == TurnStatus.QUEUED:
             await self._store.mark_running(turn.id)
-        event = _event_of(turn, conversation.key)
+        event = event_of(turn, conversation.key)
         history = await self._chat_history(conversation)
         if conversation.chat_id is not None and history is None:
             # Deleted in Open WebUI (alone or with its folder): the thread goes on in a
@@ -393,9 +163,10 @@ class Bridge:
             platform.reply(event, reply_ids, save_ids),
             capabilities,
             lambda text: display.visible_text(text, self._options.reasoning),
+            replacing=bool(event.regenerates and reply_ids),
         )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
-        self._running[conversation.id] = _Running(turn.id, delivery)
+        self._running[conversation.id] = Running(turn.id, delivery)
         try:
             await self._settle(conversation, turn, event, delivery, result, history)
         finally:
@@ -688,7 +459,7 @@ def question_text(event: PlatformEvent) -> str:
     return "\n".join(lines)
 
 
-def _event_of(turn: Turn, key: ThreadKey) -> PlatformEvent:
+def event_of(turn: Turn, key: ThreadKey) -> PlatformEvent:
     if turn.event:
         return PlatformEvent.from_json(turn.event)
     # A turn recorded before events were stored: enough to reach its thread again.

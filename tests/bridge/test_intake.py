@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bridge.core import Bridge, CoreOptions, TurnResult
+from bridge.actions import Act, Action, Outcome
+from bridge.delivery import STOPPED_EARLY
 from bridge.errors import (
     AnswerFailed,
     AnswerTimedOut,
@@ -24,10 +25,14 @@ from bridge.errors import (
     TurnInterrupted,
 )
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.intake import Bridge
 from bridge.openwebui.flows import ServerManagedFlow
-from bridge.policy import Limits
+from bridge.openwebui.organise import Rater
+from bridge.options import CoreOptions
+from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.reply import Capabilities, SaveMessageIds
 from bridge.store import Turn, TurnStatus
+from bridge.turns import TurnResult
 from storage.sqlite import SqliteStore, open_store
 from tests import treecheck
 from tests.bridge.openwebui.fake_openwebui import Answer, FakeOpenWebUI
@@ -523,10 +528,54 @@ async def test_asking_for_another_answer_counts_like_a_question(
     assert (await (await submit(s, question("q1")))).status is TurnStatus.DONE
     await s.store.set_reply_ids((await s.turns())[0].id, ["reply-q1"])
     # u1 asked one question this minute: their 🔁 is over the limit; u2's is not.
-    with pytest.raises(QuestionRefused) as refused:
-        await s.bridge.regenerate("test", "reply-q1", "ev-r1", "u1")
-    assert refused.value.reason == "rate limit" and refused.value.notice
-    again = await s.bridge.regenerate("test", "reply-q1", "ev-r2", "u2")
-    assert again is not None and (await again).status is TurnStatus.DONE
+    refused = await s.bridge.act(regenerate("reply-q1", "ev-r1", "u1"))
+    assert refused.outcome is Outcome.REFUSED and refused.notice
+    again = await s.bridge.act(regenerate("reply-q1", "ev-r2", "u2"))
+    assert again.answer is not None and (await again.answer).status is TurnStatus.DONE
     with pytest.raises(QuestionRefused):  # and now u2 has asked one too
         await s.bridge.submit(replace(question("q2"), author_id="u2"))
+
+
+def regenerate(message_id: str, event_id: str, user: str = "u1") -> Action:
+    return Action(Act.REGENERATE, "test", message_id, Rater("test", user, user), None, event_id)
+
+
+async def test_a_regenerate_stopped_before_its_first_words_leaves_the_old_answer(
+    s: Setup,
+) -> None:
+    assert (await (await submit(s, question("q1")))).status is TurnStatus.DONE
+    await s.store.set_reply_ids((await s.turns())[0].id, ["reply-q1"])
+    s.fake.hold()
+    acted = await s.bridge.act(regenerate("reply-q1", "ev-r1"))
+    assert acted.answer is not None
+    await s.fake.next_held()  # asked, not a word written yet
+    stop = Action(Act.STOP, "test", "reply-q1", Rater("test", "u1", "Ann"), None)
+    assert (await s.bridge.act(stop)).outcome is Outcome.DONE
+    assert (await acted.answer).status is TurnStatus.STOPPED
+
+    # The old answer is not overwritten: the notice goes beside it.
+    reply = s.platform.replies["q1~ev-r1"]
+    assert (reply.final, reply.failure) == (None, STOPPED_EARLY)
+    assert s.platform.replies["q1"].final == "answer to q1"
+    # ... and that message can still be rated and redone.
+    rate = Action(Act.RATE, "test", "reply-q1", Rater("test", "u1", "Ann"), None, vote=1)
+    assert (await s.bridge.act(rate)).outcome is Outcome.DONE
+    s.fake.auto()
+    again = await s.bridge.act(regenerate("reply-q1", "ev-r2"))
+    assert again.answer is not None and (await again.answer).status is TurnStatus.DONE
+
+
+async def test_actions_of_people_who_may_not_ask_there_change_nothing(
+    make_bridge: BridgeMaker,
+) -> None:
+    s = await make_bridge(access=AccessPolicy(denied_users=frozenset({"u9"})))
+    assert (await (await submit(s, question("q1")))).status is TurnStatus.DONE
+    await s.store.set_reply_ids((await s.turns())[0].id, ["reply-q1"])
+    denied = Asker(workspace="w", channel="c", user="u9")
+    acted = await s.bridge.act(
+        Action(Act.REGENERATE, "test", "reply-q1", Rater("test", "u9", "Eve"), denied, "ev-r")
+    )
+    assert acted.outcome is Outcome.NOT_ALLOWED and acted.answer is None
+    assert [t.status for t in await s.turns()] == [TurnStatus.DONE]  # nothing queued
+    other = await s.bridge.act(regenerate("some-other-message", "ev-x"))
+    assert other.outcome is Outcome.NOT_AN_ANSWER

@@ -1,0 +1,279 @@
+"""The orchestration core's intake: what adapters call. One thread ↔ one chat, one
+answer per question.
+
+``submit`` records a question durably (delivery claimed and turn queued in one
+transaction); ``bridge.queue`` runs each thread's turns one at a time in the
+platform's order, through ``bridge.turns``. ``act`` takes what people do to
+answers (``bridge.actions``) and decides it here, the same for every platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import replace
+
+from bridge.actions import Act, Acted, Action, Outcome
+from bridge.admission import Admission
+from bridge.channels import ChannelRules
+from bridge.errors import QuestionRefused
+from bridge.events import PlatformEvent, ThreadKey
+from bridge.openwebui.client import OpenWebUIClient
+from bridge.openwebui.filing import Filing
+from bridge.openwebui.flows import TurnFlow
+from bridge.openwebui.live import LiveEvents
+from bridge.openwebui.organise import Organiser
+from bridge.openwebui.ratings import SETTLE, Ratings
+from bridge.options import CoreOptions
+from bridge.policy import AccessPolicy, Asker, judge
+from bridge.queue import ThreadQueue
+from bridge.reply import Platform
+from bridge.store import OPEN_STATUSES, Conversation, NewTurn, Store, ThreadBusy, Turn
+from bridge.turns import TurnResult, TurnRunner, event_of
+
+log = logging.getLogger(__name__)
+
+REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
+REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
+REGENERATE_THREAD_BUSY = "I'm still answering in this thread. Ask for another answer once I'm done."
+
+
+class Bridge:
+    def __init__(
+        self,
+        client: OpenWebUIClient,
+        store: Store,
+        flow: TurnFlow,
+        options: CoreOptions,
+        *,
+        live: LiveEvents | None = None,
+        filing: Filing | None = None,
+        rating_settle: float = SETTLE,
+    ) -> None:
+        self._store = store
+        self._options = options
+        self._live = live
+        self._platforms: dict[str, Platform] = {}
+        self._turns = TurnRunner(
+            client, store, flow, options, self._platforms, live=live, filing=filing
+        )
+        self._ratings = Ratings(Organiser(client), store, rating_settle)
+        self._queue: ThreadQueue[TurnResult] = ThreadQueue(
+            store, self._turns.run, max_concurrent=options.max_concurrent_turns
+        )
+        self._admission = Admission(options.access, options.limits)
+        self._admitting = asyncio.Lock()  # check → store → count, one question at a time
+
+    # -- what adapters use --------------------------------------------------
+
+    def register(self, platform: Platform) -> None:
+        self._platforms[platform.name] = platform
+
+    @property
+    def idle(self) -> bool:
+        """No turn is queued or under way in this process."""
+        return self._queue.idle
+
+    @property
+    def follow_mode(self) -> str:
+        return "events" if self._live is not None else "polling"
+
+    async def knows_thread(self, key: ThreadKey) -> bool:
+        """Whether the thread is a conversation already (so replies continue it)."""
+        return await self._store.get_conversation(key) is not None
+
+    @property
+    def access(self) -> AccessPolicy:
+        """The operator's access settings (adapters look up the facts it needs)."""
+        return self._options.access
+
+    async def submit(
+        self, event: PlatformEvent, asker: Asker | None = None
+    ) -> asyncio.Future[TurnResult] | None:
+        """Queue the event's turn durably behind its thread's earlier turns. None for a
+        delivery (or platform message) seen before; else a future for the turn's result.
+
+        Raises ``QuestionRefused`` when the question is not taken: ``asker`` may not ask
+        here (``bridge.policy``), the text is empty or too long, the asker is over the
+        rate limit, or the thread is full. Nothing is stored then. ``asker`` None
+        (a local source such as the console) skips the access policy only."""
+        async with self._admitting:
+            # A copy of a question already taken (a platform retry, or Slack's second
+            # event kind for a mention) is no question: no rate limit, bound or notice.
+            if await self._store.delivered(event.thread, event.event_id, event.message_id):
+                log.info("duplicate delivery %s ignored", event.event_id)
+                return None
+            verdict = self._admission.check(event, asker)
+            turn = None
+            if verdict.refusal is None:
+                try:
+                    turn = await self._store.enqueue_turn(self._new_turn(event))
+                except ThreadBusy:
+                    verdict = self._admission.busy(event)
+                else:
+                    if turn is not None:
+                        self._admission.taken(event)
+        if verdict.refusal is not None:
+            key = event.thread
+            # The reason and where, never the text: a refused question is not kept.
+            log.info(
+                "refused message %s from %s in %s %s/%s: %s",
+                event.message_id,
+                event.author_id,
+                key.platform,
+                key.workspace,
+                key.channel,
+                verdict.refusal.value,
+            )
+            raise QuestionRefused(verdict.refusal.value, verdict.notice)
+        if turn is None:
+            log.info("duplicate delivery %s ignored", event.event_id)
+            return None
+        result = self._queue.watch(turn.id)
+        self._queue.wake(turn.conversation_id)
+        return result
+
+    def _new_turn(self, event: PlatformEvent, question_id: str | None = None) -> NewTurn:
+        return NewTurn(
+            key=event.thread,
+            event_id=event.event_id,
+            platform_message_id=event.message_id,
+            sort_key=event.order,
+            event=event.to_json(),
+            model=event.model or self.rules(event.channel).model or self._options.default_model,
+            user_message_id=question_id or str(uuid.uuid4()),
+            assistant_message_id=str(uuid.uuid4()),
+            limit=self._options.limits.max_queued_per_thread,
+        )
+
+    def rules(self, channel: str) -> ChannelRules:
+        """How ``channel`` behaves (``bridge.channels``); adapters read ``respond_to``."""
+        return self._options.channels.rules(channel)
+
+    # -- what people do to answers ----------------------------------------------
+
+    async def act(self, action: Action) -> Acted:
+        """A person's 👍/👎 (taken back too), ⏹ or 🔁 on the answer in platform message
+        ``action.message_id``. Counts only on a message holding an answer of the bridge,
+        from a person who may ask there (the access rules that judge questions). ⏹
+        stops only the answer being written; 🔁 redoes only the thread's newest answer
+        while nothing else of the thread is queued or under way; a rating is the
+        person's one rating of that answer, the latest reaction winning."""
+        turn = await self._store.turn_by_reply(action.platform, action.message_id)
+        conversation = await self._store.conversation_by_id(turn.conversation_id) if turn else None
+        if turn is None or conversation is None:
+            return Acted(Outcome.NOT_AN_ANSWER)
+        if action.asker is not None and not self._may_act(action.asker):
+            log.info(
+                "%s by %s on %s ignored: not allowed here",
+                action.act.value,
+                action.person.user_id,
+                action.message_id,
+            )
+            return Acted(Outcome.NOT_ALLOWED)
+        if action.act is Act.STOP:
+            running = self._turns.running(conversation.id)
+            if running is None or running.turn_id != turn.id:
+                return Acted(Outcome.NOTHING)  # ⏹ on an earlier answer stops nothing
+            running.delivery.stopped.set()
+            log.info("answer in %s stopped by %s", conversation.key.thread, action.person.user_id)
+            return Acted(Outcome.DONE)
+        if action.act is Act.REGENERATE:
+            return await self._regenerate(turn, conversation, action)
+        if conversation.chat_id is None:
+            return Acted(Outcome.NOTHING)  # the answer never reached a chat
+        await self._ratings.react(
+            turn.id,
+            conversation.chat_id,
+            turn.assistant_message_id,
+            action.person,
+            action.vote,
+            removed=action.act is Act.UNRATE,
+        )
+        return Acted(Outcome.DONE)
+
+    def _may_act(self, asker: Asker) -> bool:
+        if not asker.direct and self.rules(asker.channel).respond_to == "off":
+            return False  # the bot answers nothing in that channel
+        return judge(self._options.access, asker) is None
+
+    async def write_ratings(self) -> None:
+        """Write the ratings people gave so far now, settled or not (shutdown, tests)."""
+        await self._ratings.flush()
+
+    async def stop(self, key: ThreadKey) -> bool:
+        """Stop the answer under way in the thread (a command such as /stop): the thread
+        keeps what was shown, marked stopped. False when nothing is being answered."""
+        conversation = await self._store.get_conversation(key)
+        running = self._turns.running(conversation.id) if conversation else None
+        if running is None:
+            return False
+        running.delivery.stopped.set()
+        return True
+
+    async def _regenerate(self, turn: Turn, conversation: Conversation, action: Action) -> Acted:
+        """Another answer to ``turn``'s question: a new sibling in Open WebUI's tree,
+        shown in the same platform messages; the thread continues under it. It counts
+        against the person's rate limit like a question."""
+        original = event_of(turn, conversation.key)
+        again = replace(
+            original,
+            event_id=action.event_id,
+            # Its own platform message id: the store knows each turn by one.
+            message_id=f"{original.message_id}~{action.event_id}",
+            order=original.order + "~",  # after its original, before anything newer
+            regenerates=turn.id,
+            needs_context=False,
+        )
+        # Checked and queued under the lock questions are admitted with, so no question
+        # can slip in between: a new answer to an older question would become the point
+        # the thread's next question chains under, leaving the newer turns behind.
+        async with self._admitting:
+            if await self._store.delivered(again.thread, again.event_id, again.message_id):
+                return Acted(Outcome.NOTHING)
+            turns = await self._store.turns(conversation.id)
+            if turn.status in OPEN_STATUSES:
+                return Acted(Outcome.REFUSED, REGENERATE_UNDER_WAY, again.thread)
+            if any(t.status in OPEN_STATUSES for t in turns):
+                return Acted(Outcome.REFUSED, REGENERATE_THREAD_BUSY, again.thread)
+            if max(turns, key=lambda t: t.id).user_message_id != turn.user_message_id:
+                return Acted(Outcome.REFUSED, REGENERATE_LATEST_ONLY, again.thread)
+            by = replace(again, author_id=action.person.user_id)
+            if (refused := self._admission.check_rate(by)).refusal:
+                return Acted(Outcome.REFUSED, refused.notice, again.thread)
+            try:
+                new = await self._store.enqueue_turn(self._new_turn(again, turn.user_message_id))
+            except ThreadBusy:
+                return Acted(Outcome.REFUSED, self._admission.busy(again).notice, again.thread)
+            if new is not None:
+                self._admission.taken(by)
+        if new is None:
+            return Acted(Outcome.NOTHING)
+        log.info("new answer in %s asked by %s", conversation.key.thread, action.person.user_id)
+        answer = self._queue.watch(new.id)
+        self._queue.wake(new.conversation_id)
+        return Acted(Outcome.DONE, answer=answer)
+
+    async def start_over(self, key: ThreadKey) -> bool:
+        """The thread's next question opens a new chat (e.g. a DM's "/new"); the old
+        chat stays in Open WebUI. Questions already queued finish in the old chat."""
+        return await self._store.retire_conversation(key)
+
+    async def resume(self, platform: str) -> int:
+        """Run the turns of ``platform`` that an earlier process left queued or cut
+        off, through the same per-thread queue as new events. Returns the number of
+        conversations resumed. Call after ``register``."""
+        conversations = await self._store.open_conversations(platform)
+        for conversation_id in conversations:
+            self._queue.wake(conversation_id)
+        if conversations:
+            log.info("resuming %d conversation(s) of %s", len(conversations), platform)
+        return len(conversations)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the turns under way and queued, then leave the
+        rest to the next start (clean shutdown; ``drain(0)`` is a crash, as far as the
+        store and Open WebUI can tell)."""
+        await self._queue.drain(grace)
+        await self.write_ratings()
