@@ -7,8 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -22,7 +23,13 @@ from adapters.slack.app import SlackAdapter
 from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
 from bridge.channels import Channels, load_channels
-from bridge.config import ConfigError, Settings, load_settings, read_settings
+from bridge.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    read_config_file,
+    read_settings,
+)
 from bridge.errors import BridgeError
 from bridge.redaction import RedactingFormatter, keep_secret, redact
 
@@ -59,7 +66,7 @@ def settings_level(settings: Settings) -> int:
     return logging.getLevelName(settings.bridge_log_level)  # type: ignore[no-any-return]
 
 
-def _slack_settings(config: Path | None) -> SlackSettings:
+def _slack_settings(config: Mapping[str, Any]) -> SlackSettings:
     settings = read_settings(SlackSettings, config)
     if settings.problems():
         raise ConfigError("; ".join(settings.problems()))
@@ -142,10 +149,11 @@ async def _chat(
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
-        slack = _slack_settings(args.config)
-        discord = read_settings(DiscordSettings, args.config)
-        channels = load_channels(settings, args.config)
+        config = read_config_file(args.config)
+        settings = load_settings(config)
+        slack = _slack_settings(config)
+        discord = read_settings(DiscordSettings, config)
+        channels = load_channels(settings, config)
     except ConfigError as exc:
         print(f"owui-bridge: {exc}", file=sys.stderr)
         return 2

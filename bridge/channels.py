@@ -18,9 +18,8 @@ a channel entry wins over both for its channel, field by field.
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -93,15 +92,11 @@ class Channels:
         return self.by_id.get(channel, self.defaults)
 
 
-def load_channels(settings: Settings, config_file: Path | None = None) -> Channels:
-    """The channel rules from ``settings`` (the environment) and the TOML file.
-    Raises ``ConfigError`` naming the bad entry and field, never a value."""
-    raw: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            raw = tomllib.loads(config_file.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"--config: cannot read {config_file}: {exc}") from None
+def load_channels(settings: Settings, raw: Mapping[str, Any] | None = None) -> Channels:
+    """The channel rules from ``settings`` (the environment) and the config file's
+    tables (``bridge.config.read_config_file``). Raises ``ConfigError`` naming the
+    bad entry and field, never a value."""
+    raw = raw or {}
     defaults_entry = _entry(raw.get("defaults") or {}, "[defaults]")
     channel_entries = raw.get("channels") or []
     if not isinstance(channel_entries, list):

@@ -9,6 +9,7 @@ secret pasted into the wrong variable.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -235,19 +236,26 @@ class Settings(EnvFirstSettings):
         )
 
 
+def read_config_file(config_file: Path | None) -> dict[str, Any]:
+    """The TOML file's tables and values, read once per process (every component's
+    settings and the channel rules come from this one reading); {} without a file."""
+    if config_file is None:
+        return {}
+    try:
+        return tomllib.loads(config_file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {config_file}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
+
+
 def read_settings(
-    settings_cls: type[SettingsT], config_file: Path | None = None, **overrides: Any
+    settings_cls: type[SettingsT], config: Mapping[str, Any] | None = None, **overrides: Any
 ) -> SettingsT:
     """Settings of any component (core, an adapter) from the environment and the
-    TOML file; raise ``ConfigError`` naming every bad setting, never its value."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            values = {k.lower(): v for k, v in tomllib.loads(config_file.read_text()).items()}
-        except OSError as exc:
-            raise ConfigError(f"--config: cannot read {config_file}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
+    config file's values (``read_config_file``); raise ``ConfigError`` naming every
+    bad setting, never its value."""
+    values: dict[str, Any] = {k.lower(): v for k, v in (config or {}).items()}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return settings_cls(**values)
@@ -255,8 +263,8 @@ def read_settings(
         raise ConfigError(_describe(exc)) from None
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    settings = read_settings(Settings, config_file, **overrides)
+def load_settings(config: Mapping[str, Any] | None = None, **overrides: Any) -> Settings:
+    settings = read_settings(Settings, config, **overrides)
     if (settings.openwebui_email is None) != (settings.openwebui_password is None):
         raise ConfigError("OPENWEBUI_EMAIL and OPENWEBUI_PASSWORD must be set together")
     return settings

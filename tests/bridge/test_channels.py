@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.channels import ChannelRules, Channels, load_channels
-from bridge.config import ConfigError, load_settings
+from bridge.config import ConfigError, load_settings, read_config_file
 
 C1 = '[[channels]]\nid = "C1"\n'  # an entry, for fields to follow
 ENV = ("OPENWEBUI_MODEL", "OPENWEBUI_KNOWLEDGE_IDS", "OPENWEBUI_FILTER_IDS")
@@ -47,7 +47,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def channels_from(tmp_path: Path, text: str) -> Channels:
     config = tmp_path / "bridge.toml"
     config.write_text(text)
-    return load_channels(load_settings(config), config)
+    raw = read_config_file(config)
+    return load_channels(load_settings(raw), raw)
 
 
 def error_from(tmp_path: Path, text: str) -> str:
@@ -182,4 +183,4 @@ def test_bad_channel_lists_are_refused(tmp_path: Path, text: str, expected: str)
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(ConfigError, match="--config"):
-        load_channels(load_settings(), missing)
+        load_channels(load_settings(), read_config_file(missing))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapters.discord.settings import DiscordSettings
-from bridge.config import ConfigError, load_settings
+from bridge.config import ConfigError, load_settings, read_config_file
 from bridge.policy import AccessPolicy, Limits
 
 ALL_VARS = [
@@ -49,7 +49,7 @@ def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
     config = tmp_path / "bridge.toml"
     config.write_text('openwebui_model = "from-file"\nOPENWEBUI_URL = "http://file:1"\n')
     monkeypatch.setenv("OPENWEBUI_URL", "http://env:2")
-    settings = load_settings(config)
+    settings = load_settings(read_config_file(config))
     assert settings.openwebui_model == "from-file"
     assert settings.openwebui_url == "http://env:2"
 
@@ -76,11 +76,11 @@ def test_errors_name_the_setting_not_the_value(
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
-        load_settings(tmp_path / "missing.toml")
+        load_settings(read_config_file(tmp_path / "missing.toml"))
     bad = tmp_path / "bad.toml"
     bad.write_text("openwebui_url = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_settings(bad)
+        load_settings(read_config_file(bad))
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_access_settings_from_env_and_toml(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("BRIDGE_DENIED_USERS", " U9 ,,U8")
     monkeypatch.setenv("BRIDGE_ALLOW_DMS", "false")
     monkeypatch.setenv("BRIDGE_USER_RATE_LIMIT", "0")
-    settings = load_settings(config)
+    settings = load_settings(read_config_file(config))
     assert settings.access == AccessPolicy(
         allowed_channels=frozenset({"C1", "C2"}),
         denied_users=frozenset({"U9", "U8"}),
@@ -153,4 +153,4 @@ def test_a_variable_set_to_nothing_counts_as_unset(
     config = tmp_path / "bridge.toml"
     config.write_text('openwebui_model = "from-file"\n')
     assert not DiscordSettings().enabled
-    assert load_settings(config).openwebui_model == "from-file"
+    assert load_settings(read_config_file(config)).openwebui_model == "from-file"

@@ -28,6 +28,7 @@ from adapters.discord.settings import DiscordSettings
 from adapters.discord.steering import STOPPED
 from adapters.runtime import Runtime, open_runtime
 from bridge.channels import load_channels
+from bridge.config import read_config_file
 from bridge.delivery import STOPPED as STOPPED_MARK
 from bridge.openwebui.organise import Organiser
 from tests import treecheck
@@ -169,7 +170,7 @@ async def admin(
             update_interval=0.2,
         )
         with point_discord_py_at(fake):
-            channels = load_channels(settings, config_file)
+            channels = load_channels(settings, read_config_file(config_file))
             async with open_runtime(settings, channels=channels) as runtime:
                 client = make_client(intents(), guild_ready_timeout=0.05)
                 adapter = DiscordAdapter(runtime.bridge, discord_settings, client=client)

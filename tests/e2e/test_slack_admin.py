@@ -26,6 +26,7 @@ from adapters.slack.budget import Rates, SlackBudget
 from adapters.slack.reply import SlackOutput
 from adapters.slack.settings import SlackSettings
 from bridge.channels import load_channels
+from bridge.config import read_config_file
 from bridge.events import PlatformEvent
 from bridge.intake import REGENERATE_LATEST_ONLY
 from bridge.openwebui.organise import Feedback, Organiser
@@ -185,7 +186,9 @@ async def world(
         fake.add_channel(QUIET, "quiet")
         for user, name in NAMES.items():
             fake.add_user(user, name)
-        async with open_runtime(settings, channels=load_channels(settings, path)) as runtime:
+        async with open_runtime(
+            settings, channels=load_channels(settings, read_config_file(path))
+        ) as runtime:
             slack = SlackSettings(
                 bot_token="xoxb-admin",
                 app_token="xapp-admin",
