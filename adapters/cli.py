@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings
-
 from adapters.check import run_check as _check
 from adapters.console.chat import run_chat
 from adapters.discord.app import DiscordAdapter
 from adapters.discord.settings import DiscordSettings
+from adapters.logs import setup_logging
 from adapters.runtime import open_runtime
 from adapters.slack.app import SlackAdapter
 from adapters.slack.settings import SlackSettings
@@ -31,7 +28,7 @@ from bridge.config import (
     read_settings,
 )
 from bridge.errors import BridgeError
-from bridge.redaction import RedactingFormatter, keep_secret, redact
+from bridge.redaction import redact
 
 SHUTDOWN_GRACE = 30.0  # seconds answers under way may take to finish on shutdown
 
@@ -46,24 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="validate settings and reach Open WebUI and platforms")
     commands.add_parser("run", help="serve every platform whose credentials are set")
     return parser
-
-
-def _setup_logging(settings: Settings, *more: BaseSettings) -> None:
-    for configured in (settings, *more):
-        for value in dict(configured).values():
-            if isinstance(value, SecretStr):
-                keep_secret(value.get_secret_value())
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.bridge_log_level, handlers=[handler])
-    # Request lines at INFO drown the conversation; warnings still show.
-    # httpcore at DEBUG prints response headers: Open WebUI's sign-in cookie is the JWT.
-    for noisy in ("httpx", "httpcore", "hpack", "socketio", "engineio", "aiosqlite"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, settings_level(settings)))
-
-
-def settings_level(settings: Settings) -> int:
-    return logging.getLevelName(settings.bridge_log_level)  # type: ignore[no-any-return]
 
 
 def _slack_settings(config: Mapping[str, Any]) -> SlackSettings:
@@ -157,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"owui-bridge: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings, slack, discord)
+    setup_logging(settings, slack, discord)
     try:
         if args.command == "chat":
             return asyncio.run(_chat(settings, channels, args.thread, args.model))

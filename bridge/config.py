@@ -163,6 +163,9 @@ class Settings(EnvFirstSettings):
     bridge_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=AliasChoices("BRIDGE_LOG_LEVEL", "bridge_log_level")
     )
+    bridge_log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=AliasChoices("BRIDGE_LOG_FORMAT", "bridge_log_format")
+    )
 
     @field_validator("openwebui_url")
     @classmethod

@@ -29,6 +29,7 @@ from bridge.errors import (
     user_message,
 )
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.logcontext import chat_known, turn_context
 from bridge.openwebui import tree
 from bridge.openwebui.client import OpenWebUIClient
 from bridge.openwebui.filing import Filing
@@ -118,6 +119,22 @@ class TurnRunner:
         conversation = await self._store.conversation_by_id(turn.conversation_id)
         if conversation is None:
             raise LookupError(f"turn {turn.id} has no conversation")
+        with turn_context(turn.id, conversation.key, conversation.chat_id):
+            started = time.monotonic()
+            result = await self._run(turn, conversation)
+            first = result.first_text_at
+            # One line per turn for operators: how it ended and how long it took, no text.
+            log.info(
+                "turn %s %s in %.1f s (first text after %s, %d characters)",
+                turn.id,
+                result.status.value,
+                time.monotonic() - started,
+                f"{first - started:.1f} s" if first else "none",
+                len(result.answer),
+            )
+            return result
+
+    async def _run(self, turn: Turn, conversation: Conversation) -> TurnResult:
         platform = self._platforms.get(conversation.key.platform)
         if platform is None:
             raise LookupError(f"no adapter serves {conversation.key.platform!r} in this process")
@@ -266,6 +283,7 @@ class TurnRunner:
 
                 async def created(chat_id: str) -> None:
                     result.chat_id = chat_id
+                    chat_known(chat_id)
                     await self._store.set_chat_id(conversation.id, chat_id)
 
                 started = await self._start(request, created, result)

@@ -3,6 +3,7 @@ answers on stdout, the conversation kept in one Open WebUI chat per thread."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sqlite3
@@ -169,3 +170,21 @@ def test_ctrl_c_at_the_prompt_exits_at_once(openwebui: RunningOpenWebUI, tmp_pat
         proc.kill()
         proc.wait()
     assert code == 130
+
+
+def test_json_logs_name_the_turn_and_never_hold_the_conversation(
+    openwebui: RunningOpenWebUI, cli: Cli
+) -> None:
+    question = "Where do owls sleep at noon?"
+    env = with_api_key(openwebui, BRIDGE_LOG_FORMAT="json", BRIDGE_LOG_LEVEL="INFO")
+    result = cli("chat", env=env, stdin=f"{question}\n")
+
+    assert result.returncode == 0, result.output
+    assert result.stdout.splitlines() == [expected_reply(question)]
+    logged = [line for line in result.stderr.splitlines() if not line.startswith("[bridge]")]
+    records = [json.loads(line) for line in logged]  # every log line is one JSON object
+    assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert any(r.get("turn") and r.get("platform") == "console" for r in records)
+    words = {"owls", expected_reply(question)[:20]}
+    assert not [r for r in records if any(w in json.dumps(r) for w in words)]
+    assert openwebui.api_key not in result.stderr
