@@ -88,6 +88,7 @@ async def _run(
     async with open_runtime(settings, channels=channels) as runtime:
         web = WebServer()
         web.add_check("openwebui", runtime.client.reachable)
+        web.add_check("database", runtime.store.writable)
         adapters: list[Served] = []
         if slack.enabled:
             adapters.append(SlackAdapter(runtime.bridge, slack, web_server=web))

@@ -6,6 +6,7 @@
   A check is ``async () -> bool`` under a name (Open WebUI, each platform); each
   runs with a short timeout and its result is kept for a few seconds, so a
   load balancer polling every second does not turn into a stream of requests.
+* ``GET /metrics``: Prometheus text format (``bridge.metrics``).
 * Platform routes (Slack's ``POST /slack/events`` in HTTP mode) are added with
   ``add_route`` before ``start``.
 """
@@ -17,7 +18,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import prometheus_client
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class WebServer:
         self._app = web.Application()
         self._app.router.add_get("/healthz", self._healthz)
         self._app.router.add_get("/readyz", self._readyz)
+        self._app.router.add_get("/metrics", self._metrics)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the bound port once started (useful with port 0)
 
@@ -56,7 +60,7 @@ class WebServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         self.port = self._runner.addresses[0][1]
-        log.info("HTTP on %s:%s (/healthz, /readyz)", host, self.port)
+        log.info("HTTP on %s:%s (/healthz, /readyz, /metrics)", host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -81,6 +85,10 @@ class WebServer:
             passed = False
         self._results[name] = (time.monotonic(), passed)
         return passed
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -14,6 +14,9 @@ import logging
 import uuid
 from dataclasses import replace
 
+from cachetools import TTLCache
+
+from bridge import metrics
 from bridge.actions import Act, Acted, Action, Outcome
 from bridge.admission import Admission
 from bridge.channels import ChannelRules
@@ -26,13 +29,15 @@ from bridge.openwebui.live import LiveEvents
 from bridge.openwebui.organise import Organiser
 from bridge.openwebui.ratings import SETTLE, Ratings
 from bridge.options import CoreOptions
-from bridge.policy import AccessPolicy, Asker, judge
+from bridge.policy import AccessPolicy, Asker, Refusal, judge
 from bridge.queue import ThreadQueue
 from bridge.reply import Platform
 from bridge.store import OPEN_STATUSES, Conversation, NewTurn, Store, ThreadBusy, Turn
 from bridge.turns import TurnResult, TurnRunner, event_of
 
 log = logging.getLogger(__name__)
+
+REFUSED_MEMORY = 3600.0  # seconds a refused message's copies are recognised
 
 REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
 REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
@@ -60,8 +65,12 @@ class Bridge:
         )
         self._ratings = Ratings(Organiser(client), store, rating_settle)
         self._queue: ThreadQueue[TurnResult] = ThreadQueue(
-            store, self._turns.run, max_concurrent=options.max_concurrent_turns
+            store, self._run, max_concurrent=options.max_concurrent_turns
         )
+        self._waiting: set[int] = set()  # turns taken by this process, not started yet
+        # Messages refused lately: nothing is stored for them, yet a copy (a retry,
+        # Slack's second event kind for a mention) must not be judged, told or counted again.
+        self._refused: TTLCache[tuple[ThreadKey, str], bool] = TTLCache(10_000, REFUSED_MEMORY)
         self._admission = Admission(options.access, options.limits)
         self._admitting = asyncio.Lock()  # check → store → count, one question at a time
 
@@ -101,7 +110,10 @@ class Bridge:
         async with self._admitting:
             # A copy of a question already taken (a platform retry, or Slack's second
             # event kind for a mention) is no question: no rate limit, bound or notice.
-            if await self._store.delivered(event.thread, event.event_id, event.message_id):
+            seen = (event.thread, event.message_id)
+            if seen in self._refused or await self._store.delivered(
+                event.thread, event.event_id, event.message_id
+            ):
                 log.info("duplicate delivery %s ignored", event.event_id)
                 return None
             verdict = self._admission.check(event, asker)
@@ -116,6 +128,8 @@ class Bridge:
                         self._admission.taken(event)
         if verdict.refusal is not None:
             key = event.thread
+            if verdict.refusal is not Refusal.UNVERIFIED:  # a failed look-up may pass next time
+                self._refused[seen] = True  # its copies are no second refusal
             # The reason and where, never the text: a refused question is not kept.
             log.info(
                 "refused message %s from %s in %s %s/%s: %s",
@@ -126,13 +140,25 @@ class Bridge:
                 key.channel,
                 verdict.refusal.value,
             )
+            metrics.REFUSALS.labels(key.platform, verdict.refusal.value).inc()
             raise QuestionRefused(verdict.refusal.value, verdict.notice)
         if turn is None:
             log.info("duplicate delivery %s ignored", event.event_id)
             return None
-        result = self._queue.watch(turn.id)
-        self._queue.wake(turn.conversation_id)
+        return self._queued(turn.id, turn.conversation_id)
+
+    def _queued(self, turn_id: int, conversation_id: int) -> asyncio.Future[TurnResult]:
+        self._waiting.add(turn_id)
+        metrics.QUEUED.inc()
+        result = self._queue.watch(turn_id)
+        self._queue.wake(conversation_id)
         return result
+
+    async def _run(self, turn: Turn) -> TurnResult:
+        if turn.id in self._waiting:
+            self._waiting.discard(turn.id)
+            metrics.QUEUED.dec()
+        return await self._turns.run(turn)
 
     def _new_turn(self, event: PlatformEvent, question_id: str | None = None) -> NewTurn:
         return NewTurn(
@@ -234,26 +260,24 @@ class Bridge:
                 return Acted(Outcome.NOTHING)
             turns = await self._store.turns(conversation.id)
             if turn.status in OPEN_STATUSES:
-                return Acted(Outcome.REFUSED, REGENERATE_UNDER_WAY, again.thread)
+                return _refused("answer under way", REGENERATE_UNDER_WAY, again.thread)
             if any(t.status in OPEN_STATUSES for t in turns):
-                return Acted(Outcome.REFUSED, REGENERATE_THREAD_BUSY, again.thread)
+                return _refused("thread busy", REGENERATE_THREAD_BUSY, again.thread)
             if max(turns, key=lambda t: t.id).user_message_id != turn.user_message_id:
-                return Acted(Outcome.REFUSED, REGENERATE_LATEST_ONLY, again.thread)
+                return _refused("not the latest answer", REGENERATE_LATEST_ONLY, again.thread)
             by = replace(again, author_id=action.person.user_id)
             if (refused := self._admission.check_rate(by)).refusal:
-                return Acted(Outcome.REFUSED, refused.notice, again.thread)
+                return _refused(refused.refusal.value, refused.notice, again.thread)
             try:
                 new = await self._store.enqueue_turn(self._new_turn(again, turn.user_message_id))
             except ThreadBusy:
-                return Acted(Outcome.REFUSED, self._admission.busy(again).notice, again.thread)
+                return _refused("thread busy", self._admission.busy(again).notice, again.thread)
             if new is not None:
                 self._admission.taken(by)
         if new is None:
             return Acted(Outcome.NOTHING)
         log.info("new answer in %s asked by %s", conversation.key.thread, action.person.user_id)
-        answer = self._queue.watch(new.id)
-        self._queue.wake(new.conversation_id)
-        return Acted(Outcome.DONE, answer=answer)
+        return Acted(Outcome.DONE, answer=self._queued(new.id, new.conversation_id))
 
     async def start_over(self, key: ThreadKey) -> bool:
         """The thread's next question opens a new chat (e.g. a DM's "/new"); the old
@@ -277,3 +301,9 @@ class Bridge:
         store and Open WebUI can tell)."""
         await self._queue.drain(grace)
         await self.write_ratings()
+
+
+def _refused(reason: str, notice: str | None, thread: ThreadKey) -> Acted:
+    """A 🔁 not taken: counted like a refused question, told to the person."""
+    metrics.REFUSALS.labels(thread.platform, reason).inc()
+    return Acted(Outcome.REFUSED, notice, thread)

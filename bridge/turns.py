@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, NamedTuple
 
-from bridge import display
+from bridge import display, metrics
 from bridge.channels import ChannelRules
 from bridge.delivery import Delivery
 from bridge.errors import (
@@ -119,10 +119,19 @@ class TurnRunner:
         conversation = await self._store.conversation_by_id(turn.conversation_id)
         if conversation is None:
             raise LookupError(f"turn {turn.id} has no conversation")
+        platform = conversation.key.platform
         with turn_context(turn.id, conversation.key, conversation.chat_id):
             started = time.monotonic()
-            result = await self._run(turn, conversation)
+            metrics.ANSWERING.inc()
+            try:
+                result = await self._run(turn, conversation)
+            finally:
+                metrics.ANSWERING.dec()
             first = result.first_text_at
+            metrics.TURNS.labels(platform, result.status.value).inc()
+            metrics.ANSWER.labels(platform).observe(time.monotonic() - started)
+            if first is not None:
+                metrics.FIRST_TEXT.labels(platform).observe(first - started)
             # One line per turn for operators: how it ended and how long it took, no text.
             log.info(
                 "turn %s %s in %.1f s (first text after %s, %d characters)",

@@ -398,6 +398,14 @@ class SqliteStore:
                 "DELETE FROM processed_events WHERE received_at < ?", (older_than,)
             )
 
+    async def writable(self) -> bool:
+        async with self._lock, self._transaction():
+            # Writing the schema version back as it is: a real write, nothing changed.
+            async with self._conn.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            await self._conn.execute(f"PRAGMA user_version = {int(row[0]) if row else 0:d}")
+        return True
+
     async def close(self) -> None:
         async with self._lock:
             if self._closed:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import httpx
 
+from bridge import metrics
 from bridge.errors import (
     AuthRejected,
     BridgeError,
@@ -421,9 +422,11 @@ class OpenWebUIClient:
                     method, self.base_url + path, json=json, params=params, headers=headers
                 )
             except httpx.TransportError as exc:
+                metrics.OPENWEBUI_REQUESTS.labels(method, "unreachable").inc()
                 # Connect failures never reached the server: always safe to retry.
                 safe = retry or isinstance(exc, httpx.ConnectError)
                 if safe and attempt < self._retries:
+                    metrics.OPENWEBUI_RETRIES.labels("unreachable").inc()
                     attempt += 1
                     await self._sleep(attempt)
                     continue
@@ -431,7 +434,9 @@ class OpenWebUIClient:
                     f"{method} {path}: {type(exc).__name__} contacting Open WebUI"
                 ) from None
             status = response.status_code
+            metrics.OPENWEBUI_REQUESTS.labels(method, metrics.status_outcome(status)).inc()
             if status in _RETRY_STATUS and (retry or status == 429) and attempt < self._retries:
+                metrics.OPENWEBUI_RETRIES.labels(metrics.status_outcome(status)).inc()
                 attempt += 1
                 await self._sleep(attempt, response.headers.get("retry-after"))
                 continue

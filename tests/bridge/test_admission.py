@@ -51,10 +51,23 @@ async def test_a_refused_asker_leaves_no_trace(
 async def test_a_refused_question_does_not_count_as_a_delivery(make_bridge: BridgeMaker) -> None:
     s = await make_bridge(access=AccessPolicy(denied_users=frozenset({"u2"})))
     await refused(s, question("q1"), replace(MEMBER, user="u2"))
-    # Same delivery id, now from an allowed asker: taken (nothing was claimed before).
-    pending = await s.bridge.submit(question("q1"), MEMBER)
+    await nothing_stored(s)
+    # A copy of it (a platform retry) is no second refusal; the next question is taken.
+    assert await s.bridge.submit(question("q1"), replace(MEMBER, user="u2")) is None
+    pending = await s.bridge.submit(question("q2"), MEMBER)
     assert pending is not None
     assert (await pending).status.value == "done"
+
+
+async def test_a_question_refused_as_unverified_is_judged_again_when_it_comes_again(
+    make_bridge: BridgeMaker,
+) -> None:
+    s = await make_bridge(access=AccessPolicy(allowed_roles=frozenset({"staff"})))
+    error = await refused(s, question("q1"), replace(MEMBER, roles_known=False))
+    assert error.reason == Refusal.UNVERIFIED.value
+    # The look-up failed, not the person: Slack's retry is judged again, and taken.
+    pending = await s.bridge.submit(question("q1"), replace(MEMBER, roles=frozenset({"staff"})))
+    assert pending is not None and (await pending).status.value == "done"
 
 
 async def test_each_message_is_judged_by_its_own_author(make_bridge: BridgeMaker) -> None:
@@ -128,7 +141,7 @@ async def test_a_full_thread_tells_the_asker_to_wait(make_bridge: BridgeMaker) -
     turns = await s.turns()
     assert [t.platform_message_id for t in turns] == [f"q{n}" for n in range(5)]
     # Room again once the thread is answered.
-    assert await s.bridge.submit(question("q5"), MEMBER) is not None
+    assert await s.bridge.submit(question("q7"), MEMBER) is not None
 
 
 async def test_a_busy_refusal_leaves_a_new_thread_unmapped(make_bridge: BridgeMaker) -> None:

@@ -579,3 +579,13 @@ async def test_actions_of_people_who_may_not_ask_there_change_nothing(
     assert [t.status for t in await s.turns()] == [TurnStatus.DONE]  # nothing queued
     other = await s.bridge.act(regenerate("some-other-message", "ev-x"))
     assert other.outcome is Outcome.NOT_AN_ANSWER
+
+
+async def test_a_copy_of_a_refused_question_is_no_second_refusal(make_bridge: BridgeMaker) -> None:
+    s = await make_bridge(limits=Limits(max_question_chars=10))
+    long = question("a question far too long", event_id="ev-message")
+    with pytest.raises(QuestionRefused):
+        await s.bridge.submit(long)
+    # Slack's second event kind for the same mention, then a retry: recognised, not judged.
+    assert await s.bridge.submit(replace(long, event_id="ev-app-mention")) is None
+    assert await s.bridge.submit(long) is None
