@@ -55,6 +55,9 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes import slack_rules
+from tests.fakes.slack_rules import TIER_LIMITS
+
 JSON = dict[str, Any]
 
 BOT_USER_ID = "UBOT"
@@ -79,16 +82,6 @@ DEFAULT_SCOPES = (
 # Real Slack ts values are "seconds.microseconds"; start at a fixed, readable point.
 _TS_ORIGIN_US = 1_700_000_000_000_000
 _TS_STEP_US = 100
-# Slack's published Web API tiers (requests a minute, per method per workspace). chat.postMessage
-# is "special": about one message a second per channel, short bursts allowed.
-TIER_LIMITS: dict[str, int] = {
-    "chat.startStream": 20,  # Tier 2
-    "chat.stopStream": 20,
-    "chat.update": 50,  # Tier 3
-    "conversations.replies": 50,
-    "users.info": 50,
-    "chat.appendStream": 100,  # Tier 4
-}
 POST_BURST = 3
 # Forms that notify people: broadcasts, user groups, users (U…, or W… on Enterprise Grid),
 # each optionally with a "|label".
@@ -222,7 +215,9 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.rate_limited: list[Call] = []  # calls answered 429 (also in ``calls``)
-        self.scopes: list[str] = list(DEFAULT_SCOPES)
+        self.scopes: list[str] = list(DEFAULT_SCOPES)  # the bot token's (xoxb-)
+        self.app_scopes: list[str] = ["connections:write"]  # the app-level token's (xapp-)
+        self.user_scopes: list[str] = []  # a user token's (xoxp-)
         self.users: dict[str, JSON] = {}
         self.channel_names: dict[str, str] = {}
         self.channel_kinds: dict[str, str] = {}  # "channel", "group" (private) or "mpim"
@@ -563,13 +558,18 @@ class FakeSlack:
         if self._failures[method]:
             error, status = self._failures[method].popleft()
             return self._json({"ok": False, "error": error}, status=status)
+        handler = self._handlers.get(method)
+        if handler is None:
+            # Slack answers a method it does not have (a typo, say) with HTTP 200 and this.
+            return self._json({"ok": False, "error": "unknown_method"})
+        refused = self._refusal(method, token, params)
+        if refused is not None:
+            return self._json(refused, scopes=self._granted(token))
         try:
-            self._check_token(method, token)
-            # Unknown methods answer ok so Bolt never trips over something harmless.
-            body = self._handlers.get(method, _ok)(params)
+            body = handler(params)
         except SlackError as exc:
             body = {"ok": False, "error": exc.error}
-        return self._json(body)
+        return self._json(body, scopes=self._granted(token))
 
     async def _pass_gates(self, call: Call, request: web.Request) -> bool:
         """Apply delays and holds; False if the client left while the call waited."""
@@ -629,22 +629,43 @@ class FakeSlack:
         return None
 
     def _json(
-        self, body: JSON, *, status: int = 200, headers: dict[str, str] | None = None
+        self,
+        body: JSON,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        scopes: list[str] | None = None,
     ) -> web.Response:
-        # Slack sends the token's scopes on every Web API response.
-        all_headers = {"x-oauth-scopes": ",".join(self.scopes), **(headers or {})}
+        # Slack sends the calling token's scopes on every Web API response.
+        granted = self.scopes if scopes is None else scopes
+        all_headers = {"x-oauth-scopes": ",".join(granted), **(headers or {})}
         return web.json_response(body, status=status, headers=all_headers)
 
-    def _check_token(self, method: str, token: str) -> None:
+    # -- tokens and scopes (the rules live in slack_rules.py) ----------------------------
+
+    def _granted(self, token: str) -> list[str]:
+        kind = slack_rules.token_kind(token)
+        if kind == slack_rules.APP:
+            return self.app_scopes
+        if kind == slack_rules.USER:
+            return self.user_scopes
+        return self.scopes
+
+    def _refusal(self, method: str, token: str, params: JSON) -> JSON | None:
+        """Slack's answer to a call its token may not make (see slack_rules), else None."""
         if not token:
-            raise SlackError("not_authed")
-        if self.valid_tokens is not None and token not in self.valid_tokens:
-            raise SlackError("invalid_auth")
-        # apps.connections.open takes only the app-level token, and that token is good for
-        # little else (Slack answers not_allowed_token_type both ways).
-        is_app_token = token.startswith("xapp-")
-        if (method == "apps.connections.open") != is_app_token and method != "auth.test":
-            raise SlackError("not_allowed_token_type")
+            return {"ok": False, "error": "not_authed"}
+        kind = slack_rules.token_kind(token)
+        if kind is None or (self.valid_tokens is not None and token not in self.valid_tokens):
+            return {"ok": False, "error": "invalid_auth"}
+        channel = str(params.get("channel") or params.get("channel_id") or "")
+        return slack_rules.refusal(method, kind, self._granted(token), self._kind(channel))
+
+    def _kind(self, channel: str) -> str:
+        """The conversation's type as Slack's scopes split them: channel, group, im, mpim."""
+        if channel.startswith("D"):
+            return "im"
+        return self.channel_kinds.get(channel, "group" if channel.startswith("G") else "channel")
 
     def _auth_test(self, params: JSON) -> JSON:
         return {
@@ -854,14 +875,6 @@ class FakeSlack:
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _usergroup_users(self, params: JSON) -> JSON:
-        if "usergroups:read" not in self.scopes:
-            # Slack's shape for a token without the method's scope.
-            return {
-                "ok": False,
-                "error": "missing_scope",
-                "needed": "usergroups:read",
-                "provided": ",".join(self.scopes),
-            }
         group = _require(params, "usergroup", "invalid_arguments")
         if group not in self.usergroups:
             raise SlackError("no_such_subteam")
@@ -1386,10 +1399,6 @@ class FakeSlack:
 
 
 # -- module helpers ----------------------------------------------------------------
-
-
-def _ok(params: JSON) -> JSON:
-    return {"ok": True}
 
 
 def _add_person(event: JSON, files: list[str] | None, user_team: str | None) -> None:

@@ -99,8 +99,74 @@ async def test_form_encoded_calls_and_unknown_methods(
     )
     assert fake.message("C1", response["ts"]) is not None
     assert fake.channel_view("C1")[0].text == "md"
-    assert (await client.reactions_add(channel="C1", timestamp=response["ts"], name="eyes"))["ok"]
-    assert fake.count("reactions.add") == 1
+    # A method Slack does not have (here a typo) is refused with HTTP 200, as Slack does.
+    with pytest.raises(SlackApiError) as exc:
+        await client.api_call("chat.postMesage", json={"channel": "C1", "text": "x"})
+    assert exc.value.response.status_code == 200 and _error(exc) == "unknown_method"
+    assert fake.count("chat.postMesage") == 1 and len(fake.channel_view("C1")) == 1
+
+
+async def test_scopes_come_from_slacks_method_table(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake.add_channel("G1", "ops", kind="group")
+    fake.scopes = ["chat:write", "channels:history"]
+    parent, _, _ = fake.user_says("C1", "U1", "hello")
+    assert (await client.conversations_replies(channel="C1", ts=parent))["ok"]
+    # The same method in a private channel needs that type's scope.
+    private, _, _ = fake.user_says("G1", "U1", "secret")
+    with pytest.raises(SlackApiError) as exc:
+        await client.conversations_replies(channel="G1", ts=private)
+    body = exc.value.response
+    assert (body["error"], body["needed"], body["provided"]) == (
+        "missing_scope",
+        "groups:history",
+        "chat:write,channels:history",
+    )
+    with pytest.raises(SlackApiError) as exc:
+        await client.users_info(user=BOT_USER_ID)
+    assert _error(exc) == "missing_scope" and exc.value.response["needed"] == "users:read"
+    # Suggested prompts need assistant:write; the status also takes chat:write.
+    await client.assistant_threads_setStatus(channel_id="D1", thread_ts="1.1", status="thinking")
+    with pytest.raises(SlackApiError) as exc:
+        await client.assistant_threads_setTitle(channel_id="D1", thread_ts="1.1", title="t")
+    assert exc.value.response["needed"] == "assistant:write"
+    # Methods without a scope (auth.test, chat.getPermalink) work with none at all.
+    fake.scopes = []
+    assert (await client.auth_test())["ok"]
+    assert (await client.chat_getPermalink(channel="C1", message_ts=parent))["ok"]
+    assert fake.channel_view("G1")[0].text == "secret"  # nothing was read or changed
+
+
+async def test_tokens_are_checked_by_type(fake: FakeSlack) -> None:
+    app = AsyncWebClient(token=APP_TOKEN, base_url=fake.api_url)
+    bot = AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url)
+    opened = await app.apps_connections_open(app_token=APP_TOKEN)
+    assert opened["url"].startswith(fake.socket_url)
+    assert opened.headers["x-oauth-scopes"] == "connections:write"
+    with pytest.raises(SlackApiError) as exc:
+        await bot.apps_connections_open(app_token=BOT_TOKEN)
+    assert _error(exc) == "not_allowed_token_type"
+    with pytest.raises(SlackApiError) as exc:
+        await app.chat_postMessage(channel="C1", text="from the app token")
+    assert _error(exc) == "not_allowed_token_type"
+    # A user token may post, but streams take bot tokens only.
+    user = AsyncWebClient(token="xoxp-person", base_url=fake.api_url)
+    fake.user_scopes = ["chat:write"]
+    await user.chat_postMessage(channel="C1", text="as a person")
+    with pytest.raises(SlackApiError) as exc:
+        await user.chat_startStream(channel="D1", thread_ts="1.1", markdown_text="x")
+    assert _error(exc) == "not_allowed_token_type"
+    fake.app_scopes = []
+    with pytest.raises(SlackApiError) as exc:
+        await app.apps_connections_open(app_token=APP_TOKEN)
+    assert exc.value.response["needed"] == "connections:write"
+    for token in ("not-a-slack-token", "xoxb-revoked"):
+        fake.valid_tokens = {BOT_TOKEN}
+        with pytest.raises(SlackApiError) as exc:
+            await AsyncWebClient(token=token, base_url=fake.api_url).auth_test()
+        assert _error(exc) == "invalid_auth"
+    assert [m.text for m in fake.channel_view("C1")] == ["as a person"]
 
 
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
@@ -290,6 +356,10 @@ async def test_channels_are_named_kinded_and_renamed(
     }
     assert ((await info("G1"))["is_private"], (await info("G1"))["name"]) == (True, "ops")
     assert (await info("C2"))["is_mpim"] and not (await info("C2"))["is_channel"]
+    with pytest.raises(SlackApiError) as exc:
+        await info("D1")  # a DM's info needs im:read, which the app did not ask for
+    assert exc.value.response["needed"] == "im:read"
+    fake.scopes.append("im:read")
     assert (await info("D1"))["is_im"] and "name" not in await info("D1")
     renamed = fake.rename_channel("C1", "help-desk")
     assert renamed["event"]["type"] == "channel_rename"
@@ -572,9 +642,9 @@ async def test_tier_limits_per_method_and_window(fake: FakeSlack, client: AsyncW
     assert exc.value.response.headers["Retry-After"] == "1"
     assert fake.rate_limited == [fake.calls[-1]]
     for _ in range(50):  # Tier 3, counted apart from chat.startStream
-        await client.users_info(user="U1")
+        await client.conversations_info(channel="C1")
     with pytest.raises(SlackApiError) as exc:
-        await client.users_info(user="U1")
+        await client.conversations_info(channel="C1")
     assert exc.value.response.status_code == 429
     # chat.postMessage: a burst of 3 per channel, then about one a second (scaled).
     for _ in range(3):
