@@ -55,7 +55,8 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from tests.fakes import slack_rules
+from tests.fakes import slack_delivery, slack_rules
+from tests.fakes.slack_delivery import Answer, Attempt, Delivery
 from tests.fakes.slack_rules import TIER_LIMITS
 
 JSON = dict[str, Any]
@@ -247,6 +248,11 @@ class FakeSlack:
         self.enforce_tiers = False
         self.tier_window = 60.0
         self.held: list[Call] = []  # calls waiting on a hold right now
+        # Event delivery (slack_delivery.py): the app must ack within ack_deadline seconds, else
+        # Slack delivers again, up to 3 times; retry_scale shortens the 1- and 5-minute waits.
+        self.ack_deadline = slack_delivery.ACK_DEADLINE
+        self.retry_scale = 1.0
+        self.deliveries: list[Delivery] = []  # every deliver_event / send_event, in order
         self.dropped: list[Call] = []  # held calls whose client left: never applied
 
         self._tier_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
@@ -262,6 +268,7 @@ class FakeSlack:
         self._event_counter = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._pending: dict[str, tuple[Envelope, asyncio.Future[None]]] = {}
+        self._redeliveries: set[asyncio.Task[Delivery]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.add_user(BOT_USER_ID, "owui-bot", is_bot=True)
@@ -309,6 +316,8 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
+        for task in list(self._redeliveries):
+            task.cancel()
         await self.close_sockets()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -1290,43 +1299,81 @@ class FakeSlack:
         *,
         timeout: float = 5.0,
         wait_ack: bool = True,
+        redeliver: bool = True,
     ) -> str:
         """Deliver an ``events_api`` envelope over Socket Mode; return its envelope_id.
 
-        Waits up to ``timeout`` for a connection and then (``wait_ack``) for the app's ack,
-        raising TimeoutError otherwise. Like Slack, first deliveries carry
-        ``retry_attempt: 0, retry_reason: ""`` (Bolt turns these into x-slack-retry-* headers).
+        Waits up to ``timeout`` for a connection and then (``wait_ack``) for the app's ack of
+        this or a later delivery, raising TimeoutError otherwise. Like Slack, first deliveries
+        carry ``retry_attempt: 0, retry_reason: ""`` (Bolt turns these into x-slack-retry-*
+        headers), and an envelope not acked within ``ack_deadline`` is sent again (a new
+        envelope, the same payload) up to 3 times (``redeliver=False``: never); every attempt
+        is in ``deliveries[-1].attempts``.
         """
         await self.wait_for(self._open_sockets, timeout=timeout, what="a Socket Mode connection")
-        envelope = Envelope(
-            envelope_id=str(uuid.uuid4()),
-            payload=payload,
-            retry_attempt=retry_attempt,
-            retry_reason=retry_reason or "",
-            sent_at=time.monotonic(),
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery = Delivery(payload)
+        self.deliveries.append(delivery)
+        sent: list[str] = []
+        first_sent = asyncio.Event()
+
+        async def send(attempt: Attempt) -> Answer:
+            sockets = self._open_sockets()
+            if not sockets:
+                first_sent.set()
+                return Answer(None)  # nobody connected: the attempt is lost
+            envelope = Envelope(
+                envelope_id=str(uuid.uuid4()),
+                payload=payload,
+                retry_attempt=attempt.retry_num,
+                retry_reason=attempt.reason or (retry_reason or ""),
+                sent_at=time.monotonic(),
+            )
+            own: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending[envelope.envelope_id] = (envelope, own)
+            self.envelopes.append(envelope)
+            sent.append(envelope.envelope_id)
+            # Slack spreads envelopes over an app's connections; the newest is as good as any.
+            await sockets[-1].send_json(
+                {
+                    "envelope_id": envelope.envelope_id,
+                    "payload": payload,
+                    "type": "events_api",
+                    "accepts_response_payload": False,
+                    "retry_attempt": attempt.retry_num,
+                    "retry_reason": envelope.retry_reason,
+                }
+            )
+            first_sent.set()
+            await own
+            if not acked.done():
+                acked.set_result(None)
+            return Answer(200)
+
+        task = asyncio.create_task(
+            slack_delivery.deliver(
+                delivery,
+                send,
+                deadline=self.ack_deadline,
+                delays=slack_delivery.RETRY_DELAYS if redeliver else (),
+                scale=self.retry_scale,
+                first=retry_attempt,
+                timeout_reason=slack_delivery.SOCKET_RETRY_REASON,
+            )
         )
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[envelope.envelope_id] = (envelope, future)
-        self.envelopes.append(envelope)
-        # Slack spreads envelopes over an app's connections; the newest is as good as any.
-        await self._open_sockets()[-1].send_json(
-            {
-                "envelope_id": envelope.envelope_id,
-                "payload": payload,
-                "type": "events_api",
-                "accepts_response_payload": False,
-                "retry_attempt": retry_attempt,
-                "retry_reason": envelope.retry_reason,
-            }
-        )
+        self._redeliveries.add(task)
+        task.add_done_callback(self._redeliveries.discard)
+        await first_sent.wait()
+        if not sent:
+            raise TimeoutError("FakeSlack: the Socket Mode connection went away")
         if wait_ack:
             try:
-                await asyncio.wait_for(asyncio.shield(future), timeout)
+                await asyncio.wait_for(asyncio.shield(acked), timeout)
             except TimeoutError:
                 raise TimeoutError(
-                    f"FakeSlack: no ack for envelope {envelope.envelope_id} in {timeout}s"
+                    f"FakeSlack: no ack for envelope {sent[0]} in {timeout}s"
                 ) from None
-        return envelope.envelope_id
+        return sent[0]
 
     def _on_ack(self, frame: JSON) -> None:
         # An ack is any frame naming a pending envelope_id (SocketModeResponse.to_dict()).
@@ -1396,6 +1443,75 @@ class FakeSlack:
             session.post(app_url, data=body, headers=headers) as response,
         ):
             return response.status, await response.text()
+
+    async def deliver_event(
+        self,
+        app_url: str,
+        event_payload: JSON,
+        signing_secret: str,
+        *,
+        wait: bool = True,
+    ) -> Delivery:
+        """Deliver an Events API body over HTTP as Slack does (slack_delivery.py).
+
+        The first POST, then (no 2xx within ``ack_deadline``, or an error answer without
+        ``X-Slack-No-Retry: 1``) up to 3 retries carrying X-Slack-Retry-Num / -Reason, each
+        freshly signed. ``wait``: return once acknowledged or the retries ran out; else at
+        once (``Delivery.finished()`` waits). Every attempt is in ``Delivery.attempts``.
+        """
+        delivery = Delivery(event_payload)
+        self.deliveries.append(delivery)
+
+        async def send(attempt: Attempt) -> Answer:
+            try:
+                status, headers = await self._post_signed(
+                    app_url,
+                    event_payload,
+                    signing_secret,
+                    retry_num=attempt.retry_num or None,
+                    retry_reason=attempt.reason or None,
+                )
+            except aiohttp.ClientError:
+                return Answer(None)
+            return Answer(status, no_retry=headers.get("X-Slack-No-Retry") == "1")
+
+        task = asyncio.create_task(
+            slack_delivery.deliver(
+                delivery, send, deadline=self.ack_deadline, scale=self.retry_scale
+            )
+        )
+        self._redeliveries.add(task)
+        task.add_done_callback(self._redeliveries.discard)
+        if wait:
+            await delivery.done.wait()
+        return delivery
+
+    async def _post_signed(
+        self,
+        app_url: str,
+        event_payload: JSON,
+        signing_secret: str,
+        *,
+        retry_num: int | None,
+        retry_reason: str | None,
+    ) -> tuple[int, dict[str, str]]:
+        body = json.dumps(event_payload)
+        ts = str(int(time.time()))
+        signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or "",
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(app_url, data=body, headers=headers) as response,
+        ):
+            await response.read()
+            return response.status, dict(response.headers)
 
 
 # -- module helpers ----------------------------------------------------------------

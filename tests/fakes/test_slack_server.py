@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -743,3 +744,94 @@ async def test_pings(fake: FakeSlack, client: AsyncWebClient) -> None:
     await client.chat_appendStream(channel="D1", ts=stream["ts"], markdown_text="nel>")
     assert [form for _, form in fake.pings("D1")] == ["<!channel>"]
     assert fake.pings("C2") == []
+
+
+# -- (f) delivery: the 3-second deadline and Slack's redeliveries ----------------------
+
+
+@pytest.fixture
+async def raw_app() -> AsyncIterator[tuple[str, list[tuple[str, str]], list[web.Response]]]:
+    """An HTTP endpoint answering from a script (a delay in seconds, or a response) and
+    recording each request's (X-Slack-Retry-Num, X-Slack-Retry-Reason)."""
+    seen: list[tuple[str, str]] = []
+    script: list[Any] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(
+            (
+                request.headers.get("X-Slack-Retry-Num", ""),
+                request.headers.get("X-Slack-Retry-Reason", ""),
+            )
+        )
+        step = script.pop(0) if script else web.Response(status=200)
+        if isinstance(step, float):
+            await asyncio.sleep(step)
+            return web.Response(status=200)
+        assert isinstance(step, web.Response)
+        return step
+
+    app = web.Application()
+    app.router.add_post("/slack/events", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events", seen, script
+    await runner.cleanup()
+
+
+async def test_http_events_are_redelivered_until_acknowledged(
+    fake: FakeSlack, raw_app: tuple[str, list[tuple[str, str]], list[Any]]
+) -> None:
+    url, seen, script = raw_app
+    fake.ack_deadline = 0.3  # Slack's 3 s, shortened
+    fake.retry_scale = 0.001  # Slack's 1- and 5-minute waits, shortened
+    _, _, mention = fake.user_says("C1", "U1", "<@UBOT> hi")
+    assert mention is not None
+    # Too slow, then an error, then acknowledged.
+    script.extend([0.6, web.Response(status=500)])
+    delivery = await fake.deliver_event(url, mention, SECRET)
+    assert delivery.acknowledged
+    assert [(a.retry_num, a.reason) for a in delivery.attempts] == [
+        (0, ""),
+        (1, "http_timeout"),
+        (2, "http_error"),
+    ]
+    assert seen == [("", ""), ("1", "http_timeout"), ("2", "http_error")]
+    # The slow first answer still arrives, after the retry went out.
+    await fake.wait_for(lambda: delivery.attempts[0].status == 200, what="the late answer")
+
+    # An app that keeps failing gets the event 4 times in all, then Slack gives up.
+    seen.clear()
+    script.extend(web.Response(status=503) for _ in range(4))
+    failed = await fake.deliver_event(url, mention, SECRET)
+    assert not failed.acknowledged
+    assert seen == [("", ""), ("1", "http_error"), ("2", "http_error"), ("3", "http_error")]
+
+    # X-Slack-No-Retry: 1 on an error stops the retries.
+    seen.clear()
+    script.append(web.Response(status=500, headers={"X-Slack-No-Retry": "1"}))
+    stopped = await fake.deliver_event(url, mention, SECRET)
+    assert not stopped.acknowledged and seen == [("", "")]
+    assert fake.deliveries == [delivery, failed, stopped]
+
+
+async def test_socket_envelopes_not_acked_in_time_are_sent_again(fake: FakeSlack) -> None:
+    fake.ack_deadline = 0.3
+    fake.retry_scale = 0.001
+    _, message, _ = fake.user_says("D1", "U1", "hello")
+    async with aiohttp.ClientSession() as session, session.ws_connect(fake.socket_url) as ws:
+        assert (await ws.receive_json())["type"] == "hello"
+        sending = asyncio.create_task(fake.send_event(message))
+        first = await ws.receive_json()  # not acknowledged
+        second = await ws.receive_json()
+        await ws.send_json({"envelope_id": second["envelope_id"]})
+        envelope_id = await sending
+    assert (first["retry_attempt"], first["retry_reason"]) == (0, "")
+    assert (second["retry_attempt"], second["retry_reason"]) == (1, "timeout")
+    assert second["payload"] == first["payload"] == message
+    assert second["envelope_id"] != first["envelope_id"] == envelope_id
+    assert fake.envelope(second["envelope_id"]).acked_at is not None
+    assert fake.envelope(first["envelope_id"]).acked_at is None
+    assert [(a.retry_num, a.status) for a in fake.deliveries[-1].attempts] == [(0, None), (1, 200)]
