@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.fakes.slack_rules import RULES
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, WORKSPACE_URL, FakeSlack
 
 BOT_TOKEN = "xoxb-test"
@@ -137,6 +138,11 @@ async def test_scopes_come_from_slacks_method_table(
     assert (await client.auth_test())["ok"]
     assert (await client.chat_getPermalink(channel="C1", message_ts=parent))["ok"]
     assert fake.channel_view("G1")[0].text == "secret"  # nothing was read or changed
+
+
+def test_every_method_the_fake_serves_has_slacks_rule(fake: FakeSlack) -> None:
+    # A method added to the fake needs its token types, scopes and tier in slack_rules.py.
+    assert set(fake._handlers) == set(RULES)
 
 
 async def test_tokens_are_checked_by_type(fake: FakeSlack) -> None:
