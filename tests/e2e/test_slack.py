@@ -41,7 +41,13 @@ class Harness:
             await self.fake.send_event(
                 body, retry_attempt=retry or 0, retry_reason="timeout" if retry else None
             )
-        else:
+        elif retry is None:
+            # As Slack delivers: redelivered if not acknowledged within 3 seconds.
+            delivery = await self.fake.deliver_event(
+                f"http://127.0.0.1:{self.adapter.http_port}/slack/events", body, SECRET
+            )
+            assert delivery.acknowledged
+        else:  # a retry replayed by hand
             status, _ = await self.fake.post_event(
                 f"http://127.0.0.1:{self.adapter.http_port}/slack/events",
                 body,

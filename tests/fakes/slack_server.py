@@ -55,6 +55,10 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes import slack_delivery, slack_rules
+from tests.fakes.slack_delivery import Answer, Attempt, Delivery
+from tests.fakes.slack_rules import TIER_LIMITS
+
 JSON = dict[str, Any]
 
 BOT_USER_ID = "UBOT"
@@ -79,16 +83,6 @@ DEFAULT_SCOPES = (
 # Real Slack ts values are "seconds.microseconds"; start at a fixed, readable point.
 _TS_ORIGIN_US = 1_700_000_000_000_000
 _TS_STEP_US = 100
-# Slack's published Web API tiers (requests a minute, per method per workspace). chat.postMessage
-# is "special": about one message a second per channel, short bursts allowed.
-TIER_LIMITS: dict[str, int] = {
-    "chat.startStream": 20,  # Tier 2
-    "chat.stopStream": 20,
-    "chat.update": 50,  # Tier 3
-    "conversations.replies": 50,
-    "users.info": 50,
-    "chat.appendStream": 100,  # Tier 4
-}
 POST_BURST = 3
 # Forms that notify people: broadcasts, user groups, users (U…, or W… on Enterprise Grid),
 # each optionally with a "|label".
@@ -222,7 +216,9 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.rate_limited: list[Call] = []  # calls answered 429 (also in ``calls``)
-        self.scopes: list[str] = list(DEFAULT_SCOPES)
+        self.scopes: list[str] = list(DEFAULT_SCOPES)  # the bot token's (xoxb-)
+        self.app_scopes: list[str] = ["connections:write"]  # the app-level token's (xapp-)
+        self.user_scopes: list[str] = []  # a user token's (xoxp-)
         self.users: dict[str, JSON] = {}
         self.channel_names: dict[str, str] = {}
         self.channel_kinds: dict[str, str] = {}  # "channel", "group" (private) or "mpim"
@@ -252,6 +248,11 @@ class FakeSlack:
         self.enforce_tiers = False
         self.tier_window = 60.0
         self.held: list[Call] = []  # calls waiting on a hold right now
+        # Event delivery (slack_delivery.py): the app must ack within ack_deadline seconds, else
+        # Slack delivers again, up to 3 times; retry_scale shortens the 1- and 5-minute waits.
+        self.ack_deadline = slack_delivery.ACK_DEADLINE
+        self.retry_scale = 1.0
+        self.deliveries: list[Delivery] = []  # every deliver_event / send_event, in order
         self.dropped: list[Call] = []  # held calls whose client left: never applied
 
         self._tier_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
@@ -267,6 +268,7 @@ class FakeSlack:
         self._event_counter = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._pending: dict[str, tuple[Envelope, asyncio.Future[None]]] = {}
+        self._redeliveries: set[asyncio.Task[Delivery]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.add_user(BOT_USER_ID, "owui-bot", is_bot=True)
@@ -314,6 +316,8 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
+        for task in list(self._redeliveries):
+            task.cancel()
         await self.close_sockets()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -563,13 +567,18 @@ class FakeSlack:
         if self._failures[method]:
             error, status = self._failures[method].popleft()
             return self._json({"ok": False, "error": error}, status=status)
+        handler = self._handlers.get(method)
+        if handler is None:
+            # Slack answers a method it does not have (a typo, say) with HTTP 200 and this.
+            return self._json({"ok": False, "error": "unknown_method"})
+        refused = self._refusal(method, token, params)
+        if refused is not None:
+            return self._json(refused, scopes=self._granted(token))
         try:
-            self._check_token(method, token)
-            # Unknown methods answer ok so Bolt never trips over something harmless.
-            body = self._handlers.get(method, _ok)(params)
+            body = handler(params)
         except SlackError as exc:
             body = {"ok": False, "error": exc.error}
-        return self._json(body)
+        return self._json(body, scopes=self._granted(token))
 
     async def _pass_gates(self, call: Call, request: web.Request) -> bool:
         """Apply delays and holds; False if the client left while the call waited."""
@@ -629,22 +638,43 @@ class FakeSlack:
         return None
 
     def _json(
-        self, body: JSON, *, status: int = 200, headers: dict[str, str] | None = None
+        self,
+        body: JSON,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        scopes: list[str] | None = None,
     ) -> web.Response:
-        # Slack sends the token's scopes on every Web API response.
-        all_headers = {"x-oauth-scopes": ",".join(self.scopes), **(headers or {})}
+        # Slack sends the calling token's scopes on every Web API response.
+        granted = self.scopes if scopes is None else scopes
+        all_headers = {"x-oauth-scopes": ",".join(granted), **(headers or {})}
         return web.json_response(body, status=status, headers=all_headers)
 
-    def _check_token(self, method: str, token: str) -> None:
+    # -- tokens and scopes (the rules live in slack_rules.py) ----------------------------
+
+    def _granted(self, token: str) -> list[str]:
+        kind = slack_rules.token_kind(token)
+        if kind == slack_rules.APP:
+            return self.app_scopes
+        if kind == slack_rules.USER:
+            return self.user_scopes
+        return self.scopes
+
+    def _refusal(self, method: str, token: str, params: JSON) -> JSON | None:
+        """Slack's answer to a call its token may not make (see slack_rules), else None."""
         if not token:
-            raise SlackError("not_authed")
-        if self.valid_tokens is not None and token not in self.valid_tokens:
-            raise SlackError("invalid_auth")
-        # apps.connections.open takes only the app-level token, and that token is good for
-        # little else (Slack answers not_allowed_token_type both ways).
-        is_app_token = token.startswith("xapp-")
-        if (method == "apps.connections.open") != is_app_token and method != "auth.test":
-            raise SlackError("not_allowed_token_type")
+            return {"ok": False, "error": "not_authed"}
+        kind = slack_rules.token_kind(token)
+        if kind is None or (self.valid_tokens is not None and token not in self.valid_tokens):
+            return {"ok": False, "error": "invalid_auth"}
+        channel = str(params.get("channel") or params.get("channel_id") or "")
+        return slack_rules.refusal(method, kind, self._granted(token), self._kind(channel))
+
+    def _kind(self, channel: str) -> str:
+        """The conversation's type as Slack's scopes split them: channel, group, im, mpim."""
+        if channel.startswith("D"):
+            return "im"
+        return self.channel_kinds.get(channel, "group" if channel.startswith("G") else "channel")
 
     def _auth_test(self, params: JSON) -> JSON:
         return {
@@ -854,14 +884,6 @@ class FakeSlack:
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _usergroup_users(self, params: JSON) -> JSON:
-        if "usergroups:read" not in self.scopes:
-            # Slack's shape for a token without the method's scope.
-            return {
-                "ok": False,
-                "error": "missing_scope",
-                "needed": "usergroups:read",
-                "provided": ",".join(self.scopes),
-            }
         group = _require(params, "usergroup", "invalid_arguments")
         if group not in self.usergroups:
             raise SlackError("no_such_subteam")
@@ -1277,43 +1299,81 @@ class FakeSlack:
         *,
         timeout: float = 5.0,
         wait_ack: bool = True,
+        redeliver: bool = True,
     ) -> str:
         """Deliver an ``events_api`` envelope over Socket Mode; return its envelope_id.
 
-        Waits up to ``timeout`` for a connection and then (``wait_ack``) for the app's ack,
-        raising TimeoutError otherwise. Like Slack, first deliveries carry
-        ``retry_attempt: 0, retry_reason: ""`` (Bolt turns these into x-slack-retry-* headers).
+        Waits up to ``timeout`` for a connection and then (``wait_ack``) for the app's ack of
+        this or a later delivery, raising TimeoutError otherwise. Like Slack, first deliveries
+        carry ``retry_attempt: 0, retry_reason: ""`` (Bolt turns these into x-slack-retry-*
+        headers), and an envelope not acked within ``ack_deadline`` is sent again (a new
+        envelope, the same payload) up to 3 times (``redeliver=False``: never); every attempt
+        is in ``deliveries[-1].attempts``.
         """
         await self.wait_for(self._open_sockets, timeout=timeout, what="a Socket Mode connection")
-        envelope = Envelope(
-            envelope_id=str(uuid.uuid4()),
-            payload=payload,
-            retry_attempt=retry_attempt,
-            retry_reason=retry_reason or "",
-            sent_at=time.monotonic(),
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery = Delivery(payload)
+        self.deliveries.append(delivery)
+        sent: list[str] = []
+        first_sent = asyncio.Event()
+
+        async def send(attempt: Attempt) -> Answer:
+            sockets = self._open_sockets()
+            if not sockets:
+                first_sent.set()
+                return Answer(None)  # nobody connected: the attempt is lost
+            envelope = Envelope(
+                envelope_id=str(uuid.uuid4()),
+                payload=payload,
+                retry_attempt=attempt.retry_num,
+                retry_reason=attempt.reason or (retry_reason or ""),
+                sent_at=time.monotonic(),
+            )
+            own: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending[envelope.envelope_id] = (envelope, own)
+            self.envelopes.append(envelope)
+            sent.append(envelope.envelope_id)
+            # Slack spreads envelopes over an app's connections; the newest is as good as any.
+            await sockets[-1].send_json(
+                {
+                    "envelope_id": envelope.envelope_id,
+                    "payload": payload,
+                    "type": "events_api",
+                    "accepts_response_payload": False,
+                    "retry_attempt": attempt.retry_num,
+                    "retry_reason": envelope.retry_reason,
+                }
+            )
+            first_sent.set()
+            await own
+            if not acked.done():
+                acked.set_result(None)
+            return Answer(200)
+
+        task = asyncio.create_task(
+            slack_delivery.deliver(
+                delivery,
+                send,
+                deadline=self.ack_deadline,
+                delays=slack_delivery.RETRY_DELAYS if redeliver else (),
+                scale=self.retry_scale,
+                first=retry_attempt,
+                timeout_reason=slack_delivery.SOCKET_RETRY_REASON,
+            )
         )
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[envelope.envelope_id] = (envelope, future)
-        self.envelopes.append(envelope)
-        # Slack spreads envelopes over an app's connections; the newest is as good as any.
-        await self._open_sockets()[-1].send_json(
-            {
-                "envelope_id": envelope.envelope_id,
-                "payload": payload,
-                "type": "events_api",
-                "accepts_response_payload": False,
-                "retry_attempt": retry_attempt,
-                "retry_reason": envelope.retry_reason,
-            }
-        )
+        self._redeliveries.add(task)
+        task.add_done_callback(self._redeliveries.discard)
+        await first_sent.wait()
+        if not sent:
+            raise TimeoutError("FakeSlack: the Socket Mode connection went away")
         if wait_ack:
             try:
-                await asyncio.wait_for(asyncio.shield(future), timeout)
+                await asyncio.wait_for(asyncio.shield(acked), timeout)
             except TimeoutError:
                 raise TimeoutError(
-                    f"FakeSlack: no ack for envelope {envelope.envelope_id} in {timeout}s"
+                    f"FakeSlack: no ack for envelope {sent[0]} in {timeout}s"
                 ) from None
-        return envelope.envelope_id
+        return sent[0]
 
     def _on_ack(self, frame: JSON) -> None:
         # An ack is any frame naming a pending envelope_id (SocketModeResponse.to_dict()).
@@ -1384,12 +1444,77 @@ class FakeSlack:
         ):
             return response.status, await response.text()
 
+    async def deliver_event(
+        self,
+        app_url: str,
+        event_payload: JSON,
+        signing_secret: str,
+        *,
+        wait: bool = True,
+    ) -> Delivery:
+        """Deliver an Events API body over HTTP as Slack does (slack_delivery.py).
+
+        The first POST, then (no 2xx within ``ack_deadline``, or an error answer without
+        ``X-Slack-No-Retry: 1``) up to 3 retries carrying X-Slack-Retry-Num / -Reason, each
+        freshly signed. ``wait``: return once acknowledged or the retries ran out; else at
+        once (``Delivery.finished()`` waits). Every attempt is in ``Delivery.attempts``.
+        """
+        delivery = Delivery(event_payload)
+        self.deliveries.append(delivery)
+
+        async def send(attempt: Attempt) -> Answer:
+            try:
+                status, headers = await self._post_signed(
+                    app_url,
+                    event_payload,
+                    signing_secret,
+                    retry_num=attempt.retry_num or None,
+                    retry_reason=attempt.reason or None,
+                )
+            except aiohttp.ClientError:
+                return Answer(None)
+            return Answer(status, no_retry=headers.get("X-Slack-No-Retry") == "1")
+
+        task = asyncio.create_task(
+            slack_delivery.deliver(
+                delivery, send, deadline=self.ack_deadline, scale=self.retry_scale
+            )
+        )
+        self._redeliveries.add(task)
+        task.add_done_callback(self._redeliveries.discard)
+        if wait:
+            await delivery.done.wait()
+        return delivery
+
+    async def _post_signed(
+        self,
+        app_url: str,
+        event_payload: JSON,
+        signing_secret: str,
+        *,
+        retry_num: int | None,
+        retry_reason: str | None,
+    ) -> tuple[int, dict[str, str]]:
+        body = json.dumps(event_payload)
+        ts = str(int(time.time()))
+        signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or "",
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(app_url, data=body, headers=headers) as response,
+        ):
+            await response.read()
+            return response.status, dict(response.headers)
+
 
 # -- module helpers ----------------------------------------------------------------
-
-
-def _ok(params: JSON) -> JSON:
-    return {"ok": True}
 
 
 def _add_person(event: JSON, files: list[str] | None, user_team: str | None) -> None:

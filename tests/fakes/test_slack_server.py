@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -15,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.fakes.slack_rules import RULES
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, TEAM_ID, WORKSPACE_URL, FakeSlack
 
 BOT_TOKEN = "xoxb-test"
@@ -99,8 +101,79 @@ async def test_form_encoded_calls_and_unknown_methods(
     )
     assert fake.message("C1", response["ts"]) is not None
     assert fake.channel_view("C1")[0].text == "md"
-    assert (await client.reactions_add(channel="C1", timestamp=response["ts"], name="eyes"))["ok"]
-    assert fake.count("reactions.add") == 1
+    # A method Slack does not have (here a typo) is refused with HTTP 200, as Slack does.
+    with pytest.raises(SlackApiError) as exc:
+        await client.api_call("chat.postMesage", json={"channel": "C1", "text": "x"})
+    assert exc.value.response.status_code == 200 and _error(exc) == "unknown_method"
+    assert fake.count("chat.postMesage") == 1 and len(fake.channel_view("C1")) == 1
+
+
+async def test_scopes_come_from_slacks_method_table(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake.add_channel("G1", "ops", kind="group")
+    fake.scopes = ["chat:write", "channels:history"]
+    parent, _, _ = fake.user_says("C1", "U1", "hello")
+    assert (await client.conversations_replies(channel="C1", ts=parent))["ok"]
+    # The same method in a private channel needs that type's scope.
+    private, _, _ = fake.user_says("G1", "U1", "secret")
+    with pytest.raises(SlackApiError) as exc:
+        await client.conversations_replies(channel="G1", ts=private)
+    body = exc.value.response
+    assert (body["error"], body["needed"], body["provided"]) == (
+        "missing_scope",
+        "groups:history",
+        "chat:write,channels:history",
+    )
+    with pytest.raises(SlackApiError) as exc:
+        await client.users_info(user=BOT_USER_ID)
+    assert _error(exc) == "missing_scope" and exc.value.response["needed"] == "users:read"
+    # Suggested prompts need assistant:write; the status also takes chat:write.
+    await client.assistant_threads_setStatus(channel_id="D1", thread_ts="1.1", status="thinking")
+    with pytest.raises(SlackApiError) as exc:
+        await client.assistant_threads_setTitle(channel_id="D1", thread_ts="1.1", title="t")
+    assert exc.value.response["needed"] == "assistant:write"
+    # Methods without a scope (auth.test, chat.getPermalink) work with none at all.
+    fake.scopes = []
+    assert (await client.auth_test())["ok"]
+    assert (await client.chat_getPermalink(channel="C1", message_ts=parent))["ok"]
+    assert fake.channel_view("G1")[0].text == "secret"  # nothing was read or changed
+
+
+def test_every_method_the_fake_serves_has_slacks_rule(fake: FakeSlack) -> None:
+    # A method added to the fake needs its token types, scopes and tier in slack_rules.py.
+    assert set(fake._handlers) == set(RULES)
+
+
+async def test_tokens_are_checked_by_type(fake: FakeSlack) -> None:
+    app = AsyncWebClient(token=APP_TOKEN, base_url=fake.api_url)
+    bot = AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url)
+    opened = await app.apps_connections_open(app_token=APP_TOKEN)
+    assert opened["url"].startswith(fake.socket_url)
+    assert opened.headers["x-oauth-scopes"] == "connections:write"
+    with pytest.raises(SlackApiError) as exc:
+        await bot.apps_connections_open(app_token=BOT_TOKEN)
+    assert _error(exc) == "not_allowed_token_type"
+    with pytest.raises(SlackApiError) as exc:
+        await app.chat_postMessage(channel="C1", text="from the app token")
+    assert _error(exc) == "not_allowed_token_type"
+    # A user token may post, but streams take bot tokens only.
+    user = AsyncWebClient(token="xoxp-person", base_url=fake.api_url)
+    fake.user_scopes = ["chat:write"]
+    await user.chat_postMessage(channel="C1", text="as a person")
+    with pytest.raises(SlackApiError) as exc:
+        await user.chat_startStream(channel="D1", thread_ts="1.1", markdown_text="x")
+    assert _error(exc) == "not_allowed_token_type"
+    fake.app_scopes = []
+    with pytest.raises(SlackApiError) as exc:
+        await app.apps_connections_open(app_token=APP_TOKEN)
+    assert exc.value.response["needed"] == "connections:write"
+    for token in ("not-a-slack-token", "xoxb-revoked"):
+        fake.valid_tokens = {BOT_TOKEN}
+        with pytest.raises(SlackApiError) as exc:
+            await AsyncWebClient(token=token, base_url=fake.api_url).auth_test()
+        assert _error(exc) == "invalid_auth"
+    assert [m.text for m in fake.channel_view("C1")] == ["as a person"]
 
 
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
@@ -290,6 +363,10 @@ async def test_channels_are_named_kinded_and_renamed(
     }
     assert ((await info("G1"))["is_private"], (await info("G1"))["name"]) == (True, "ops")
     assert (await info("C2"))["is_mpim"] and not (await info("C2"))["is_channel"]
+    with pytest.raises(SlackApiError) as exc:
+        await info("D1")  # a DM's info needs im:read, which the app did not ask for
+    assert exc.value.response["needed"] == "im:read"
+    fake.scopes.append("im:read")
     assert (await info("D1"))["is_im"] and "name" not in await info("D1")
     renamed = fake.rename_channel("C1", "help-desk")
     assert renamed["event"]["type"] == "channel_rename"
@@ -572,9 +649,9 @@ async def test_tier_limits_per_method_and_window(fake: FakeSlack, client: AsyncW
     assert exc.value.response.headers["Retry-After"] == "1"
     assert fake.rate_limited == [fake.calls[-1]]
     for _ in range(50):  # Tier 3, counted apart from chat.startStream
-        await client.users_info(user="U1")
+        await client.conversations_info(channel="C1")
     with pytest.raises(SlackApiError) as exc:
-        await client.users_info(user="U1")
+        await client.conversations_info(channel="C1")
     assert exc.value.response.status_code == 429
     # chat.postMessage: a burst of 3 per channel, then about one a second (scaled).
     for _ in range(3):
@@ -673,3 +750,94 @@ async def test_pings(fake: FakeSlack, client: AsyncWebClient) -> None:
     await client.chat_appendStream(channel="D1", ts=stream["ts"], markdown_text="nel>")
     assert [form for _, form in fake.pings("D1")] == ["<!channel>"]
     assert fake.pings("C2") == []
+
+
+# -- (f) delivery: the 3-second deadline and Slack's redeliveries ----------------------
+
+
+@pytest.fixture
+async def raw_app() -> AsyncIterator[tuple[str, list[tuple[str, str]], list[web.Response]]]:
+    """An HTTP endpoint answering from a script (a delay in seconds, or a response) and
+    recording each request's (X-Slack-Retry-Num, X-Slack-Retry-Reason)."""
+    seen: list[tuple[str, str]] = []
+    script: list[Any] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(
+            (
+                request.headers.get("X-Slack-Retry-Num", ""),
+                request.headers.get("X-Slack-Retry-Reason", ""),
+            )
+        )
+        step = script.pop(0) if script else web.Response(status=200)
+        if isinstance(step, float):
+            await asyncio.sleep(step)
+            return web.Response(status=200)
+        assert isinstance(step, web.Response)
+        return step
+
+    app = web.Application()
+    app.router.add_post("/slack/events", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events", seen, script
+    await runner.cleanup()
+
+
+async def test_http_events_are_redelivered_until_acknowledged(
+    fake: FakeSlack, raw_app: tuple[str, list[tuple[str, str]], list[Any]]
+) -> None:
+    url, seen, script = raw_app
+    fake.ack_deadline = 0.3  # Slack's 3 s, shortened
+    fake.retry_scale = 0.001  # Slack's 1- and 5-minute waits, shortened
+    _, _, mention = fake.user_says("C1", "U1", "<@UBOT> hi")
+    assert mention is not None
+    # Too slow, then an error, then acknowledged.
+    script.extend([0.6, web.Response(status=500)])
+    delivery = await fake.deliver_event(url, mention, SECRET)
+    assert delivery.acknowledged
+    assert [(a.retry_num, a.reason) for a in delivery.attempts] == [
+        (0, ""),
+        (1, "http_timeout"),
+        (2, "http_error"),
+    ]
+    assert seen == [("", ""), ("1", "http_timeout"), ("2", "http_error")]
+    # The slow first answer still arrives, after the retry went out.
+    await fake.wait_for(lambda: delivery.attempts[0].status == 200, what="the late answer")
+
+    # An app that keeps failing gets the event 4 times in all, then Slack gives up.
+    seen.clear()
+    script.extend(web.Response(status=503) for _ in range(4))
+    failed = await fake.deliver_event(url, mention, SECRET)
+    assert not failed.acknowledged
+    assert seen == [("", ""), ("1", "http_error"), ("2", "http_error"), ("3", "http_error")]
+
+    # X-Slack-No-Retry: 1 on an error stops the retries.
+    seen.clear()
+    script.append(web.Response(status=500, headers={"X-Slack-No-Retry": "1"}))
+    stopped = await fake.deliver_event(url, mention, SECRET)
+    assert not stopped.acknowledged and seen == [("", "")]
+    assert fake.deliveries == [delivery, failed, stopped]
+
+
+async def test_socket_envelopes_not_acked_in_time_are_sent_again(fake: FakeSlack) -> None:
+    fake.ack_deadline = 0.3
+    fake.retry_scale = 0.001
+    _, message, _ = fake.user_says("D1", "U1", "hello")
+    async with aiohttp.ClientSession() as session, session.ws_connect(fake.socket_url) as ws:
+        assert (await ws.receive_json())["type"] == "hello"
+        sending = asyncio.create_task(fake.send_event(message))
+        first = await ws.receive_json()  # not acknowledged
+        second = await ws.receive_json()
+        await ws.send_json({"envelope_id": second["envelope_id"]})
+        envelope_id = await sending
+    assert (first["retry_attempt"], first["retry_reason"]) == (0, "")
+    assert (second["retry_attempt"], second["retry_reason"]) == (1, "timeout")
+    assert second["payload"] == first["payload"] == message
+    assert second["envelope_id"] != first["envelope_id"] == envelope_id
+    assert fake.envelope(second["envelope_id"]).acked_at is not None
+    assert fake.envelope(first["envelope_id"]).acked_at is None
+    assert [(a.retry_num, a.status) for a in fake.deliveries[-1].attempts] == [(0, None), (1, 200)]
