@@ -96,7 +96,8 @@ async def test_run_serves_discord_until_stopped(
         try:
             ready = await readiness(int(env["BRIDGE_HTTP_PORT"]))
             assert ready.status_code == 200, ready.text
-            assert ready.json() == {"ready": True, "checks": {"openwebui": True, "discord": True}}
+            checks = {"openwebui": True, "database": True, "discord": True}
+            assert ready.json() == {"ready": True, "checks": checks}
             [identify] = fake.identifies
             wanted = (
                 GUILDS

@@ -86,7 +86,8 @@ async def test_run_serves_slack_until_stopped(
             async with httpx.AsyncClient() as client:
                 ready = await client.get(f"http://127.0.0.1:{port}/readyz")
             assert ready.status_code == 200
-            assert ready.json() == {"ready": True, "checks": {"openwebui": True, "slack": True}}
+            checks = {"openwebui": True, "database": True, "slack": True}
+            assert ready.json() == {"ready": True, "checks": checks}
         finally:
             proc.send_signal(signal.SIGTERM)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)

@@ -1,0 +1,110 @@
+"""``/readyz`` as a load balancer or Kubernetes polls it, on the real ``owui-bridge run``
+process: ready only while Open WebUI answers, each platform is connected and the
+database takes a write."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import COMMAND
+from tests.e2e.test_slack_cli import SECRET, base_env
+from tests.fakes.slack_server import FakeSlack
+from tests.harness.openwebui import RunningOpenWebUI, free_port
+
+
+class Gate:
+    """A TCP forwarder to Open WebUI that can be shut (Open WebUI stopped, as far as
+    the bridge can tell: connections refused or cut) and opened again."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.removeprefix("http://").partition(":")
+        self._target = (host, int(port))
+        self._open = True
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> Gate:
+        self._server = await asyncio.start_server(self._connected, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.shut()
+        if self._server is not None:
+            self._server.close()
+
+    def shut(self) -> None:
+        self._open = False
+        for writer in list(self._pipes):
+            writer.close()
+
+    def open(self) -> None:
+        self._open = True
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._open:
+            writer.close()
+            return
+        upstream_reader, upstream = await asyncio.open_connection(*self._target)
+        self._pipes |= {writer, upstream}
+        await asyncio.gather(self._pipe(reader, upstream), self._pipe(upstream_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+        self._pipes.discard(writer)
+
+
+async def readiness(url: str, want: int, timeout: float = 30) -> dict[str, Any]:
+    """/readyz's body once it answers ``want`` (checks are cached for a few seconds)."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(int(timeout * 4)):
+            with contextlib.suppress(httpx.TransportError):
+                response = await client.get(f"{url}/readyz")
+                if response.status_code == want:
+                    return dict(response.json())
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"/readyz never answered {want}")
+
+
+async def test_readyz_follows_open_webui_going_away_and_coming_back(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    async with FakeSlack() as fake, Gate(openwebui.url) as gate:
+        port = free_port()
+        env = base_env(openwebui, fake, tmp_path) | {
+            "OPENWEBUI_URL": gate.url,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "BRIDGE_HTTP_HOST": "127.0.0.1",
+            "BRIDGE_HTTP_PORT": str(port),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            ready = await readiness(url, 200, timeout=60)
+            assert ready == {
+                "ready": True,
+                "checks": {"openwebui": True, "database": True, "slack": True},
+            }
+            gate.shut()
+            down = await readiness(url, 503)
+            assert (down["ready"], down["failed"]) == (False, ["openwebui"])
+            gate.open()
+            assert (await readiness(url, 200))["ready"] is True
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, out.decode()
