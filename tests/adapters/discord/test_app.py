@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from adapters.check import check_discord_bot
-from adapters.discord.app import NEW_DONE, DiscordAdapter, intents, make_client
+from adapters.discord.app import DiscordAdapter, intents, make_client
+from adapters.discord.commands import NEW_DONE
 from adapters.discord.invite import INTENT_MISSING
 from bridge.config import ConfigError
 from bridge.events import PlatformEvent, ThreadKey
@@ -208,7 +209,7 @@ async def test_a_restart_edits_the_stored_messages_in_place(
 
     core = Core()
     client = make_client(intents(), guild_ready_timeout=0.05)
-    restarted = DiscordAdapter(core, world.settings, client=client)
+    restarted = DiscordAdapter(core, world.settings, places=core, client=client)
     await restarted.start()
     try:
         again = PlatformEvent.from_json(stored)
@@ -243,7 +244,10 @@ async def test_a_resume_replay_is_queued_once(world: World, adapter: DiscordAdap
 async def test_intent_not_granted_is_one_clear_line(world: World) -> None:
     world.fake.message_content_allowed = False
     bot = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     with pytest.raises(ConfigError) as failed:
         await bot.start()
@@ -257,7 +261,10 @@ async def test_gateway_4014_is_the_same_clear_line(world: World) -> None:
         GATEWAY_MESSAGE_CONTENT_LIMITED  # the app says yes, the gateway no
     )
     bot = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     with pytest.raises(ConfigError) as failed:
         await bot.start()
@@ -268,7 +275,10 @@ async def test_gateway_4014_is_the_same_clear_line(world: World) -> None:
 async def test_a_rejected_token(world: World) -> None:
     world.fake.valid_tokens = {"another"}
     bot = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN was rejected"):
         await bot.start()
