@@ -914,6 +914,13 @@ class FakeDiscord:
         self._dispatch_guild("THREAD_CREATE", {**thread, "newly_created": True}, GUILDS)
         return tid, self.user_says(tid, user, content, message_id=tid)
 
+    def delete(self, message_id: Id) -> None:
+        """A person (the author, or a moderator) deletes a message: MESSAGE_DELETE."""
+        message = self.message(message_id)
+        if message is None:
+            raise KeyError(f"FakeDiscord: unknown message {message_id}")
+        self._deleted(message)
+
     def react(self, message_id: Id, user: Id, emoji: str) -> ReactionEvent:
         """``user`` adds the unicode ``emoji`` to a message: MESSAGE_REACTION_ADD (with
         the member in a server, and the message's author, as Discord sends them).
@@ -1516,6 +1523,9 @@ class FakeDiscord:
         message = self._find(match["channel_id"], match["message_id"])
         if not message.by_bot:
             raise DiscordError(403, 50013, "Missing Permissions")
+        self._deleted(message)
+
+    def _deleted(self, message: Message) -> None:
         message.deleted = True
         data: JSON = {"id": message.id, "channel_id": message.channel_id}
         guild_id = self.guild_of(message.channel_id)
