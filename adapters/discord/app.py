@@ -320,12 +320,14 @@ class DiscordAdapter:
             channel = channel.parent  # an event stored without its place
         guild_name = guild.name if guild is not None else key.workspace
         channel_name = getattr(channel, "name", None) or event.channel
-        in_channel = await self._threads.reply_channel(event)
-        if in_channel is not None:
-            self._in_channel[key.thread] = in_channel
-            link = jump_url(key.workspace, in_channel, key.thread)  # the question
-        else:
+        in_channel = await self._threads.answered_in(key)
+        if in_channel is None:
             link = jump_url(key.workspace, key.channel)
+        else:
+            link = jump_url(key.workspace, in_channel, key.thread)  # the question
+            if inbound.thread_to_open(event) is not None:
+                # The question that started it (a regenerate finds its answer itself).
+                self._in_channel[key.thread] = in_channel
         return replace(event, place_name=place_name(guild_name, channel_name), link=link)
 
     def reply(

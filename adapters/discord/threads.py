@@ -80,12 +80,12 @@ class Threads:
         )
         await self._places.set_reply_channel(event.thread, channel_id)
 
-    async def reply_channel(self, event: PlatformEvent) -> str | None:
-        """The channel ``event``'s answer goes to, replying to its question, when its
+    async def answered_in(self, key: ThreadKey) -> str | None:
+        """The channel ``key``'s answers went to, replying to its question, because its
         thread could not be opened; None: the thread (or DM)."""
-        if inbound.thread_to_open(event) is None:
-            return None  # asked in a thread (or DM) that exists; a regenerate: see reply()
-        return await self._places.reply_channel(event.thread)
+        if not key.workspace or key.channel != key.thread:
+            return None  # a DM, or a thread that existed before the bot came
+        return await self._places.reply_channel(key)
 
     async def context(self, event: PlatformEvent, bot_id: int) -> tuple[ContextMessage, ...]:
         """The thread before ``event``, when the bot joins a thread it was not in."""

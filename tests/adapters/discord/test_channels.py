@@ -196,5 +196,7 @@ async def test_a_regenerate_without_a_thread_edits_the_answer_where_it_is(
         message_id=f"{event.message_id}~reaction",
         regenerates=1,
     )
+    # The chat's link still opens the question, not a thread that does not exist.
+    assert (await adapter.prepare(again)).link == f"{JUMP}/{world.guild}/{world.general}/{asked.id}"
     assert await answer(adapter, again, "Second answer.", saved) == saved
     assert [m.content for m in fake.bot_messages(world.general)] == ["Second answer."]
