@@ -93,7 +93,9 @@ async def _run(
         if slack.enabled:
             adapters.append(SlackAdapter(runtime.bridge, slack, web_server=web))
         if discord.enabled:
-            adapters.append(DiscordAdapter(runtime.bridge, discord, web_server=web))
+            adapters.append(
+                DiscordAdapter(runtime.bridge, discord, places=runtime.store, web_server=web)
+            )
         await web.start(slack.http_host, slack.http_port)
         started: list[Served] = []
         try:

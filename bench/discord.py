@@ -49,7 +49,7 @@ async def run(pool: ServerPool, version: str, turns: int, interval: float) -> No
             with point_discord_py_at(fake):
                 async with open_runtime(settings_for(pool.get(version), Path(tmp) / "b.db")) as rt:
                     client = make_client(intents(), guild_ready_timeout=0.05)
-                    adapter = DiscordAdapter(rt.bridge, settings, client=client)
+                    adapter = DiscordAdapter(rt.bridge, settings, places=rt.store, client=client)
                     await adapter.start()
                     try:
                         for n in range(turns):

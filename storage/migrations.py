@@ -145,7 +145,13 @@ async def _v3_admin(conn: aiosqlite.Connection) -> None:
         await conn.execute(sql)
 
 
-STEPS: tuple[Step, ...] = (_v1_initial, _v2_durable_queue, _v3_admin)
+async def _v4_reply_channel(conn: aiosqlite.Connection) -> None:
+    # Where a conversation's answers go when its own thread could not be opened (the
+    # channel its question was asked in); NULL: the thread.
+    await conn.execute("ALTER TABLE conversations ADD COLUMN reply_channel TEXT NULL")
+
+
+STEPS: tuple[Step, ...] = (_v1_initial, _v2_durable_queue, _v3_admin, _v4_reply_channel)
 LATEST_VERSION = len(STEPS)
 
 

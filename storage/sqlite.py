@@ -289,6 +289,25 @@ class SqliteStore:
             )
         return changed == 1
 
+    async def reply_channel(self, key: ThreadKey) -> str | None:
+        async with self._lock:
+            row = await self._fetchone(
+                "SELECT reply_channel FROM conversations"
+                " WHERE platform = ? AND workspace = ? AND channel = ? AND thread = ?",
+                (key.platform, key.workspace, key.channel, key.thread),
+            )
+        return None if row is None else row["reply_channel"]
+
+    async def set_reply_channel(self, key: ThreadKey, channel: str) -> None:
+        async with self._lock:
+            changed = await self._write(
+                "UPDATE conversations SET reply_channel = ?, updated_at = ?"
+                " WHERE platform = ? AND workspace = ? AND channel = ? AND thread = ?",
+                (channel, time.time(), key.platform, key.workspace, key.channel, key.thread),
+            )
+        if changed == 0:
+            raise LookupError(f"no conversation for thread {key.thread}")
+
     async def _update_conversation(self, conversation_id: int, column: str, value: str) -> None:
         async with self._lock:
             changed = await self._write(

@@ -30,14 +30,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
 import aiohttp
 import discord
 
 from adapters.discord.inbound import ChannelKind, DiscordMessage
+from bridge.cache import Lookups
 from bridge.policy import AccessPolicy, Asker, UserKind
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,6 @@ CACHE_SIZE = 10_000  # memberships and thread parents remembered
 
 # What a look-up may raise when Discord cannot tell us (NotFound is handled before).
 _FAILURES = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
-
-K = TypeVar("K")
-T = TypeVar("T")
 
 
 class LookupFailed(Exception):
@@ -98,16 +94,11 @@ class AskerFacts:
     ) -> None:
         self._client = client
         self._policy = policy
-        self._ttl = ttl
-        self._clock = clock
-        # (guild, user) → (expires at, roles; None: not a member)
-        self._members: OrderedDict[tuple[str, str], tuple[float, frozenset[str] | None]] = (
-            OrderedDict()
+        # (guild, user) → roles; None: not a member (an answer too, kept as long).
+        self._members: Lookups[tuple[str, str], frozenset[str]] = Lookups(
+            ttl, CACHE_SIZE, clock, keep_none=True
         )
-        self._parents: OrderedDict[str, str] = OrderedDict()  # thread → parent channel
-        # Look-ups under way, shared by the messages that need them.
-        self._member_lookups: dict[tuple[str, str], asyncio.Future[frozenset[str] | None]] = {}
-        self._parent_lookups: dict[str, asyncio.Future[str]] = {}
+        self._parents: Lookups[str, str] = Lookups(None, CACHE_SIZE)  # thread → parent
 
     async def of_message(self, message: discord.Message, parsed: DiscordMessage) -> Asker | None:
         """The facts about ``message``'s author and place; None: they cannot be verified
@@ -239,16 +230,7 @@ class AskerFacts:
 
     async def _membership(self, guild: str, user: str) -> frozenset[str] | None:
         """The user's roles in ``guild`` (@everyone included); None: not a member."""
-        key = (guild, user)
-        cached = self._members.get(key)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        roles = await _shared(self._member_lookups, key, lambda: self._fetch_member(guild, user))
-        self._members[key] = (self._clock() + self._ttl, roles)
-        self._members.move_to_end(key)
-        while len(self._members) > CACHE_SIZE:
-            self._members.popitem(last=False)
-        return roles
+        return await self._members.get((guild, user), lambda: self._fetch_member(guild, user))
 
     async def _fetch_member(self, guild_id: str, user: str) -> frozenset[str] | None:
         guild = self._client.get_guild(int(guild_id))
@@ -265,13 +247,9 @@ class AskerFacts:
     async def _parent(self, thread: str) -> str:
         """The parent channel of a thread discord.py has not cached (a thread never
         moves, so it is cached for good)."""
-        known = self._parents.get(thread)
-        if known is not None:
-            return known
-        parent = await _shared(self._parent_lookups, thread, lambda: self._fetch_parent(thread))
-        self._parents[thread] = parent
-        while len(self._parents) > CACHE_SIZE:
-            self._parents.popitem(last=False)
+        parent = await self._parents.get(thread, lambda: self._fetch_parent(thread))
+        if parent is None:  # cannot happen: a failed look-up raises
+            raise LookupFailed(f"no parent for thread {thread}")
         return parent
 
     async def _fetch_parent(self, thread: str) -> str:
@@ -284,16 +262,3 @@ class AskerFacts:
         if isinstance(channel, discord.Thread):
             return str(channel.parent_id)
         return str(channel.id)
-
-
-async def _shared(
-    pending: dict[K, asyncio.Future[T]], key: K, fetch: Callable[[], Awaitable[T]]
-) -> T:
-    """One look-up for all who need the same fact at once; they resume in the order
-    they asked (so questions waiting on it keep their delivery order)."""
-    future = pending.get(key)
-    if future is None:
-        future = asyncio.ensure_future(fetch())
-        pending[key] = future
-        future.add_done_callback(lambda _: pending.pop(key, None))
-    return await asyncio.shield(future)

@@ -12,8 +12,13 @@
 * **editing**: the answer split at paragraph/code-fence boundaries into
   messages of at most 2,000 characters (``bridge.split``); each part is posted
   once and edited as it grows; a part a person deleted is posted again (with
-  the parts after it, so the order holds); surplus parts are deleted. Each time
-  the list of message ids changes it is saved, so a restart edits them in place.
+  the parts after it, so the order holds), with a nonce of its own: Discord
+  answers a nonce it saw in the past few minutes with that nonce's message, the
+  deleted one included; surplus parts are deleted. Each time the list of message
+  ids changes it is saved, so a restart edits them in place.
+
+Where the thread could not be opened, the reply is in the channel and each of
+its messages replies to the question (``reply_to``).
 
 Pacing comes from the core (``Capabilities.min_update_interval``);
 discord.py's rate limiter waits out buckets and 429s (``retry_after``). An
@@ -30,7 +35,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import discord
@@ -115,10 +120,16 @@ def translated(what: str) -> Iterator[None]:
 
 
 class DiscordChannel:
-    """``Channel`` on discord.py's REST client: no fetch, ids only."""
+    """``Channel`` on discord.py's REST client: no fetch, ids only. With ``reply_to``
+    every message posted replies to that message (pinging no one)."""
 
-    def __init__(self, channel: discord.PartialMessageable) -> None:
+    def __init__(self, channel: discord.PartialMessageable, *, reply_to: str | None = None) -> None:
         self._channel = channel
+        self._reference = (
+            channel.get_partial_message(int(reply_to)).to_reference(fail_if_not_exists=False)
+            if reply_to
+            else None
+        )
 
     async def typing(self) -> None:
         with translated(f"typing in {self._channel.id}"):
@@ -128,13 +139,24 @@ class DiscordChannel:
         with translated(f"posting in {self._channel.id}"):
             # discord.py sends a nonce with enforce_nonce: Discord returns the message it
             # already made for that nonce (a post whose answer a crash or timeout lost).
-            if nonce is None:
-                message = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
-            else:
-                message = await self._channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
+            message = await self._post(text, nonce)
             if message.content != text:  # that nonce's earlier message: bring it up to date
-                await message.edit(content=text, allowed_mentions=NO_MENTIONS)
+                try:
+                    await message.edit(content=text, allowed_mentions=NO_MENTIONS)
+                except discord.NotFound as exc:
+                    if exc.code != UNKNOWN_MESSAGE:
+                        raise
+                    # The nonce's message was deleted since: a new one, without the nonce.
+                    message = await self._post(text, None)
         return str(message.id)
+
+    async def _post(self, text: str, nonce: str | None) -> discord.Message:
+        given: dict[str, Any] = {}  # only what is set: discord.py sends what it is given
+        if nonce is not None:
+            given["nonce"] = nonce  # discord.py adds enforce_nonce
+        if self._reference is not None:
+            given.update(reference=self._reference, mention_author=False)
+        return await self._channel.send(text, allowed_mentions=NO_MENTIONS, **given)
 
     async def edit(self, message_id: str, text: str) -> None:
         with translated(f"editing {message_id} in {self._channel.id}"):
@@ -194,6 +216,9 @@ class DiscordReply:
         # Each part's post carries a nonce made of the question's id and the part's
         # place, so the same part posted again after a restart is the same message.
         self._nonce_base = nonce_base
+        # A place whose message was deleted posts again under a nonce of its own (the
+        # deleted message's), which Discord cannot answer with the deleted message.
+        self._renonce: dict[int, str] = {}
         self._save_ids = save_ids
         self._limit = limit
         self._typing_renew = typing_renew
@@ -295,7 +320,11 @@ class DiscordReply:
                 await self._save(parts)
 
     def _nonce(self, place: int | str) -> str | None:
-        return f"{self._nonce_base}.{place}"[:NONCE_LIMIT] if self._nonce_base else None
+        if not self._nonce_base:
+            return None
+        if isinstance(place, int) and place in self._renonce:
+            return self._renonce[place]
+        return f"{self._nonce_base}.{place}"[:NONCE_LIMIT]
 
     def _editing(self) -> _Editing:
         state = self._state
@@ -310,7 +339,9 @@ class DiscordReply:
         while len(parts) > index:
             with contextlib.suppress(MessageGone):
                 await self._channel.delete(parts[-1].id)
-            parts.pop()
+            gone = parts.pop()
+            # That place's next post must not come back as this (deleted) message.
+            self._renonce[len(parts)] = nonce_base(f"{self._nonce_base}.{len(parts)}~{gone.id}")
             await self._save(parts)
 
     async def _show_warning(self, parts: list[_Part], warning: str) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from adapters.discord.app import NEW_DONE, DiscordAdapter, intents, make_client
+from adapters.discord.app import DiscordAdapter, intents, make_client
+from adapters.discord.commands import NEW_DONE
 from adapters.discord.settings import DiscordSettings
 from adapters.runtime import Runtime, open_runtime
 from bridge.split import join_split
@@ -105,7 +106,9 @@ async def discord_bridge(server: RunningOpenWebUI, tmp: Path) -> AsyncIterator[H
             async with open_runtime(settings_for(server, tmp / "discord.db")) as runtime:
                 # The client ``owui-bridge run`` makes, with a short wait for servers.
                 client = make_client(intents(), guild_ready_timeout=0.05)
-                adapter = DiscordAdapter(runtime.bridge, settings, client=client)
+                adapter = DiscordAdapter(
+                    runtime.bridge, settings, places=runtime.store, client=client
+                )
                 await adapter.start()
                 try:
                     yield Harness(fake, runtime, adapter, guild, general, ada, grace, admins)

@@ -173,7 +173,9 @@ async def admin(
             channels = load_channels(settings, read_config_file(config_file))
             async with open_runtime(settings, channels=channels) as runtime:
                 client = make_client(intents(), guild_ready_timeout=0.05)
-                adapter = DiscordAdapter(runtime.bridge, discord_settings, client=client)
+                adapter = DiscordAdapter(
+                    runtime.bridge, discord_settings, places=runtime.store, client=client
+                )
                 await adapter.start()
                 try:
                     yield Admin(

@@ -88,6 +88,20 @@ BOT_USER_ID = "1301000000000000001"
 APP_ID = BOT_USER_ID
 BOT_NAME = "owui-bot"
 MAX_CONTENT = 2000  # message content limit (docs: Create Message)
+# Rate limits (docs: Rate Limits). Per-route numbers are not published; these are the
+# docs' header example (X-RateLimit-Limit 5, X-RateLimit-Reset-After 1), per bucket and
+# top-level resource (channel, guild, webhook + token). Global: 50 requests per second,
+# interaction callbacks excepted.
+ROUTE_LIMIT = 5
+ROUTE_WINDOW = 1.0  # seconds
+GLOBAL_LIMIT = 50
+GLOBAL_WINDOW = 1.0
+# enforce_nonce: "checked for uniqueness in the past few minutes" (docs: Create Message);
+# five minutes here (unverified).
+NONCE_WINDOW = 300.0
+# Error 30046, "Maximum number of edits to messages older than 1 hour reached" (docs: JSON
+# error codes). The cap is not published; the fake allows none (stricter, unverified).
+OLD_MESSAGE_AGE = 3600.0
 
 # Gateway intents (docs: Gateway Intents).
 GUILDS = 1 << 0
@@ -192,6 +206,8 @@ class Message:
     interaction_id: str | None = None  # set on interaction responses
     nonce: str | int | None = None
     edited_at: float | None = None  # time.time() of the last edit
+    created_at: float = 0.0  # time.time(); 0: the id's own time (``age`` moves it back)
+    old_edits: int = 0  # edits made once the message was over an hour old
     # Every content this message has shown, oldest first (create, then each edit).
     versions: list[str] = field(default_factory=list)
     # The ``allowed_mentions`` each create/edit carried (None: the field was absent), in step
@@ -343,6 +359,13 @@ class FakeDiscord:
         # resume from a stale sequence number would (Discord promises at-least-once).
         self.resume_replays_delivered = 0
         self.max_content = MAX_CONTENT
+        # Rate limits enforced as Discord does (429 with retry_after and X-RateLimit-*);
+        # False: never a 429 but those ``rate_limit_next`` asks for.
+        self.enforce_rate_limits = True
+        self.route_limit = ROUTE_LIMIT
+        self.route_window = ROUTE_WINDOW
+        self.global_limit = GLOBAL_LIMIT
+        self.old_message_edits_allowed = 0  # edits of a message over an hour old (30046)
         # False: guild messages arrive without the author's ``member`` object (Discord
         # always sends it on MESSAGE_CREATE; for testing a client's fallback).
         self.message_members = True
@@ -355,6 +378,9 @@ class FakeDiscord:
         self._answered: set[str] = set()  # interaction tokens already called back
         self._rate_limits: dict[str, deque[float]] = defaultdict(deque)
         self._failures: dict[str, deque[tuple[int, int, str]]] = defaultdict(deque)
+        self._cuts: dict[str, int] = defaultdict(int)  # calls to answer by cutting the line
+        self._buckets: dict[tuple[str, ...], _Window] = {}
+        self._global = _Window(0.0, 0)
         self._holds: dict[str, list[_Gate]] = defaultdict(list)
         self._delays: dict[str, list[_Gate]] = defaultdict(list)
         self._last_id = 0
@@ -693,6 +719,18 @@ class FakeDiscord:
         """
         self._failures[route_key].extend([(status, code, message)] * times)
 
+    def cut_next(self, route_key: str, *, times: int = 1) -> None:
+        """Close the connection of the next ``times`` calls of ``route_key`` without an
+        answer and without applying them: a network error, as the client sees it."""
+        self._cuts[route_key] += times
+
+    def age(self, message_id: Id, seconds: float) -> None:
+        """Make a message ``seconds`` older (its nonce and edit limits follow)."""
+        message = self.message(message_id)
+        if message is None:
+            raise KeyError(f"FakeDiscord: unknown message {message_id}")
+        message.created_at = self._created(message) - seconds
+
     def hold(self, route_key: str, when: Callable[[Call], object] | None = None) -> None:
         """Make calls of ``route_key`` (those ``when`` accepts) wait for ``release``.
 
@@ -876,6 +914,13 @@ class FakeDiscord:
         self._dispatch_guild("THREAD_CREATE", {**thread, "newly_created": True}, GUILDS)
         return tid, self.user_says(tid, user, content, message_id=tid)
 
+    def delete(self, message_id: Id) -> None:
+        """A person (the author, or a moderator) deletes a message: MESSAGE_DELETE."""
+        message = self.message(message_id)
+        if message is None:
+            raise KeyError(f"FakeDiscord: unknown message {message_id}")
+        self._deleted(message)
+
     def react(self, message_id: Id, user: Id, emoji: str) -> ReactionEvent:
         """``user`` adds the unicode ``emoji`` to a message: MESSAGE_REACTION_ADD (with
         the member in a server, and the message's author, as Discord sends them).
@@ -1046,9 +1091,20 @@ class FakeDiscord:
                 self.dropped.append(call)
                 return _json_response({"message": "client gone", "code": 0}, status=499)
             for key in keys:
+                if self._cuts.get(key):
+                    self._cuts[key] -= 1
+                    self.dropped.append(call)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return web.Response(status=499)
+            for key in keys:
                 if self._rate_limits[key]:
                     self.rate_limited.append(call)
                     return self._too_many(call, self._rate_limits[key].popleft())
+            limited = self._take_from_buckets(call)
+            if limited is not None:
+                self.rate_limited.append(call)
+                return limited
             for key in keys:
                 if self._failures[key]:
                     status, code, message = self._failures[key].popleft()
@@ -1095,28 +1151,51 @@ class FakeDiscord:
         if not token or (self.valid_tokens is not None and token not in self.valid_tokens):
             raise DiscordError(401, 0, "401: Unauthorized")
 
-    @staticmethod
-    def _bucket_headers(call: Call, *, remaining: int = 4) -> dict[str, str]:
-        # Discord sends these on every rate-limited route; the numbers here are never enforced.
+    def _take_from_buckets(self, call: Call) -> web.Response | None:
+        """Count ``call`` against the global limit and its route's bucket; the 429
+        Discord would answer once either is spent, else None."""
+        if not self.enforce_rate_limits:
+            return None
+        now = time.monotonic()
+        if not call.route.startswith("/interactions/"):
+            if self._global.spent(now, self.global_limit, GLOBAL_WINDOW):
+                return self._too_many(call, self._global.reset_at - now, scope="global")
+        window = self._buckets.setdefault(_bucket_of(call), _Window(0.0, 0))
+        if window.spent(now, self.route_limit, self.route_window):
+            return self._too_many(call, window.reset_at - now)
+        return None
+
+    def _bucket_headers(self, call: Call, *, remaining: int | None = None) -> dict[str, str]:
+        """The X-RateLimit-* headers Discord sends with every answer of a limited route."""
         bucket = hashlib.sha1(call.key.encode()).hexdigest()[:32]
+        window = self._buckets.get(_bucket_of(call))
+        now = time.monotonic()
+        if window is None or now >= window.reset_at:
+            left, after = self.route_limit - 1, self.route_window
+        else:
+            left, after = self.route_limit - window.used, window.reset_at - now
+        if remaining is not None:
+            left = remaining
         return {
             "X-RateLimit-Bucket": bucket,
-            "X-RateLimit-Limit": "5",
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": f"{time.time() + 1.0:.3f}",
-            "X-RateLimit-Reset-After": "1.000",
+            "X-RateLimit-Limit": str(self.route_limit),
+            "X-RateLimit-Remaining": str(max(left, 0)),
+            "X-RateLimit-Reset": f"{time.time() + after:.3f}",
+            "X-RateLimit-Reset-After": f"{after:.3f}",
         }
 
     def _json(self, call: Call, body: Any, status: int) -> web.Response:
         return _json_response(body, status=status, headers=self._bucket_headers(call))
 
-    def _too_many(self, call: Call, retry_after: float) -> web.Response:
+    def _too_many(self, call: Call, retry_after: float, *, scope: str = "user") -> web.Response:
         headers = self._bucket_headers(call, remaining=0)
+        if scope == "global":
+            headers = {"X-RateLimit-Global": "true"}
         headers.update(
             {
                 "X-RateLimit-Reset-After": f"{retry_after:.3f}",
                 "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
-                "X-RateLimit-Scope": "user",
+                "X-RateLimit-Scope": scope,
                 "Retry-After": str(math.ceil(retry_after)),
                 # Discord's API sits behind Google's front end; discord.py treats a 429
                 # without Via as a Cloudflare ban and gives up.
@@ -1125,8 +1204,8 @@ class FakeDiscord:
         )
         body = {
             "message": "You are being rate limited.",
-            "retry_after": retry_after,
-            "global": False,
+            "retry_after": round(retry_after, 3),
+            "global": scope == "global",
         }
         return _json_response(body, status=429, headers=headers)
 
@@ -1375,12 +1454,12 @@ class FakeDiscord:
         nonce = body.get("nonce")
         if body.get("enforce_nonce") and nonce is not None:
             # Discord: a nonce this author used in the past few minutes returns that
-            # message and creates none.
+            # message and creates none; a message deleted since counts too (unverified).
             for earlier in self._messages[cid]:
                 if (
-                    not earlier.deleted
-                    and earlier.author_id == BOT_USER_ID
+                    earlier.author_id == BOT_USER_ID
                     and earlier.nonce == nonce
+                    and time.time() - self._created(earlier) < NONCE_WINDOW
                 ):
                     return self._message_shape(earlier)
         self._check_content(content, body, creating=True)
@@ -1413,6 +1492,15 @@ class FakeDiscord:
         message = self._find(match["channel_id"], match["message_id"])
         if not message.by_bot:
             raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        if time.time() - self._created(message) > OLD_MESSAGE_AGE:
+            if message.old_edits >= self.old_message_edits_allowed:
+                raise DiscordError(
+                    400,
+                    30046,
+                    "Maximum number of edits to messages older than 1 hour reached. "
+                    "Try again later",
+                )
+            message.old_edits += 1
         return self._message_shape(self._edit(message, call.body))
 
     def _edit(self, message: Message, body: Any) -> Message:
@@ -1435,6 +1523,9 @@ class FakeDiscord:
         message = self._find(match["channel_id"], match["message_id"])
         if not message.by_bot:
             raise DiscordError(403, 50013, "Missing Permissions")
+        self._deleted(message)
+
+    def _deleted(self, message: Message) -> None:
         message.deleted = True
         data: JSON = {"id": message.id, "channel_id": message.channel_id}
         guild_id = self.guild_of(message.channel_id)
@@ -1713,6 +1804,10 @@ class FakeDiscord:
         return user
 
     # -- storing messages --------------------------------------------------------------
+
+    @staticmethod
+    def _created(message: Message) -> float:
+        return message.created_at or _snowflake_time(message.id)
 
     def _claim_id(self, message_id: Id | None) -> str:
         if message_id is None:
@@ -2043,6 +2138,42 @@ def _pinging_forms(content: str, allowed: JSON | None) -> set[str]:
         elif not user and not role and everyone:
             forms.add(match.group(0))
     return forms
+
+
+@dataclass
+class _Window:
+    """One rate-limit window: when it resets, and how many calls it has taken."""
+
+    reset_at: float
+    used: int
+
+    def spent(self, now: float, limit: int, seconds: float) -> bool:
+        """Count a call; True (not counted) when the window has none left."""
+        if now >= self.reset_at:
+            self.reset_at, self.used = now + seconds, 0
+        if self.used >= limit:
+            return True
+        self.used += 1
+        return False
+
+
+_MAJOR = ("channel_id", "guild_id", "webhook_id", "webhook_token")
+
+
+def _major_params(call: Call) -> dict[str, str]:
+    """The top-level resources in ``call``'s path, read against its route template."""
+    names = re.findall(r"{(\w+)}", call.route)
+    # Route templates hold no regex metacharacters besides their {placeholders}.
+    pattern = "^" + re.sub(r"{\w+}", "([^/]+)", call.route) + "$"
+    found = re.match(pattern, call.path)
+    values = found.groups() if found else ()
+    return dict(zip(names, values, strict=False))
+
+
+def _bucket_of(call: Call) -> tuple[str, ...]:
+    """A rate-limit bucket: the route, per top-level resource (docs: Rate Limits)."""
+    match = _major_params(call)
+    return (call.key, *(match.get(name, "") for name in _MAJOR))
 
 
 def _snowflake_time(snowflake: str) -> float:

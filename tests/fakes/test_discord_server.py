@@ -18,8 +18,12 @@ from tests.fakes.discord_server import (
     APP_ID,
     BOT_USER_ID,
     GATEWAY_MESSAGE_CONTENT_LIMITED,
+    GLOBAL_LIMIT,
     GUILD_FORUM,
     MESSAGE_CONTENT,
+    NONCE_WINDOW,
+    ROUTE_LIMIT,
+    ROUTE_WINDOW,
     FakeDiscord,
     point_discord_py_at,
 )
@@ -653,3 +657,110 @@ async def test_renamed_channel_and_server_reach_the_cache(world: World, bot: Bot
     guild = client.get_guild(int(world.guild))
     assert guild is not None and guild.get_role(int(world.role)) is not None  # roles kept
     assert fake.channels[world.general]["name"] == "announcements"
+
+
+HEADERS = {"Authorization": "Bot fake-bot-token"}
+
+
+async def test_a_deleted_message_still_answers_its_nonce_for_a_few_minutes() -> None:
+    async with FakeDiscord() as fake:
+        channel = fake.add_channel(fake.add_guild("G"), "general")
+        body = {"content": "part one", "nonce": "42.0", "enforce_nonce": True}
+        async with httpx.AsyncClient(base_url=fake.api_url, headers=HEADERS) as http:
+            first = (await http.post(f"/channels/{channel}/messages", json=body)).json()
+            await http.delete(f"/channels/{channel}/messages/{first['id']}")
+            again = (await http.post(f"/channels/{channel}/messages", json=body)).json()
+            assert again["id"] == first["id"]  # swallowed: nothing new to see
+            assert fake.bot_messages(channel) == []
+            fake.age(first["id"], NONCE_WINDOW + 1)
+            later = (await http.post(f"/channels/{channel}/messages", json=body)).json()
+        assert later["id"] != first["id"]
+        assert [m.content for m in fake.bot_messages(channel)] == ["part one"]
+
+
+async def test_a_route_bucket_answers_429_once_spent_and_only_for_its_channel() -> None:
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("G")
+        general, other = fake.add_channel(guild, "general"), fake.add_channel(guild, "other")
+        async with httpx.AsyncClient(base_url=fake.api_url, headers=HEADERS) as http:
+            answers = [
+                await http.post(f"/channels/{general}/messages", json={"content": f"m{i}"})
+                for i in range(ROUTE_LIMIT + 1)
+            ]
+            elsewhere = await http.post(f"/channels/{other}/messages", json={"content": "x"})
+        *allowed, refused = answers
+        assert [a.status_code for a in allowed] == [200] * ROUTE_LIMIT
+        assert [a.headers["X-RateLimit-Remaining"] for a in allowed] == [
+            str(n) for n in range(ROUTE_LIMIT - 1, -1, -1)
+        ]
+        assert allowed[0].headers["X-RateLimit-Limit"] == str(ROUTE_LIMIT)
+        assert refused.status_code == 429
+        body = refused.json()
+        assert body["global"] is False and 0 < body["retry_after"] <= ROUTE_WINDOW
+        assert refused.headers["X-RateLimit-Scope"] == "user"
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+        assert float(refused.headers["X-RateLimit-Reset-After"]) <= ROUTE_WINDOW
+        assert elsewhere.status_code == 200  # another channel is another bucket
+        assert len(fake.bot_messages(general)) == ROUTE_LIMIT  # the refused post made none
+
+
+async def test_the_global_limit_answers_429_across_routes() -> None:
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("G")
+        channels = [fake.add_channel(guild, f"c{i}") for i in range(GLOBAL_LIMIT + 1)]
+        async with httpx.AsyncClient(base_url=fake.api_url, headers=HEADERS) as http:
+            answers = [
+                await http.post(f"/channels/{c}/typing") for c in channels
+            ]  # one call per bucket: only the global limit can refuse
+        assert [a.status_code for a in answers[:-1]] == [204] * GLOBAL_LIMIT
+        last = answers[-1]
+        assert last.status_code == 429 and last.json()["global"] is True
+        assert last.headers["X-RateLimit-Global"] == "true"
+        assert last.headers["X-RateLimit-Scope"] == "global"
+
+
+async def test_discord_py_waits_out_the_buckets_by_itself(world: World, bot: Bot) -> None:
+    channel = bot.client.get_partial_messageable(int(world.general))
+    for i in range(ROUTE_LIMIT * 2):
+        await channel.send(f"m{i}")
+    assert [m.content for m in world.fake.bot_messages(world.general)] == [
+        f"m{i}" for i in range(ROUTE_LIMIT * 2)
+    ]
+
+
+async def test_an_answer_over_2000_characters_is_refused(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.fake.api_url, headers=HEADERS) as http:
+        fits = await http.post(f"/channels/{world.general}/messages", json={"content": "a" * 2000})
+        over = await http.post(f"/channels/{world.general}/messages", json={"content": "a" * 2001})
+        edit = await http.patch(
+            f"/channels/{world.general}/messages/{fits.json()['id']}", json={"content": "b" * 2001}
+        )
+    assert fits.status_code == 200
+    assert (over.status_code, over.json()["code"]) == (400, 50035)
+    assert "content" in over.json()["errors"]
+    assert (edit.status_code, edit.json()["code"]) == (400, 50035)
+
+
+async def test_edits_of_a_message_over_an_hour_old_are_refused_with_30046(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.fake.api_url, headers=HEADERS) as http:
+        posted = (
+            await http.post(f"/channels/{world.general}/messages", json={"content": "old"})
+        ).json()
+        url = f"/channels/{world.general}/messages/{posted['id']}"
+        assert (await http.patch(url, json={"content": "recent edit"})).status_code == 200
+        world.fake.age(posted["id"], 3601)
+        refused = await http.patch(url, json={"content": "too late"})
+        deleted = await http.delete(url)
+    assert (refused.status_code, refused.json()["code"]) == (400, 30046)
+    assert deleted.status_code == 204  # deleting an old message is still allowed
+    assert world.fake.message(posted["id"]).versions == ["old", "recent edit"]
+
+
+async def test_a_cut_call_is_a_network_error_and_is_not_applied(world: World) -> None:
+    world.fake.cut_next("POST /channels/{channel_id}/messages")
+    async with httpx.AsyncClient(base_url=world.fake.api_url, headers=HEADERS) as http:
+        with pytest.raises(httpx.TransportError):
+            await http.post(f"/channels/{world.general}/messages", json={"content": "lost"})
+        kept = await http.post(f"/channels/{world.general}/messages", json={"content": "kept"})
+    assert kept.status_code == 200
+    assert [m.content for m in world.fake.bot_messages(world.general)] == ["kept"]

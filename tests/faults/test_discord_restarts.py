@@ -130,3 +130,28 @@ async def test_sigkill_before_the_thread_is_opened(
     assert opened["id"] == thread
     assert fake.bot_messages(faults.general) == []
     await faults.assert_chain(thread, [asked(q)])
+
+
+async def test_a_thread_that_could_not_be_opened_is_answered_in_the_channel_across_a_sigkill(
+    faults: DiscordFaults, capsys: pytest.CaptureFixture[str]
+) -> None:
+    q = "kill no-thread [[words=60]] [[delay=0.1]]"
+    fake = faults.fake
+    fake.cut_next(OPEN_THREAD)  # the network fails once; the restarted process could open it
+    bridge = await faults.start()
+    thread = faults.mention(q)
+    general = faults.general
+    first = await faults.wait_partial(general, asked(q))  # the person sees it in the channel
+    await faults.kill(bridge)
+    cut = fake.message(first)
+    assert cut is not None and cut.content != expected_reply(asked(q)), "the answer was not cut"
+    await faults.start()
+
+    verdict = await faults.wait_answered(general, [asked(q)])
+    faults.report(capsys, "sigkill-no-thread", verdict)
+    faults.assert_clean(verdict, general)
+    [message] = fake.bot_messages(general)
+    assert message.id == first and message.content == expected_reply(asked(q))
+    assert message.reference == thread  # a reply to the question
+    assert fake.threads(general) == []  # no thread, and none opened after the restart
+    await faults.assert_chain(thread, [asked(q)])

@@ -405,3 +405,21 @@ async def test_folders_filing_and_ratings_round_trip(store: SqliteStore) -> None
     assert await store.get_rating(turn, "slack:U1") == RatingRecord(turn, "slack:U1", "fb1", -1)
     await store.delete_rating(turn, "slack:U1")
     assert await store.get_rating(turn, "slack:U1") is None
+
+
+async def test_where_answers_go_without_a_thread_survives_a_reopen(db_path: Path) -> None:
+    store = await open_store(db_path)
+    try:
+        await enqueue(store, "m1", key=OTHER)
+        assert await store.reply_channel(OTHER) is None  # in its thread
+        await store.set_reply_channel(OTHER, "C-general")
+        with pytest.raises(LookupError):
+            await store.set_reply_channel(KEY, "C-general")  # no such conversation
+    finally:
+        await store.close()
+    reopened = await open_store(db_path)
+    try:
+        assert await reopened.reply_channel(OTHER) == "C-general"
+        assert await reopened.reply_channel(KEY) is None
+    finally:
+        await reopened.close()

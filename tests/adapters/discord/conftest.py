@@ -14,7 +14,7 @@ from tests.adapters.discord.discord_world import World
 @pytest.fixture
 async def adapter(world: World) -> AsyncIterator[DiscordAdapter]:
     client = make_client(intents(), guild_ready_timeout=0.05)
-    bot = DiscordAdapter(world.core, world.settings, client=client)
+    bot = DiscordAdapter(world.core, world.settings, places=world.core, client=client)
     await bot.start()
     try:
         yield bot

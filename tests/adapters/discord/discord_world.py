@@ -30,7 +30,8 @@ TOKEN = "fake-bot-token"
 
 @dataclass
 class Core:
-    """Stands in for ``bridge.intake.Bridge``: a ledger of event ids and known threads."""
+    """Stands in for ``bridge.intake.Bridge`` (and the store's reply places): a ledger
+    of event ids and known threads."""
 
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     limits: Limits = field(default_factory=Limits)
@@ -49,6 +50,8 @@ class Core:
     ratings: list[tuple[str, Rater, int, bool]] = field(default_factory=list)
     regenerated: list[tuple[str, str]] = field(default_factory=list)  # (message, event id)
     regenerate_refusal: QuestionRefused | None = None  # what regenerate raises, if anything
+    # Where answers go when a thread could not be opened (the store's, in the real core).
+    reply_channels: dict[ThreadKey, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._admission = Admission(self.policy, self.limits)
@@ -77,6 +80,12 @@ class Core:
         self.threads.add(event.thread)
         self.events.append(event)
         return object()
+
+    async def reply_channel(self, key: ThreadKey) -> str | None:
+        return self.reply_channels.get(key)
+
+    async def set_reply_channel(self, key: ThreadKey, channel: str) -> None:
+        self.reply_channels[key] = channel
 
     async def start_over(self, key: ThreadKey) -> bool:
         self.started_over.append(key)

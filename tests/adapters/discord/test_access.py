@@ -10,11 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.discord.app import (
-    NEW_DMS_OFF,
-    NEW_REFUSED,
-    DiscordAdapter,
-)
+from adapters.discord.app import DiscordAdapter
+from adapters.discord.commands import NEW_DMS_OFF, NEW_REFUSED
 from bridge.admission import ATTACHMENTS_IGNORED, Admission
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.policy import AccessPolicy, Asker, Limits, Refusal

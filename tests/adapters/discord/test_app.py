@@ -9,12 +9,13 @@ the e2e suite's job); each test then runs the turn's adapter side (``prepare``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
 from adapters.check import check_discord_bot
-from adapters.discord.app import NEW_DONE, DiscordAdapter, intents, make_client
+from adapters.discord.app import DiscordAdapter, intents, make_client
+from adapters.discord.commands import NEW_DONE
 from adapters.discord.invite import INTENT_MISSING
 from bridge.config import ConfigError
 from bridge.events import PlatformEvent, ThreadKey
@@ -31,9 +32,11 @@ from tests.fakes.discord_server import (
     BOT_USER_ID,
     GATEWAY_MESSAGE_CONTENT_LIMITED,
     GUILD_FORUM,
+    FakeDiscord,
 )
 
 EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"
+OPEN_THREAD = "POST /channels/{channel_id}/messages/{message_id}/threads"
 
 
 @pytest.fixture
@@ -208,7 +211,7 @@ async def test_a_restart_edits_the_stored_messages_in_place(
 
     core = Core()
     client = make_client(intents(), guild_ready_timeout=0.05)
-    restarted = DiscordAdapter(core, world.settings, client=client)
+    restarted = DiscordAdapter(core, world.settings, places=core, client=client)
     await restarted.start()
     try:
         again = PlatformEvent.from_json(stored)
@@ -243,7 +246,10 @@ async def test_a_resume_replay_is_queued_once(world: World, adapter: DiscordAdap
 async def test_intent_not_granted_is_one_clear_line(world: World) -> None:
     world.fake.message_content_allowed = False
     bot = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     with pytest.raises(ConfigError) as failed:
         await bot.start()
@@ -257,7 +263,10 @@ async def test_gateway_4014_is_the_same_clear_line(world: World) -> None:
         GATEWAY_MESSAGE_CONTENT_LIMITED  # the app says yes, the gateway no
     )
     bot = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     with pytest.raises(ConfigError) as failed:
         await bot.start()
@@ -268,7 +277,10 @@ async def test_gateway_4014_is_the_same_clear_line(world: World) -> None:
 async def test_a_rejected_token(world: World) -> None:
     world.fake.valid_tokens = {"another"}
     bot = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN was rejected"):
         await bot.start()
@@ -310,14 +322,74 @@ async def _ignore(ids: Sequence[str]) -> None:
     pass
 
 
-async def test_without_thread_permission_the_answer_goes_to_the_channel(
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        pytest.param(lambda fake: fake.fail_next(OPEN_THREAD, 403, 50013), id="missing-permission"),
+        pytest.param(lambda fake: fake.cut_next(OPEN_THREAD), id="network-error"),
+    ],
+)
+async def test_a_thread_that_cannot_be_opened_answers_as_a_reply_in_the_channel(
+    world: World, adapter: DiscordAdapter, refuse: Callable[[FakeDiscord], None]
+) -> None:
+    fake = world.fake
+    asked = fake.user_says(world.general, world.ada, f"<@{BOT_USER_ID}> hi")
+    event = await next_event(world, 1)
+    refuse(fake)
+    saved = await answer(adapter, event, "Answer without a thread.")
+    assert fake.threads(world.general) == [] and asked.thread_id is None
+    [shown] = fake.bot_messages(world.general)
+    assert (shown.content, shown.reference) == ("Answer without a thread.", asked.id)
+    assert shown.mentions == []  # the reply pings no one, the asker included
+    assert saved == [shown.id]
+    assert world.core.reply_channels == {event.thread: world.general}
+
+
+async def test_a_restart_finishes_an_unthreaded_answer_in_the_channel(
     world: World, adapter: DiscordAdapter
 ) -> None:
     fake = world.fake
     asked = fake.user_says(world.general, world.ada, f"<@{BOT_USER_ID}> hi")
     event = await next_event(world, 1)
-    fake.fail_next("POST /channels/{channel_id}/messages/{message_id}/threads", 403, 50013)
-    await answer(adapter, event, "Answer without a thread.")
-    assert fake.threads(world.general) == []
-    assert [m.content for m in fake.bot_messages(world.general)] == ["Answer without a thread."]
-    assert asked.thread_id is None
+    fake.cut_next(OPEN_THREAD)
+    handle = adapter.reply(await adapter.prepare(event), (), _ignore)
+    await handle.update("Half an ans")
+    await adapter.close()  # the process dies; the thread could be opened now
+    [first] = fake.bot_messages(world.general)
+
+    core = Core(reply_channels=dict(world.core.reply_channels))  # what the store kept
+    restarted = DiscordAdapter(
+        core,
+        world.settings,
+        places=core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
+    )
+    await restarted.start()
+    try:
+        saved = await answer(restarted, event, "Half an answer, whole.", [first.id])
+    finally:
+        await restarted.close()
+    assert fake.threads(world.general) == []  # never tried again
+    assert [m.content for m in fake.bot_messages(world.general)] == ["Half an answer, whole."]
+    assert saved == [first.id] and first.reference == asked.id
+
+
+async def test_a_part_a_person_deleted_is_posted_again_where_they_see_it(
+    world: World, adapter: DiscordAdapter
+) -> None:
+    fake = world.fake
+    asked = fake.user_says(world.general, world.ada, f"<@{BOT_USER_ID}> hi")
+    event = await next_event(world, 1)
+    saved: list[str] = []
+
+    async def save(ids: Sequence[str]) -> None:
+        saved[:] = ids
+
+    handle = adapter.reply(await adapter.prepare(event), (), save)
+    await handle.update("The first words")
+    [first] = fake.bot_messages(asked.id)
+    fake.delete(first.id)  # within Discord's nonce window: its nonce still answers with it
+    await handle.finish("The first words, and the rest.")
+    [again] = fake.bot_messages(asked.id)
+    assert again.id != first.id and again.content == "The first words, and the rest."
+    assert saved == [again.id]

@@ -42,7 +42,7 @@ async def test_respond_to_all_opens_a_thread_for_every_top_level_message(
 ) -> None:
     ids = configure(world, support="all")
     client = make_client(intents(), guild_ready_timeout=0.05)
-    adapter = DiscordAdapter(world.core, world.settings, client=client)
+    adapter = DiscordAdapter(world.core, world.settings, places=world.core, client=client)
     await adapter.start()  # after the channel exists: the bot's cache knows it
     try:
         fake = world.fake
@@ -72,7 +72,10 @@ async def test_respond_to_off_answers_nothing_there_not_even_a_mention(world: Wo
         by_id={**world.core.channels.by_id, world.general: ChannelRules(respond_to="off")},
     )
     adapter = DiscordAdapter(
-        world.core, world.settings, client=make_client(intents(), guild_ready_timeout=0.05)
+        world.core,
+        world.settings,
+        places=world.core,
+        client=make_client(intents(), guild_ready_timeout=0.05),
     )
     await adapter.start()
     try:
@@ -181,10 +184,11 @@ async def test_a_regenerate_without_a_thread_edits_the_answer_where_it_is(
 ) -> None:
     fake = world.fake
     fake.fail_next(OPEN_THREAD, 403, 50013, "Missing Permissions")
-    fake.user_says(world.general, world.ada, f"{MENTION} no threads here")
+    asked = fake.user_says(world.general, world.ada, f"{MENTION} no threads here")
     event = await next_event(world, 1)
     saved = await answer(adapter, event, "First answer.")
-    [first] = [m for m in fake.bot_messages(world.general) if m.reference is None]
+    [first] = fake.bot_messages(world.general)
+    assert first.reference == asked.id  # a reply to the question
     assert saved == [first.id]
     again = replace(
         event,
@@ -192,5 +196,7 @@ async def test_a_regenerate_without_a_thread_edits_the_answer_where_it_is(
         message_id=f"{event.message_id}~reaction",
         regenerates=1,
     )
+    # The chat's link still opens the question, not a thread that does not exist.
+    assert (await adapter.prepare(again)).link == f"{JUMP}/{world.guild}/{world.general}/{asked.id}"
     assert await answer(adapter, again, "Second answer.", saved) == saved
     assert [m.content for m in fake.bot_messages(world.general)] == ["Second answer."]

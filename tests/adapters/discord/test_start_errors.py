@@ -9,7 +9,7 @@ import aiohttp
 import discord
 import pytest
 
-from adapters.discord.app import TOKEN_REJECTED, start_error
+from adapters.discord.gateway import TOKEN_REJECTED, start_error
 from adapters.discord.invite import INTENT_MISSING
 from adapters.discord.settings import DiscordSettings
 
