@@ -1,0 +1,35 @@
+"""Texts that offer a splitter no natural cut, and the platforms' message limits,
+written from the platforms' documentation (platforms.md), never imported from the
+product: tests judge the product against these numbers."""
+
+from __future__ import annotations
+
+DISCORD_CONTENT = 2_000  # Discord: message content
+SLACK_MARKDOWN = 12_000  # Slack: markdown_text (and the markdown block)
+SLACK_TEXT = 40_000  # Slack: text (mrkdwn) is refused or truncated beyond this
+
+
+def shapes(n: int) -> dict[str, str]:
+    """Texts of exactly ``n`` characters (``n`` ≥ 20) with no space and no blank line."""
+    return {
+        "one unbroken line": "x" * n,
+        "a URL": ("https://example.com/" + "a" * n)[:n],
+        "a code span with no newline": "```" + "y" * (n - 6) + "```",
+        "a fenced block of one line": "```python\n" + "z" * (n - 14) + "\n```",
+    }
+
+
+SHAPES = list(shapes(20))
+FENCED = "a fenced block of one line"
+
+
+def rejoined(parts: list[str]) -> str:
+    """What messages say together, read as a person would: a code block cut across
+    messages is closed at the end of one and re-opened at the start of the next."""
+    text = ""
+    for index, part in enumerate(parts):
+        if index > 0 and text.endswith("\n```") and part.startswith("```python\n"):
+            text = text.removesuffix("\n```") + part.removeprefix("```python\n")
+        else:
+            text += part
+    return text
