@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
 import json as jsonlib
 import logging
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -83,6 +84,22 @@ def jwt_expired(token: str | None, *, margin: float = 0.0, now: float | None = N
     if expiry is None:
         return False
     return expiry.timestamp() - margin <= (time.time() if now is None else now)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """How long a ``Retry-After`` header asks to wait, from ``now`` (epoch seconds):
+    delay-seconds or an HTTP date (RFC 9110, 10.2.3; proxies send dates). None when
+    absent or unreadable; a date in the past is no wait."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
 
 
 def describe_expiry(expiry: datetime) -> str:
@@ -203,6 +220,8 @@ class OpenWebUIClient:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
@@ -212,6 +231,8 @@ class OpenWebUIClient:
         )
         self._retries = retries
         self._backoff = backoff
+        self._pause = sleep  # injectable, so tests see the waits without waiting
+        self._clock = clock  # wall clock, for Retry-After dates
         self._signin_lock = asyncio.Lock()
         # Bumped by every sign-in: a 401 to a request sent with an older token is
         # answered by retrying with the current one, not by signing in again.
@@ -461,10 +482,11 @@ class OpenWebUIClient:
             return self._result(method, path, response)
 
     async def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
-        if retry_after and retry_after.isdigit():
-            await asyncio.sleep(min(float(retry_after), _MAX_RETRY_AFTER))
+        asked = retry_after_seconds(retry_after, self._clock())
+        if asked is not None:
+            await self._pause(min(asked, _MAX_RETRY_AFTER))
             return
-        await asyncio.sleep(self._backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+        await self._pause(self._backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
 
     @staticmethod
     def _result(method: str, path: str, response: httpx.Response) -> Any:

@@ -1,7 +1,9 @@
 """The core's logic over an in-memory SQLite store and a fake Open WebUI 0.12.x:
 dedupe, per-thread order, settling, the chat tree after failures, stops,
 queued turns across a restart, model fallback, and delivery apart from the
-model's timeout. Fast; the real-server tests cover the real protocol."""
+model's timeout. One turn, follow-ups, a failure and a stop also run against the
+fake as 0.6.41 and 0.6.15 (the client writes the history). Fast; the real-server
+tests cover the real protocol."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from bridge.errors import (
 )
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.intake import Bridge
-from bridge.openwebui.flows import ServerManagedFlow
+from bridge.openwebui.flows import flow_for
 from bridge.openwebui.organise import Rater
 from bridge.options import CoreOptions
 from bridge.policy import AccessPolicy, Asker, Limits
@@ -35,11 +37,14 @@ from bridge.store import Turn, TurnStatus
 from bridge.turns import TurnResult
 from storage.sqlite import SqliteStore, open_store
 from tests import treecheck
-from tests.bridge.openwebui.fake_openwebui import Answer, FakeOpenWebUI
+from tests.bridge.openwebui.fake_openwebui import VERSION, Answer, FakeOpenWebUI
 
 pytestmark = pytest.mark.timeout(20)
 
 FAST = Capabilities(max_message_length=100_000, min_update_interval=0.0)
+# One release per turn flow: the server inserts the turn (0.9.0+); the client writes
+# the history and the completion names the question (0.6.41 to 0.8.x) or does not.
+RELEASES = [VERSION, "0.6.41", "0.6.15"]
 
 
 # -- a recording platform ------------------------------------------------------
@@ -152,8 +157,8 @@ BridgeMaker = Callable[..., Awaitable[Setup]]
 
 
 @asynccontextmanager
-async def _bridges() -> AsyncIterator[BridgeMaker]:
-    fake = FakeOpenWebUI()
+async def _bridges(version: str = VERSION) -> AsyncIterator[BridgeMaker]:
+    fake = FakeOpenWebUI(version=version)
     store = await open_store(":memory:")
     made: list[Bridge] = []
     clients = []
@@ -163,7 +168,7 @@ async def _bridges() -> AsyncIterator[BridgeMaker]:
         clients.append(client)
         await client.connect()
         values: dict[str, Any] = {"default_model": "m", "poll_interval": 0.01, "answer_timeout": 5}
-        bridge = Bridge(client, store, ServerManagedFlow(client), CoreOptions(**values | options))
+        bridge = Bridge(client, store, flow_for(client), CoreOptions(**values | options))
         platform = RecordingPlatform()
         bridge.register(platform)
         made.append(bridge)
@@ -190,6 +195,18 @@ async def s(make_bridge: BridgeMaker) -> Setup:
     return await make_bridge()
 
 
+@pytest.fixture(params=RELEASES)
+async def make_any(request: pytest.FixtureRequest) -> AsyncIterator[BridgeMaker]:
+    """Bridges against the fake as each turn flow's release."""
+    async with _bridges(request.param) as make:
+        yield make
+
+
+@pytest.fixture
+async def each(make_any: BridgeMaker) -> Setup:
+    return await make_any()
+
+
 async def submit(s: Setup, event: PlatformEvent) -> asyncio.Future[TurnResult]:
     pending = await s.bridge.submit(event)
     assert pending is not None, "a new question must be queued"
@@ -207,10 +224,22 @@ def tree_ok(s: Setup, chat_id: str) -> None:
     assert treecheck.problems(s.fake.history(chat_id)) == []
 
 
+def asked_under(s: Setup, chat_id: str, question_text: str) -> str | None:
+    """The parent the chat stores for the question: what the web UI hangs it under."""
+    [asked] = [
+        m
+        for m in s.fake.history(chat_id)["messages"].values()
+        if m.get("role") == "user" and m.get("content") == question_text
+    ]
+    parent: str | None = asked.get("parentId")
+    return parent
+
+
 # -- dedupe --------------------------------------------------------------------
 
 
-async def test_a_delivery_seen_twice_is_answered_once(s: Setup) -> None:
+async def test_a_delivery_seen_twice_is_answered_once(each: Setup) -> None:
+    s = each
     q = question("q1")
     pending = await submit(s, q)
     assert await s.bridge.submit(q) is None  # while queued or running
@@ -227,12 +256,20 @@ async def test_a_delivery_seen_twice_is_answered_once(s: Setup) -> None:
     reply = s.platform.replies["q1"]
     assert (reply.final, reply.endings) == ("answer to q1", 1)
     assert [t.status for t in await s.turns()] == [TurnStatus.DONE]
+    chat_id = await s.chat_id()
+    tree_ok(s, chat_id)
+    path = treecheck.branch(s.fake.history(chat_id))
+    assert [(m["role"], treecheck.answer_text(m)) for m in path] == [
+        ("user", "q1"),
+        ("assistant", "answer to q1"),
+    ]
 
 
 # -- order ---------------------------------------------------------------------
 
 
-async def test_a_thread_answers_in_platform_order_not_arrival_order(s: Setup) -> None:
+async def test_a_thread_answers_in_platform_order_not_arrival_order(each: Setup) -> None:
+    s = each
     s.fake.hold()
     first = await submit(s, question("q1", order="1"))
     a1 = await s.fake.next_held()
@@ -244,12 +281,19 @@ async def test_a_thread_answers_in_platform_order_not_arrival_order(s: Setup) ->
     await asyncio.gather(first, *later)
 
     assert s.platform.finished == ["q1", "q2", "q3"]
-    sent = s.fake.completions
-    assert [c["user_message"]["content"] for c in sent] == ["q1", "q2", "q3"]
+    assert s.fake.questions == ["q1", "q2", "q3"]
     # Each question chains under the previous answer: one linear chat.
-    assert sent[1]["parent_id"] == sent[0]["id"]
-    assert sent[2]["parent_id"] == sent[1]["id"]
-    tree_ok(s, await s.chat_id())
+    chat_id = await s.chat_id()
+    tree_ok(s, chat_id)
+    path = treecheck.branch(s.fake.history(chat_id))
+    assert [(m["role"], treecheck.answer_text(m)) for m in path] == [
+        ("user", "q1"),
+        ("assistant", "one"),
+        ("user", "q2"),
+        ("assistant", "answer to q2"),
+        ("user", "q3"),
+        ("assistant", "answer to q3"),
+    ]
 
 
 async def test_threads_run_side_by_side_up_to_the_limit_each_one_at_a_time(
@@ -289,8 +333,8 @@ async def test_threads_run_side_by_side_up_to_the_limit_each_one_at_a_time(
 # -- settling ------------------------------------------------------------------
 
 
-async def test_every_turn_ends_once_with_its_stored_status(make_bridge: BridgeMaker) -> None:
-    s = await make_bridge(answer_timeout=0.3)
+async def test_every_turn_ends_once_with_its_stored_status(make_any: BridgeMaker) -> None:
+    s = await make_any(answer_timeout=0.3)
     s.fake.hold()
     done = await submit(s, question("ok", "t-done"))
     (await s.fake.next_held()).finish("fine")
@@ -321,7 +365,8 @@ async def test_every_turn_ends_once_with_its_stored_status(make_bridge: BridgeMa
         tree_ok(s, await s.chat_id(thread))
 
 
-async def test_the_next_question_chains_under_a_failed_partial_answer(s: Setup) -> None:
+async def test_the_next_question_chains_under_a_failed_partial_answer(each: Setup) -> None:
+    s = each
     s.fake.hold()
     first = await submit(s, question("q1"))
     a1 = await s.fake.next_held()
@@ -333,13 +378,13 @@ async def test_the_next_question_chains_under_a_failed_partial_answer(s: Setup) 
     second = await (await submit(s, question("q2")))
 
     assert second.status is TurnStatus.DONE
-    assert s.fake.completions[1]["parent_id"] == a1.message_id
-    assert s.fake.completions[1]["user_message"]["parentId"] == a1.message_id
+    assert asked_under(s, await s.chat_id(), "q2") == a1.message_id
     tree_ok(s, await s.chat_id())
     assert s.platform.replies["q2"].final == "answer to q2"
 
 
-async def test_a_stop_on_the_platform_stops_the_task_and_the_chat_goes_on(s: Setup) -> None:
+async def test_a_stop_on_the_platform_stops_the_task_and_the_chat_goes_on(each: Setup) -> None:
+    s = each
     s.fake.hold()
     s.platform.reply_to("q1").stop_on_update = True
     first = await submit(s, question("q1"))
@@ -356,7 +401,7 @@ async def test_a_stop_on_the_platform_stops_the_task_and_the_chat_goes_on(s: Set
     assert [t.status for t in await s.turns()] == [TurnStatus.STOPPED]
     s.fake.auto()
     assert (await (await submit(s, question("q2")))).status is TurnStatus.DONE
-    assert s.fake.completions[1]["parent_id"] == a1.message_id
+    assert asked_under(s, chat_id, "q2") == a1.message_id
     tree_ok(s, chat_id)
 
 

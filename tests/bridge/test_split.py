@@ -9,6 +9,9 @@ import re
 import pytest
 
 from bridge.split import join_split, open_fence, split_message
+from tests.limit_shapes import DISCORD_CONTENT as DISCORD
+from tests.limit_shapes import FENCED, SHAPES, rejoined, shapes
+from tests.limit_shapes import SLACK_MARKDOWN as SLACK
 
 # The markers a cut inside a code block adds, as a reader would recognise them.
 CLOSE_MARKER = re.compile(r"\n[ \t]*(`{3,}|~{3,})\Z")
@@ -205,3 +208,51 @@ def test_discord_limit_with_one_huge_code_block() -> None:
     assert parts[0] == "Here you go:\n\n" or parts[0].startswith("Here you go:\n\n```python\n")
     assert all(p.startswith("```python\n") for p in parts[1:-1])
     assert parts[-1].endswith("```\n\nDone.")
+
+
+# -- hard limits at the boundary ----------------------------------------------------
+# The limits and texts come from tests/limit_shapes.py (the platforms' own numbers).
+
+
+def fences_balanced(part: str) -> bool:
+    """Every line that starts a run of three backticks is paired (a reader's count)."""
+    return sum(1 for line in part.split("\n") if line.startswith("```")) % 2 == 0
+
+
+@pytest.mark.parametrize("limit", [DISCORD, SLACK])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_exactly_the_limit_is_one_message_as_it_is(limit: int, shape: str) -> None:
+    text = shapes(limit)[shape]
+    assert len(text) == limit
+    assert split_message(text, limit) == [text]
+
+
+@pytest.mark.parametrize("limit", [DISCORD, SLACK])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_one_over_the_limit_is_two_messages_none_over_it(limit: int, shape: str) -> None:
+    text = shapes(limit + 1)[shape]
+    parts = split_message(text, limit)
+    assert len(parts) == 2
+    assert [len(p) <= limit for p in parts] == [True, True], [len(p) for p in parts]
+    assert join_split(parts) == text
+    assert rejoined(parts) == text
+    if shape == FENCED:
+        assert all(fences_balanced(p) for p in parts)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_five_thousand_characters_without_a_break(shape: str) -> None:
+    text = shapes(5_000)[shape]
+    assert split_message(text, SLACK) == [text]
+    parts = split_message(text, DISCORD)
+    assert len(parts) == 3 and all(len(p) <= DISCORD for p in parts), [len(p) for p in parts]
+    assert join_split(parts) == text
+    assert rejoined(parts) == text
+    if shape == FENCED:
+        # Cut inside the code: each message is a code block of its own.
+        assert [p.startswith("```python\n") and p.endswith("\n```") for p in parts] == [True] * 3
+        assert "".join(p.removeprefix("```python\n").removesuffix("\n```") for p in parts) == (
+            "z" * (5_000 - 14)
+        )
+    else:
+        assert "".join(parts) == text  # no marker added where there is no fence

@@ -16,7 +16,6 @@ import pytest
 
 from adapters.runtime import Runtime, open_runtime
 from bridge.channels import ChannelRules, Channels
-from bridge.delivery import STOPPED
 from bridge.events import ThreadKey
 from bridge.openwebui.organise import Organiser, Rater
 from bridge.store import TurnStatus
@@ -40,6 +39,7 @@ from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.every_release]
 
+STOPPED = "_(stopped)_"  # the line a stopped answer ends with
 ALICE = Rater("test", "u-alice", "Alice")
 BOB = Rater("test", "u-bob", "Bob")
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from bridge.delivery import stopped_text
 from bridge.errors import PlatformFailed, ReplyStopped
 from bridge.store import TurnStatus
 from tests import treecheck
@@ -99,7 +98,8 @@ async def test_a_stopped_answer_keeps_what_was_shown_and_the_chat_continues(
         result = await (await submit(runtime, event(question, "stop"), reply))
         assert result.status == TurnStatus.STOPPED
         # What was shown, marked stopped.
-        assert reply.failure is None and reply.final == stopped_text(reply.updates[0])
+        shown = reply.updates[0]
+        assert reply.failure is None and reply.final == shown.rstrip() + "\n\n_(stopped)_"
         _, after = await ask(runtime, "and now?", "stop")
     assert after.chat_id is not None
     history = history_of(fetch_chat(openwebui, after.chat_id))

@@ -21,15 +21,14 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.discord.app import DiscordAdapter, intents, make_client
-from adapters.discord.commands import NEW_DONE
 from adapters.discord.settings import DiscordSettings
 from adapters.runtime import Runtime, open_runtime
-from bridge.split import join_split
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord, Message, point_discord_py_at
 from tests.harness.model_server import TITLE, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
+from tests.limit_shapes import rejoined
 
 TOKEN = "e2e-discord-token"
 ADA = "Ada"  # the display name the model sees before each question
@@ -214,7 +213,7 @@ async def test_dm_conversation_and_new_start_a_second_chat(
         await h.fake.wait_for(lambda: h.fake.interaction_said(), what="the /new response")
         [response] = h.fake.interaction_responses
         assert response.type == 5  # acknowledged at once (Discord's 3 s), then said
-        assert h.fake.interaction_said() == [NEW_DONE]
+        assert h.fake.interaction_said() == ["Done: your next message starts a new conversation."]
         assert response.data["flags"] & (1 << 6)  # only Ada sees it
         h.fake.user_says(dm, h.ada, "a fresh start")
         await h.answers(dm, [*before, expected_reply(asked("a fresh start"))])
@@ -242,7 +241,7 @@ async def test_a_6000_character_answer_with_code_is_split_and_adds_up(
 
         def done() -> bool:
             parts = [m.content for m in h.fake.bot_messages(thread)]
-            return bool(parts) and join_split(parts) == answer and h.runtime.bridge.idle
+            return bool(parts) and rejoined(parts) == answer and h.runtime.bridge.idle
 
         await h.fake.wait_for(done, timeout=60, what="the whole answer")
         await asyncio.sleep(0.5)
@@ -256,8 +255,34 @@ async def test_a_6000_character_answer_with_code_is_split_and_adds_up(
         [chat_id] = h.chat_ids(thread)
         chain = treecheck.branch(chat_history(openwebui, chat_id))
         stored = treecheck.answer_text(chain[-1])
-        assert join_split(parts) == stored == answer
+        assert rejoined(parts) == stored == answer
         assert_no_pings(h.fake, thread)
+
+
+@pytest.mark.parametrize("over", [0, 1], ids=["at the limit", "one over"])
+async def test_an_answer_of_2000_characters_is_one_message_and_of_2001_two(
+    make: Make, over: int
+) -> None:
+    q = f"at the edge [[chars={2_000 + over}]] [[delay=0]]"
+    answer = expected_reply(asked(q))
+    assert len(answer) == 2_000 + over  # Discord's content limit, and one more
+    assert not answer[-1].isspace()  # Discord trims a message's trailing whitespace
+    async with make() as h:
+        thread = h.mention(q).id
+
+        def parts() -> list[str]:
+            return [m.content for m in h.fake.bot_messages(thread)]
+
+        await h.fake.wait_for(
+            lambda: rejoined(parts()) == answer and h.runtime.bridge.idle,
+            timeout=60,
+            what="the whole answer",
+        )
+        await asyncio.sleep(0.5)
+        assert len(parts()) == 1 + over
+        assert all(len(part) <= 2_000 for part in parts()), [len(p) for p in parts()]
+        sent = [c.body.get("content") for c in h.fake.calls if isinstance(c.body, dict)]
+        assert all(len(content or "") <= 2_000 for content in sent)  # none refused on the way
 
 
 async def test_a_429_on_an_edit_still_completes_the_answer(make: Make) -> None:

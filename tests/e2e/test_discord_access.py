@@ -25,38 +25,43 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.admission import ATTACHMENTS_IGNORED, Admission
-from bridge.events import PlatformEvent, ThreadKey
-from bridge.policy import AccessPolicy, Asker, Limits, Refusal
+from bridge.policy import Refusal
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord, Message
 from tests.faults.discord_process import DiscordFaults
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
 MENTION = f"<@{BOT_USER_ID}>"
-LIMITS = Limits()  # the defaults: 20 a minute, 32,000 characters, 5 per thread
 STAFF = ["ada", "mallory", "carol", "dave", "frank", "grace", "heidi", "ivan", "bert"]
 NO_ROLE = ["bob", "judy"]
 
 
+# What a refused person reads, written here (not taken from bridge.admission), so a
+# changed or broken notice shows up as a failure. The limits are the defaults:
+# 20 questions a minute, 32,000 characters, 5 waiting per thread.
+NOTICES = {
+    Refusal.DENIED_USER: "Sorry, you don't have access to this assistant.",
+    Refusal.USER: "Sorry, you don't have access to this assistant.",
+    Refusal.CHANNEL: "I'm not available in this channel.",
+    Refusal.DIRECT: "I don't answer direct messages. Please ask in a channel where I'm available.",
+    Refusal.EMPTY: "Put your question in the same message as the mention, and I'll answer it.",
+    Refusal.RATE: "You've asked 20 questions in the last minute. Please wait a moment.",
+    Refusal.BUSY: (
+        "I answer one question at a time, and 5 are already waiting in this thread."
+        " Please ask again once they're answered."
+    ),
+}
+ATTACHMENTS_IGNORED = "I can't read attachments yet, so this answers the text of your message."
+
+
 def notice(refusal: Refusal, *, text: str = "") -> str:
-    """What the real admission rules tell a person refused for ``refusal`` (first time)."""
-    policy = {
-        Refusal.DENIED_USER: AccessPolicy(denied_users=frozenset({"u"})),
-        Refusal.USER: AccessPolicy(allowed_users=frozenset({"x"})),
-        Refusal.CHANNEL: AccessPolicy(allowed_channels=frozenset({"x"})),
-        Refusal.DIRECT: AccessPolicy(allow_dms=False),
-    }.get(refusal, AccessPolicy())
-    admission = Admission(policy, LIMITS)
-    text = text or ("" if refusal is Refusal.EMPTY else "a question")
-    event = PlatformEvent("e", ThreadKey("discord", "", "c", "c"), "m", "u", "", text)
-    if refusal is Refusal.RATE:
-        for _ in range(LIMITS.user_rate_limit):
-            admission.taken(event)
-    asker = Asker(workspace="", channel="c", user="u", direct=refusal is Refusal.DIRECT)
-    verdict = admission.busy(event) if refusal is Refusal.BUSY else admission.check(event, asker)
-    assert verdict.refusal is refusal and verdict.notice is not None
-    return verdict.notice
+    """What a person refused for ``refusal`` is told (the first time)."""
+    if refusal is Refusal.TOO_LONG:
+        return (
+            f"Your message is {len(text):,} characters long; I can take up to 32,000."
+            " Please shorten it and ask again."
+        )
+    return NOTICES[refusal]
 
 
 class Access:
@@ -275,7 +280,7 @@ async def test_a_question_too_long_gets_the_refusal(world: Access) -> None:
 
 
 async def test_the_21st_question_in_a_minute_is_refused(world: Access) -> None:
-    questions = [marked(f"quick {i} [[words=2]]") for i in range(LIMITS.user_rate_limit + 1)]
+    questions = [marked(f"quick {i} [[words=2]]") for i in range(20 + 1)]
     sent = [world.say("frank", world.general, text) for text in questions]
     *taken, over = sent
     await world.replies(over, [notice(Refusal.RATE)])

@@ -25,11 +25,9 @@ from pydantic import SecretStr
 
 from adapters.discord.app import DiscordAdapter, intents, make_client
 from adapters.discord.settings import DiscordSettings
-from adapters.discord.steering import STOPPED
 from adapters.runtime import Runtime, open_runtime
 from bridge.channels import load_channels
 from bridge.config import read_config_file
-from bridge.delivery import STOPPED as STOPPED_MARK
 from bridge.openwebui.organise import Organiser
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
@@ -45,6 +43,9 @@ SUPPORT_PROMPT = "You are the support desk of Lab. Be brief."
 EPHEMERAL = 1 << 6
 # Long and slow enough to be stopped mid-answer (about 4 s).
 SLOW = "[[words=240]] [[delay=0.05]]"
+
+STOPPED = "Stopped."  # what /stop answers, privately
+STOPPED_MARK = "_(stopped)_"  # the line a stopped answer ends with
 
 
 @dataclass

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.discord.invite import INTENT_MISSING
 from tests.e2e.conftest import COMMAND
 from tests.fakes.discord_server import (
     APP_ID,
@@ -32,6 +31,13 @@ TOKEN = "cli-discord-token"
 INVITE = (
     f"https://discord.com/oauth2/authorize?client_id={APP_ID}"
     "&scope=bot%20applications.commands&permissions=309237713920"
+)
+
+# What the operator reads when the intent is off, written out here (not imported).
+INTENT_MISSING = (
+    "the Message Content intent is not enabled for this bot; enable it in the Discord "
+    "Developer Portal → your application → Bot → Privileged Gateway Intents → "
+    "Message Content Intent"
 )
 
 

@@ -18,13 +18,12 @@ import pytest
 from adapters.runtime import Runtime, open_runtime
 from adapters.slack.app import SCOPES, SlackAdapter
 from adapters.slack.settings import SlackSettings
-from adapters.slack.text import markdown_to_mrkdwn
-from bridge.split import join_split
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
+from tests.limit_shapes import rejoined
 
 SECRET = "test-signing-secret"
 CHANNEL = "C100"
@@ -146,6 +145,26 @@ async def test_mention_then_follow_up_in_thread(
         ]
 
 
+@pytest.mark.parametrize("over", [0, 1], ids=["at the limit", "one over"])
+async def test_an_answer_of_12000_characters_is_one_message_and_of_12001_two(
+    make: Make, over: int
+) -> None:
+    async with make("socket") as h:
+        q = f"<@{BOT_USER_ID}> edge [[chars={12_000 + over}]] [[delay=0]]"
+        answer = expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        assert len(answer) == 12_000 + over  # Slack's markdown_text limit, and one more
+        assert not answer[-1].isspace()  # trailing whitespace would not count
+        ts = await h.say(CHANNEL, ALICE, q)
+        replies = await h.answers(CHANNEL, ts, 1 + over)
+        await asyncio.sleep(0.5)
+        replies = h.fake.bot_replies(CHANNEL, ts)
+        assert len(replies) == 1 + over
+        assert all(len(m.text) <= 12_000 for m in replies), [len(m.text) for m in replies]
+        assert "".join(m.text for m in replies) == answer
+        longest = max(len(str(c.params.get("markdown_text") or "")) for c in h.fake.calls)
+        assert longest <= 12_000  # none refused on the way
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_dm_conversation(make: Make, mode: str) -> None:
     async with make(mode) as h:
@@ -224,7 +243,7 @@ async def test_long_answer_is_split_at_boundaries(
         assert all(len(m.text) <= 12_000 for m in replies)
         history = history_of(chat_for(openwebui, h))
         stored = treecheck.answer_text(history["messages"][history["currentId"]])
-        assert join_split([m.text for m in replies]) == stored
+        assert rejoined([m.text for m in replies]) == stored
         for m in replies:
             assert m.text.count("```") % 2 == 0  # fences balanced in every message
 
@@ -296,7 +315,10 @@ async def test_workspace_without_markdown_text_gets_mrkdwn(make: Make) -> None:
         ts = await h.say(CHANNEL, ALICE, q)
         replies = await h.answers(CHANNEL, ts, 1)
         expected = expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
-        assert [m.text for m in replies] == [markdown_to_mrkdwn(expected)]
+        # mrkdwn bolds with one star and its fences carry no language; nothing to escape.
+        mrkdwn = expected.replace("**bold**", "*bold*").replace("```python\n", "```\n")
+        assert mrkdwn.startswith('Answer to "Alice: *bold* please":\n\n```\nprint(')
+        assert [m.text for m in replies] == [mrkdwn]
         assert "```python" not in replies[0].text  # mrkdwn fences carry no language
 
 

@@ -25,7 +25,6 @@ import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from bridge.admission import ATTACHMENTS_IGNORED
 from tests import treecheck
 from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
@@ -80,6 +79,8 @@ ANSWER_TIMEOUT = 90.0
 SETTLE = 1.5  # seconds for anything wrongly started to show (chat, answer, notice)
 
 Model = ThreadedModelServer | RemoteModelServer
+
+ATTACHMENTS_IGNORED = "I can't read attachments yet, so this answers the text of your message."
 
 
 @dataclass

@@ -28,7 +28,6 @@ from adapters.slack.settings import SlackSettings
 from bridge.channels import load_channels
 from bridge.config import read_config_file
 from bridge.events import PlatformEvent
-from bridge.intake import REGENERATE_LATEST_ONLY
 from bridge.openwebui.organise import Feedback, Organiser
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, settings_for
@@ -43,6 +42,8 @@ STOPPED = "\n\n_(stopped)_"
 WAIT = 60.0
 
 Model = ThreadedModelServer | RemoteModelServer
+
+REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
 
 
 def config(run: str) -> str:

@@ -1,10 +1,22 @@
-"""A small in-process Open WebUI 0.12.x for pure-logic tests of the core.
+"""A small in-process Open WebUI for pure-logic tests of the core.
 
-Only what ``bridge.openwebui.flows.ServerManagedFlow`` and the follower use, served through
-``httpx.MockTransport``; the real protocol is covered by the real-server tests.
-A completion inserts the question and an empty answer under ``parent_id`` (as
-0.12.x does) and hands the answer to ``on_completion``: by default it is
-finished at once; ``hold()`` lets a test write, finish, fail or abandon it.
+Only what the turn flows (``bridge.openwebui.flows``), the follower and the ratings
+use, served through ``httpx.MockTransport``; the real protocol is covered by the
+real-server tests. ``version`` picks the generation it behaves as (read from
+Open WebUI's source of each release):
+
+- 0.9.0 and later: a completion inserts the question and an empty answer under
+  ``parent_id`` itself (``user_message``).
+- 0.6.x: the client writes the whole history (``chats/new``, then whole-history
+  updates) and the completion names the answer (``chat_id`` + ``id``); the server
+  upserts the answer's ``model`` and, from 0.6.41, its ``parentId`` from the
+  request's ``parent_id`` (null when absent: the answer is cut loose, as on the
+  real server). The answer is never marked ``done`` before 0.8.11, and tasks are
+  stopped one by one (``/api/tasks/stop/{id}``) before 0.9.0.
+
+Either way the answer goes to ``on_completion``: by default it is finished at
+once; ``hold()`` lets a test write, finish, fail or abandon it. Feedback records
+(Admin → Evaluations) behave as ``routers/evaluations.py`` of 0.6.15 and 0.12.4.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +37,13 @@ from bridge.openwebui.client import Credentials, OpenWebUIClient
 
 VERSION = "0.12.4"
 BASE_URL = "http://owui.test"
+EVALUATIONS = "/api/v1/evaluations"
+USER_ID = "user-1"  # the one account the bridge signs in as
+NOT_FOUND = "We could not find what you're looking for :/"  # ERROR_MESSAGES.NOT_FOUND
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
 
 
 @dataclass(frozen=True)
@@ -59,12 +80,14 @@ class Answer:
     def finish(self, text: str | None = None) -> None:
         if text is not None:
             self.message["content"] = text
-        self.message["done"] = True
+        if self.server.marks_done:
+            self.message["done"] = True
         self._end()
 
     def fail(self, error: str) -> None:
         self.message["error"] = {"content": error}
-        self.message["done"] = True
+        if self.server.marks_done:
+            self.message["done"] = True
         self._end()
 
     def abandon(self) -> None:
@@ -83,6 +106,7 @@ def echo(answer: Answer) -> None:
 
 @dataclass
 class FakeOpenWebUI:
+    version: str = VERSION
     models: list[str] = field(default_factory=lambda: ["m"])
     chats: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, list[str]] = field(default_factory=dict)  # chat id -> running task ids
@@ -91,6 +115,18 @@ class FakeOpenWebUI:
     on_completion: Callable[[Answer], None] = echo
     held: asyncio.Queue[Answer] = field(default_factory=asyncio.Queue)
     drop_completion_responses: int = 0  # completions done whose answer never arrives
+    feedbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
+    clock: Callable[[], float] = time.time  # feedback timestamps (whole seconds, as stored)
+
+    @property
+    def managed_turns(self) -> bool:
+        """0.9.0+: the server inserts a turn from ``user_message`` + ``parent_id``."""
+        return _release(self.version) >= (0, 9, 0)
+
+    @property
+    def marks_done(self) -> bool:
+        """0.8.11+: the server writes ``done: true`` on a finished answer."""
+        return _release(self.version) >= (0, 8, 11)
 
     # -- what tests use -----------------------------------------------------
 
@@ -118,8 +154,28 @@ class FakeOpenWebUI:
     def completions(self) -> list[dict[str, Any]]:
         return [r.body for r in self.received if r.path == "/api/chat/completions"]
 
+    @property
+    def questions(self) -> list[str]:
+        """The question of each completion, in order, whichever flow sent it."""
+        return [_question_of(body) for body in self.completions]
+
     def stops(self, chat_id: str) -> int:
-        return sum(1 for r in self.received if r.path == f"/api/tasks/chat/{chat_id}/stop")
+        """Stop requests for the chat's answers: per chat (0.9.0+) or per task."""
+        by_chat = sum(1 for r in self.received if r.path == f"/api/tasks/chat/{chat_id}/stop")
+        tasks = {a.task_id for a in self.answers.values() if a.chat_id == chat_id}
+        by_task = sum(1 for r in self.received if r.path.removeprefix("/api/tasks/stop/") in tasks)
+        return by_chat + by_task
+
+    def ratings(self, message_id: str) -> list[tuple[str, int]]:
+        """(who rated, vote) of every feedback record on the answer, as Admin →
+        Evaluations lists them (who: the platform user the bridge put in ``meta``)."""
+        found = []
+        for record in self.feedbacks.values():
+            meta, data = record.get("meta") or {}, record.get("data") or {}
+            if meta.get("message_id") == message_id:
+                person = meta.get("platform_user") or {}
+                found.append((str(person.get("id", "?")), int(data.get("rating") or 0)))
+        return sorted(found)
 
     def chat_writes(self, chat_id: str) -> int:
         path = f"/api/v1/chats/{chat_id}"
@@ -133,7 +189,7 @@ class FakeOpenWebUI:
         self.received.append(Received(request.method, path, copy.deepcopy(body)))
         parts = path.strip("/").split("/")
         if request.method == "GET" and path == "/api/version":
-            return httpx.Response(200, json={"version": VERSION})
+            return httpx.Response(200, json={"version": self.version})
         if request.method == "GET" and path == "/api/models":
             return httpx.Response(200, json={"data": [{"id": m} for m in self.models]})
         if request.method == "POST" and path == "/api/chat/completions":
@@ -144,6 +200,12 @@ class FakeOpenWebUI:
                 self.drop_completion_responses -= 1
                 raise httpx.ReadError("connection reset", request=request)
             return response
+        if path.startswith(EVALUATIONS + "/"):
+            return self._evaluations(request, path.removeprefix(EVALUATIONS), body)
+        if request.method == "POST" and path == "/api/v1/chats/new":
+            chat_id = str(uuid.uuid4())
+            self.chats[chat_id] = {"id": chat_id, "chat": copy.deepcopy(body["chat"])}
+            return httpx.Response(200, json=copy.deepcopy(self.chats[chat_id]))
         if parts[:3] == ["api", "v1", "chats"] and len(parts) == 4:
             chat = self.chats.get(parts[3])
             if chat is None:
@@ -159,12 +221,57 @@ class FakeOpenWebUI:
                     if answer.task_id == task_id:
                         answer.stopped = True
             return httpx.Response(200, json={"status": True})
+        if request.method == "POST" and parts[:3] == ["api", "tasks", "stop"] and len(parts) == 4:
+            for answer in self.answers.values():  # 0.6.x: one task at a time
+                if answer.task_id == parts[3] and answer.running:
+                    answer.stopped = True
+                    answer.abandon()
+            return httpx.Response(200, json={"status": True, "message": "Stop signal sent"})
         return httpx.Response(404, json={"detail": f"no route {request.method} {path}"})
+
+    def _evaluations(self, request: httpx.Request, path: str, body: Any) -> httpx.Response:
+        """The feedback endpoints the bridge uses; one account, so no per-user filter."""
+        method, now = request.method, int(self.clock())
+        if method == "POST" and path == "/feedback":
+            record = {
+                **_feedback_form(body),
+                "id": str(uuid.uuid4()),
+                "user_id": USER_ID,
+                "version": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            self.feedbacks[record["id"]] = record
+            return httpx.Response(200, json=copy.deepcopy(record))
+        if path.startswith("/feedback/"):
+            record = self.feedbacks.get(path.removeprefix("/feedback/"))
+            if record is None:
+                return httpx.Response(404, json={"detail": NOT_FOUND})
+            if method == "GET":
+                return httpx.Response(200, json=copy.deepcopy(record))
+            if method == "POST":
+                # Each part given replaces the stored one; the id and creation stay.
+                record.update({k: v for k, v in _feedback_form(body).items() if v and k != "type"})
+                record["updated_at"] = now
+                return httpx.Response(200, json=copy.deepcopy(record))
+            if method == "DELETE":
+                del self.feedbacks[record["id"]]
+                return httpx.Response(200, json=True)
+        if method == "GET" and path == "/feedbacks/user":
+            mine = sorted(self.feedbacks.values(), key=lambda r: -int(r["updated_at"]))
+            if _release(self.version) < (0, 6, 41):
+                return httpx.Response(200, json=copy.deepcopy(mine))  # one list, no pages
+            page = max(1, int(request.url.params.get("page", "1")))
+            items = mine[(page - 1) * 30 : page * 30]
+            return httpx.Response(200, json={"items": copy.deepcopy(items), "total": len(mine)})
+        return httpx.Response(404, json={"detail": f"no route {method} {EVALUATIONS}{path}"})
 
     def _completion(self, body: dict[str, Any]) -> httpx.Response:
         model = body.get("model")
         if model not in self.models:
             return httpx.Response(400, json={"detail": "Model not found"})
+        if not self.managed_turns:
+            return self._completion_06(body, str(model))
         user, answer_id = body["user_message"], body["id"]
         parent_id = body.get("parent_id")
         chat_id = body.get("chat_id") or str(uuid.uuid4())
@@ -198,3 +305,37 @@ class FakeOpenWebUI:
         self.answers[answer_id] = answer
         self.on_completion(answer)
         return httpx.Response(200, json={"status": True, "task_ids": [task_id], "chat_id": chat_id})
+
+    def _completion_06(self, body: dict[str, Any], model: str) -> httpx.Response:
+        """0.6.x: the turn is in the chat already (written by the client); the server
+        upserts the answer named by ``id`` and writes into it."""
+        chat_id, answer_id = body.get("chat_id"), body["id"]
+        if chat_id not in self.chats:
+            return httpx.Response(400, json={"detail": f"chat {chat_id} not found"})
+        history = self.history(chat_id)
+        fields: dict[str, Any] = {"model": model}
+        if _release(self.version) >= (0, 6, 41):
+            fields["parentId"] = body.get("parent_id")  # null when absent, as 0.6.41 does
+        history["messages"][answer_id] = {**history["messages"].get(answer_id, {}), **fields}
+        history["currentId"] = answer_id
+        task_id = str(uuid.uuid4())
+        self.tasks.setdefault(chat_id, []).append(task_id)
+        answer = Answer(self, chat_id, answer_id, _question_of(body), task_id)
+        self.answers[answer_id] = answer
+        self.on_completion(answer)
+        return httpx.Response(200, json={"status": True, "task_id": task_id})
+
+
+def _question_of(body: dict[str, Any]) -> str:
+    """The question a completion asks: its ``user_message`` (0.9.0+), else the last
+    user message of ``messages``."""
+    if isinstance(body.get("user_message"), dict):
+        return str(body["user_message"].get("content", ""))
+    asked = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+    return str(asked[-1].get("content", "")) if asked else ""
+
+
+def _feedback_form(body: Any) -> dict[str, Any]:
+    """What ``FeedbackForm`` keeps of a request: type, data, meta, snapshot."""
+    body = body if isinstance(body, dict) else {}
+    return {key: copy.deepcopy(body.get(key)) for key in ("type", "data", "meta", "snapshot")}
