@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from adapters.runtime import Runtime, open_runtime
 from bridge.actions import Act, Acted, Action, Outcome
 from bridge.config import Settings, load_settings
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.intake import Bridge
 from bridge.openwebui.organise import Rater
 from bridge.reply import Capabilities, SaveMessageIds
 from bridge.turns import TurnResult
@@ -89,14 +91,15 @@ class RecordingPlatform:
 
 def platform_of(runtime: Runtime) -> RecordingPlatform:
     """The recording platform registered with this runtime's bridge."""
-    platform = _PLATFORMS.get(id(runtime.bridge))
+    platform = _PLATFORMS.get(runtime.bridge)
     if platform is None:
-        platform = _PLATFORMS[id(runtime.bridge)] = RecordingPlatform()
+        platform = _PLATFORMS[runtime.bridge] = RecordingPlatform()
         runtime.bridge.register(platform)
     return platform
 
 
-_PLATFORMS: dict[int, RecordingPlatform] = {}
+# By the bridge itself, not its id(): a new bridge may reuse a collected one's id.
+_PLATFORMS: weakref.WeakKeyDictionary[Bridge, RecordingPlatform] = weakref.WeakKeyDictionary()
 
 
 async def submit(
