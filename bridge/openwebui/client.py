@@ -152,9 +152,10 @@ class ServerInfo:
 
     @property
     def checks_folder_ids(self) -> bool:
-        """0.12.0: filing a chat into a deleted folder is refused; before, the stale id
-        was accepted and the chat hidden everywhere."""
-        return self.version_tuple >= (0, 12, 0)
+        """0.11.4: filing a chat into a deleted folder is refused (404); 0.9.0 accepts the
+        stale id and hides the chat everywhere. (Read from 0.9.0 and 0.11.4; releases
+        between are taken not to check.)"""
+        return self.version_tuple >= (0, 11, 4)
 
     @property
     def lists_feedback_pages(self) -> bool:

@@ -48,6 +48,9 @@ class TurnRequest:
     # Another answer to the existing question ``user_message_id`` (``parent_id`` is
     # then the question's parent), beside the answers it has.
     regenerate: bool = False
+    # The chat's history as the turn read it just before (None: not read): the
+    # client-written flow builds on it instead of reading the chat once more.
+    history: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def completion_payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         if self.system_prompt:
@@ -224,11 +227,13 @@ class ClientTreeFlow:
             await created(chat_id)
         else:
             chat_id = request.chat_id
-            stored = await self._client.get_chat(chat_id)
+            stored = request.history or {}
+            if not stored.get("messages"):
+                stored = tree.history_of(await self._client.get_chat(chat_id))
             if request.regenerate:
-                history = tree.add_answer(tree.history_of(stored), user["id"], answer)
+                history = tree.add_answer(stored, user["id"], answer)
             else:
-                history = tree.add_turn(tree.history_of(stored), user, answer)
+                history = tree.add_turn(stored, user, answer)
             await self._client.update_chat(chat_id, tree.history_fields(history))
         return await self._complete(request, chat_id, history)
 

@@ -154,12 +154,25 @@ class FakeOpenWebUI:
         if parts[:3] == ["api", "tasks", "chat"] and len(parts) == 4:
             return httpx.Response(200, json={"task_ids": list(self.tasks.get(parts[3], []))})
         if parts[:3] == ["api", "tasks", "chat"] and parts[4:] == ["stop"]:
-            for task_id in self.tasks.pop(parts[3], []):
-                for answer in self.answers.values():
-                    if answer.task_id == task_id:
-                        answer.stopped = True
-            return httpx.Response(200, json={"status": True})
+            return self._stop(parts[3])
         return httpx.Response(404, json={"detail": f"no route {request.method} {path}"})
+
+    def _stop(self, chat_id: str) -> httpx.Response:
+        """As 0.12.x: a task stopped while streaming leaves its answer done, one stopped
+        before its first words leaves it open; with no task running, the chat's open
+        answers are marked done."""
+        task_ids = self.tasks.pop(chat_id, [])
+        for answer in self.answers.values():
+            if answer.task_id in task_ids:
+                answer.stopped = True
+                if answer.message.get("content"):
+                    answer.message["done"] = True
+        if task_ids:
+            return httpx.Response(200, json={"status": True, "message": "stopped"})
+        for message in self.history(chat_id)["messages"].values():
+            if message.get("role") == "assistant" and message.get("done") is False:
+                message["done"] = True
+        return httpx.Response(200, json={"status": True, "message": "No tasks found."})
 
     def _completion(self, body: dict[str, Any]) -> httpx.Response:
         model = body.get("model")
