@@ -285,6 +285,7 @@ class TurnRunner:
                 features=dict(rules.features),
                 system_prompt=rules.system_prompt,
                 regenerate=regenerate,
+                history=history,
             )
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
@@ -331,7 +332,7 @@ class TurnRunner:
             chat_id = result.chat_id or request.chat_id
             if chat_id is None:
                 raise  # a chat the server may have created is not known to us
-            sent = replace(request, chat_id=chat_id)
+            sent = replace(request, chat_id=chat_id, history=None)  # read it afresh
             found = await self._where(sent)
             log.info(
                 "turn %s: the start's answer was lost (%s); %s",

@@ -150,6 +150,19 @@ class ServerInfo:
         return self.version_tuple >= (0, 9, 0)
 
     @property
+    def stop_closes_open_answers(self) -> bool:
+        """0.11.4: ``POST /api/tasks/chat/{id}/stop`` with no task running marks the
+        chat's open answers ``done``, one message at a time; 0.9.0 does not. (Read from
+        0.9.0 and 0.11.4; releases between are taken not to.)"""
+        return self.version_tuple >= (0, 11, 4)
+
+    @property
+    def patches_chat_params(self) -> bool:
+        """0.12.4: ``PATCH /api/v1/chats/{id}/params`` changes ``params`` alone; before,
+        only the whole-chat ``POST /api/v1/chats/{id}`` (a top-level patch) could."""
+        return self.version_tuple >= (0, 12, 4)
+
+    @property
     def polls_show_progress(self) -> bool:
         """0.11.1: a chat read while its answer is written holds the text so far;
         before, polling sees the answer only when it is complete."""
@@ -157,9 +170,10 @@ class ServerInfo:
 
     @property
     def checks_folder_ids(self) -> bool:
-        """0.12.0: filing a chat into a deleted folder is refused; before, the stale id
-        was accepted and the chat hidden everywhere."""
-        return self.version_tuple >= (0, 12, 0)
+        """0.11.4: filing a chat into a deleted folder is refused (404); 0.9.0 accepts the
+        stale id and hides the chat everywhere. (Read from 0.9.0 and 0.11.4; releases
+        between are taken not to check.)"""
+        return self.version_tuple >= (0, 11, 4)
 
     @property
     def lists_feedback_pages(self) -> bool:
@@ -399,6 +413,15 @@ class OpenWebUIClient:
     async def update_chat(self, chat_id: str, chat: Mapping[str, Any]) -> dict[str, Any]:
         data = await self.request("POST", f"/api/v1/chats/{chat_id}", json={"chat": chat})
         return dict(data)
+
+    async def update_chat_params(self, chat_id: str, params: Mapping[str, Any]) -> None:
+        """Set the chat's ``params`` (its system prompt), leaving everything else as the
+        server has it."""
+        if self.server is not None and self.server.patches_chat_params:
+            await self.request("PATCH", f"/api/v1/chats/{chat_id}/params", json=dict(params))
+            return
+        # Only the key sent: the server merges top-level keys into the stored chat.
+        await self.update_chat(chat_id, {"params": dict(params)})
 
     async def start_completion(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         # Not retried on 5xx: a completion that reached the server may be running.

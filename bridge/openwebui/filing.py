@@ -192,17 +192,19 @@ class ChatFiling:
     async def _folder_for(self, state: FilingState, place: Place) -> str:
         """The place's folder id, the chat filed into it (unless it already was)."""
         record = await self._store.get_folder(place.platform, place.workspace, place.key)
+        exists = False  # known to exist this instant: created or renamed just now
         if record is not None and record.name != place.folder_name:
             record = await self._renamed(record, place)
+            exists = record is not None
         if record is None:
-            record = await self._created(place)
+            record, exists = await self._created(place), True
         if state.folder == record.folder_id:
             return record.folder_id
         try:
-            await self._organiser.file_chat(state.chat, record.folder_id)
+            await self._organiser.file_chat(state.chat, record.folder_id, exists=exists)
         except FolderGone:  # deleted in Open WebUI since: a new one takes its place
             record = await self._created(place)
-            await self._organiser.file_chat(state.chat, record.folder_id)
+            await self._organiser.file_chat(state.chat, record.folder_id, exists=True)
         return record.folder_id
 
     async def _created(self, place: Place) -> FolderRecord:

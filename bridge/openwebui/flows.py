@@ -48,6 +48,9 @@ class TurnRequest:
     # Another answer to the existing question ``user_message_id`` (``parent_id`` is
     # then the question's parent), beside the answers it has.
     regenerate: bool = False
+    # The chat's history as the turn read it just before (None: not read): the
+    # client-written flow builds on it instead of reading the chat once more.
+    history: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def completion_payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         if self.system_prompt:
@@ -99,16 +102,24 @@ class TurnFlow(Protocol):
         ...
 
 
-async def mark_done(client: OpenWebUIClient, chat_id: str, message_id: str) -> dict[str, Any]:
-    """The chat with ``message_id`` marked ``done`` (written back if it was not)."""
-    stored = await client.get_chat(chat_id)
+async def mark_done(
+    client: OpenWebUIClient, chat_id: str, message_id: str, stored: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The chat with ``message_id`` marked ``done`` (the whole history written back if
+    it was not). ``stored``: the chat as just read, if it was."""
+    if stored is None:
+        stored = await client.get_chat(chat_id)
     message = tree.message_in(stored, message_id)
     if message is None or message.get("done") is True:
         return stored
     history = tree.with_message(tree.history_of(stored), message_id, done=True)
     # Only history keys are sent: 0.6.x merges top-level chat keys.
     await client.update_chat(chat_id, tree.history_fields(history))
-    return {**stored, "chat": {**stored.get("chat", {}), **tree.history_fields(history)}}
+    return _with_history(stored, history)
+
+
+def _with_history(chat: dict[str, Any], history: Any) -> dict[str, Any]:
+    return {**chat, "chat": {**chat.get("chat", {}), **tree.history_fields(history)}}
 
 
 async def _start_completion(
@@ -156,8 +167,8 @@ class ServerManagedFlow:
         if request.chat_id is None and request.system_prompt:
             # The server created the chat: show its system prompt where the web UI
             # keeps one (a top-level patch; the answer's own writes are not touched).
-            await self._client.update_chat(
-                str(chat_id), {"params": tree.system_params(request.system_prompt)}
+            await self._client.update_chat_params(
+                str(chat_id), tree.system_params(request.system_prompt)
             )
         return Started(str(chat_id), model)
 
@@ -173,10 +184,26 @@ class ServerManagedFlow:
     async def finalise(
         self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
     ) -> dict[str, Any]:
-        # The server marks finished answers done; one stopped or cut off may stay open.
-        if cut_short:
-            return await mark_done(self._client, chat_id, assistant_message_id)
-        return await self._client.get_chat(chat_id)
+        # The server marks finished answers done, and a failed one carries its error.
+        chat = await self._client.get_chat(chat_id)
+        message = tree.message_in(chat, assistant_message_id)
+        if not cut_short or message is None or message.get("done") is True:
+            return chat
+        if message.get("error"):
+            return chat  # the server recorded the failure: that ends the answer
+        # Stopped before its first words (the server closes one stopped later itself).
+        server = self._client.server
+        if server is not None and server.stop_closes_open_answers:
+            # With no task running, a stop marks the open answers done one message at a
+            # time: nothing else in the chat is written, so an admin's edit stands. A
+            # running task is someone else's answer (ours has ended): it is left alone.
+            if await self._client.running_tasks(chat_id):
+                return chat
+            await self._client.stop_chat_tasks(chat_id)
+            history = tree.with_message(tree.history_of(chat), assistant_message_id, done=True)
+            return _with_history(chat, history)
+        # 0.9.0 has no request that closes one message: the whole history is written.
+        return await mark_done(self._client, chat_id, assistant_message_id, chat)
 
 
 class ClientTreeFlow:
@@ -200,11 +227,13 @@ class ClientTreeFlow:
             await created(chat_id)
         else:
             chat_id = request.chat_id
-            stored = await self._client.get_chat(chat_id)
+            stored = request.history or {}
+            if not stored.get("messages"):
+                stored = tree.history_of(await self._client.get_chat(chat_id))
             if request.regenerate:
-                history = tree.add_answer(tree.history_of(stored), user["id"], answer)
+                history = tree.add_answer(stored, user["id"], answer)
             else:
-                history = tree.add_turn(tree.history_of(stored), user, answer)
+                history = tree.add_turn(stored, user, answer)
             await self._client.update_chat(chat_id, tree.history_fields(history))
         return await self._complete(request, chat_id, history)
 

@@ -259,13 +259,14 @@ class Organiser:
                 continue
         raise FolderNameTaken(f"no free folder name for {name!r}")
 
-    async def file_chat(self, chat_id: str, folder_id: str | None) -> None:
+    async def file_chat(self, chat_id: str, folder_id: str | None, *, exists: bool = False) -> None:
         """Move the chat into the folder (None: out of any folder). A filed chat
         leaves the sidebar's plain chat list and shows under its folder.
-        ``FolderGone`` if the folder was deleted: before 0.12 the server accepts a stale id
-        and hide the chat everywhere, so it is checked first there (one request
-        more; 0.12 checks itself)."""
-        unchecked = not self._server.checks_folder_ids
+        ``FolderGone`` if the folder was deleted: before 0.11.4 the server accepts a stale
+        id and hides the chat everywhere, so it is checked first there (one request
+        more; 0.11.4 checks itself). ``exists``: the folder was just created or renamed,
+        so it is not checked again."""
+        unchecked = not (self._server.checks_folder_ids or exists)
         if folder_id is not None and unchecked and await self.folder(folder_id) is None:
             raise FolderGone(f"folder {folder_id} not found")
         await self._folder_call(

@@ -22,6 +22,7 @@ import pytest
 
 from adapters.runtime import Runtime
 from bridge.events import PlatformEvent, ThreadKey
+from bridge.openwebui.client import ServerInfo
 from bridge.store import TurnStatus
 from tests import treecheck
 from tests.conftest import ARTIFACTS
@@ -296,9 +297,14 @@ async def test_chats_are_filed_per_channel_with_tags_and_a_link_back(
         record = await state.runtime.store.get_folder(slack, "T1", "dm")
         assert record is not None and record.folder_id == folders[f"{shown_slack} · DMs"]
 
-        # Requests: a later turn by the same person costs none; a new asker one.
+        # Requests: a later turn by the same person costs none; a new asker one. A new
+        # thread: folder (created, or checked where the server does not check), filing,
+        # link, three tags; a folder just created is not checked again.
         assert costs["later turn, same asker"] == 0
         assert costs["later turn, new asker"] == 1
+        checks = ServerInfo(openwebui.version).checks_folder_ids  # 0.11.4 and later
+        assert costs["first turn, new channel"] == 6
+        assert costs["first turn, known channel"] == (5 if checks else 6)
         figures = ARTIFACTS / f"filing-requests-{openwebui.version}.json"
         figures.write_text(json.dumps(costs, indent=2))
 

@@ -216,11 +216,7 @@ class FakeOpenWebUI:
         if parts[:3] == ["api", "tasks", "chat"] and len(parts) == 4:
             return httpx.Response(200, json={"task_ids": list(self.tasks.get(parts[3], []))})
         if parts[:3] == ["api", "tasks", "chat"] and parts[4:] == ["stop"]:
-            for task_id in self.tasks.pop(parts[3], []):
-                for answer in self.answers.values():
-                    if answer.task_id == task_id:
-                        answer.stopped = True
-            return httpx.Response(200, json={"status": True})
+            return self._stop(parts[3])
         if request.method == "POST" and parts[:3] == ["api", "tasks", "stop"] and len(parts) == 4:
             for answer in self.answers.values():  # 0.6.x: one task at a time
                 if answer.task_id == parts[3] and answer.running:
@@ -265,6 +261,23 @@ class FakeOpenWebUI:
             items = mine[(page - 1) * 30 : page * 30]
             return httpx.Response(200, json={"items": copy.deepcopy(items), "total": len(mine)})
         return httpx.Response(404, json={"detail": f"no route {method} {EVALUATIONS}{path}"})
+
+    def _stop(self, chat_id: str) -> httpx.Response:
+        """As 0.9.0+: a task stopped while streaming leaves its answer done, one stopped
+        before its first words leaves it open; from 0.11.4, with no task running, the
+        chat's open answers are marked done."""
+        task_ids = self.tasks.pop(chat_id, [])
+        for answer in self.answers.values():
+            if answer.task_id in task_ids:
+                answer.stopped = True
+                if answer.message.get("content"):
+                    answer.message["done"] = True
+        if task_ids or _release(self.version) < (0, 11, 4):
+            return httpx.Response(200, json={"status": True, "message": "stopped"})
+        for message in self.history(chat_id)["messages"].values():
+            if message.get("role") == "assistant" and message.get("done") is False:
+                message["done"] = True
+        return httpx.Response(200, json={"status": True, "message": "No tasks found."})
 
     def _completion(self, body: dict[str, Any]) -> httpx.Response:
         model = body.get("model")
