@@ -60,6 +60,9 @@ class TurnResult:
     reached: bool = False  # the answer exists in the chat (whole or partial)
 
 
+_SETTLE = 1.0  # seconds an answer whose task just ended is given to be marked done
+
+
 class _Found(Enum):
     """Where a turn cut off by a restart stands in Open WebUI."""
 
@@ -361,7 +364,17 @@ class TurnRunner:
             return _Found.UNSTARTED
         # Before 0.8.11 an answer is never marked done: text with no task behind it is
         # the whole answer.
-        return _Found.CUT if self._marks_done else _Found.FINISHED
+        if not self._marks_done:
+            return _Found.FINISHED
+        # The task may have ended between the two reads, its answer marked done just
+        # after: look once more before calling it cut off.
+        await asyncio.sleep(_SETTLE)
+        again = tree.message_in(
+            await self._client.get_chat(request.chat_id), request.assistant_message_id
+        )
+        if again is not None and (again.get("error") or again.get("done") is True):
+            return _Found.FINISHED
+        return _Found.CUT
 
     async def _chat_history(self, conversation: Conversation) -> dict[str, Any] | None:
         """The conversation's chat history as stored now: None when it has no chat or the

@@ -634,3 +634,25 @@ async def test_a_copy_of_a_refused_question_is_no_second_refusal(make_bridge: Br
     # Slack's second event kind for the same mention, then a retry: recognised, not judged.
     assert await s.bridge.submit(replace(long, event_id="ev-app-mention")) is None
     assert await s.bridge.submit(long) is None
+
+
+async def test_an_answer_whose_task_ends_as_the_bridge_restarts_is_not_called_cut(
+    make_bridge: BridgeMaker,
+) -> None:
+    """The task has just ended but the answer is not marked done yet (the server writes
+    that a moment later): the restarted bridge finds it finished, not cut off."""
+    old = await make_bridge()
+    old.fake.hold()
+    await submit(old, question("q1"))
+    a1 = await old.fake.next_held()
+    a1.write("the whole")
+    await until(lambda: bool(old.platform.replies["q1"].updates))
+    await old.bridge.drain(0)
+    a1.abandon()  # the task is gone...
+    asyncio.get_running_loop().call_later(0.3, a1.finish, "the whole answer")  # ...done soon
+
+    new = await make_bridge()
+    assert await new.bridge.resume("test") == 1
+    await until(lambda: new.bridge.idle, timeout=5)
+    assert [t.status for t in await new.turns()] == [TurnStatus.DONE]
+    assert new.platform.replies["q1"].final == "the whole answer"
