@@ -41,6 +41,7 @@ import aiohttp
 import discord
 
 from bridge.errors import PlatformFailed, PlatformRateLimited
+from bridge.parts import NoticePlace, Part, notice_place
 from bridge.reply import SaveMessageIds
 from bridge.split import split_message
 
@@ -173,25 +174,19 @@ class DiscordChannel:
 
 
 @dataclass
-class _Part:
-    id: str
-    shown: str | None  # None: unknown (written before a restart)
-
-
-@dataclass
 class _Typing:
     task: asyncio.Task[None] | None = None
-    parts: list[_Part] = field(default_factory=list)  # an earlier answer's, to be edited
+    parts: list[Part] = field(default_factory=list)  # an earlier answer's, to be edited
 
 
 @dataclass
 class _Editing:
-    parts: list[_Part] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
 
 
 @dataclass
 class _Done:
-    parts: list[_Part] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
 
 
 _State = _Typing | _Editing | _Done
@@ -227,7 +222,7 @@ class DiscordReply:
         # A regenerate's reply: until its first words the messages hold the answer it
         # replaces, which a failure must leave as it is.
         self._replacing = replacing
-        parts = [_Part(i, None) for i in message_ids]
+        parts = [Part(i, None) for i in message_ids]
         self._state: _State = _Editing(parts) if parts and not replacing else _Typing(parts=parts)
 
     @property
@@ -274,12 +269,18 @@ class DiscordReply:
 
     async def fail(self, message: str) -> None:
         async with self._lock:
-            parts = self._state.parts
-            if self._replacing and all(part.shown is None for part in parts):
-                parts = []  # the replaced answer stays whole; the notice goes below it
             self._stop_typing()
+            parts = self._state.parts
+            warning = f"{WARNING} {message}"
+            place = notice_place(parts, warning, self._limit, replacing=self._replacing)
+            if place.drop:
+                try:
+                    await self._delete_from(parts, len(parts) - len(place.drop))
+                except PlatformFailed as exc:
+                    log.warning("cannot delete the rest of a failed answer: %s", exc)
+            parts = [*place.keep, *([place.edit] if place.edit else [])]
             self._state = _Done(parts)
-            await self._show_warning(parts, f"{WARNING} {message}")
+            await self._show_warning(parts, place, warning)
 
     # -- showing text -----------------------------------------------------------------
 
@@ -291,7 +292,7 @@ class DiscordReply:
         while index < len(chunks):
             chunk = chunks[index]
             if index >= len(parts):
-                parts.append(_Part(await self._channel.send(chunk, self._nonce(index)), chunk))
+                parts.append(Part(await self._channel.send(chunk, self._nonce(index)), chunk))
                 await self._save(parts)
             elif parts[index].shown != chunk:
                 try:
@@ -335,7 +336,7 @@ class DiscordReply:
         self._state = editing
         return editing
 
-    async def _delete_from(self, parts: list[_Part], index: int) -> None:
+    async def _delete_from(self, parts: list[Part], index: int) -> None:
         while len(parts) > index:
             with contextlib.suppress(MessageGone):
                 await self._channel.delete(parts[-1].id)
@@ -344,33 +345,20 @@ class DiscordReply:
             self._renonce[len(parts)] = nonce_base(f"{self._nonce_base}.{len(parts)}~{gone.id}")
             await self._save(parts)
 
-    async def _show_warning(self, parts: list[_Part], warning: str) -> None:
-        """The one failure notice: in the reply's message where it has one."""
-        into: _Part | None = None
-        text = warning
-        if parts and any(part.shown is None for part in parts):
-            # What these messages show is unknown (a restart): the first says it, the rest go.
-            into = parts[0]
+    async def _show_warning(self, parts: list[Part], place: NoticePlace, warning: str) -> None:
+        """The one failure notice, where ``bridge.parts`` puts it."""
+        if place.edit is not None:
             try:
-                await self._delete_from(parts, 1)
-            except PlatformFailed as exc:
-                log.warning("cannot delete the rest of a failed answer: %s", exc)
-        elif parts:
-            shown = parts[-1].shown or ""
-            combined = f"{shown}\n\n{warning}" if shown.strip() else warning
-            if len(combined) <= self._limit:
-                into, text = parts[-1], combined
-        if into is not None:
-            try:
-                await self._channel.edit(into.id, text)
+                await self._channel.edit(place.edit.id, place.text)
+                place.edit.shown = place.text
                 return
             except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
-                log.warning("cannot edit %s for the failure notice: %s", into.id, exc)
+                log.warning("cannot edit %s for the failure notice: %s", place.edit.id, exc)
         try:
             message_id = await self._channel.send(warning, self._nonce("w"))
         except MessageGone as exc:  # cannot happen on a post; keeps the contract's types
             raise PlatformFailed(str(exc)) from exc
-        parts.append(_Part(message_id, warning))
+        parts.append(Part(message_id, warning))
         await self._save(parts)
 
     # -- typing -------------------------------------------------------------------------
@@ -396,6 +384,6 @@ class DiscordReply:
             state.task.cancel()
             state.task = None
 
-    async def _save(self, parts: list[_Part]) -> None:
+    async def _save(self, parts: list[Part]) -> None:
         if self._save_ids is not None:
             await self._save_ids([part.id for part in parts])
