@@ -1,0 +1,175 @@
+"""The image, without Docker: deploy/docker/Dockerfile's own steps build it into a
+fresh directory (tests/deploy/dockerfile.py), then its entry command runs as an
+unprivileged user with only the environment the image and deploy/compose.yaml
+give the bridge, and answers a Slack mention (HTTP mode, the local Slack-compatible
+server) from a real Open WebUI. Runs once, on the newest Open WebUI under test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deploy import compose, dockerfile
+from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
+from tests.harness.env import clean_env
+from tests.harness.model_server import expected_reply
+from tests.harness.openwebui import RunningOpenWebUI, ServerPool, free_port
+
+NOBODY = 65534
+SECRET = "image-signing-secret"
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+@pytest.fixture(scope="module")
+def newest_openwebui(openwebui_pool: ServerPool) -> RunningOpenWebUI:
+    """One Open WebUI, the newest under test: the image is the same on every release."""
+    return openwebui_pool.get(max(openwebui_pool.versions, key=_version))
+
+
+def _as_user() -> dict[str, Any]:
+    """Popen arguments that drop root (as the image's USER does); nothing when not root."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+
+
+def _base_python() -> str:
+    """A Python 3.11 the unprivileged user can run (python:3.11-slim's stands in for it)."""
+    candidates = ["/usr/local/bin/python3.11", "/usr/bin/python3.11"]
+    candidates.append(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    for candidate in candidates:
+        if not os.path.exists(candidate):
+            continue
+        probe = [candidate, "-c", "import sys, venv; assert sys.version_info[:2] == (3, 11)"]
+        if subprocess.run(probe, capture_output=True, check=False, **_as_user()).returncode == 0:
+            return candidate
+    pytest.fail(f"no Python 3.11 with venv that uid {NOBODY} may run among {candidates}")
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[dockerfile.Image]:
+    # Not pytest's tmp_path: that is private to root, and the bridge runs as nobody.
+    root = Path(tempfile.mkdtemp(prefix="owui-bridge-image-"))
+    root.chmod(0o755)
+    try:
+        yield dockerfile.build(root, _base_python(), clean_env())
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+async def _until_healthy(
+    proc: asyncio.subprocess.Process, client: httpx.AsyncClient, url: str
+) -> None:
+    for _ in range(120):
+        if proc.returncode is not None:
+            break
+        try:
+            if (await client.get(f"{url}/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            await asyncio.sleep(0.5)
+    pytest.fail(f"the bridge did not come up:\n{await _stop(proc)}")
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    """SIGTERM, as Docker and Kubernetes stop a container; its output."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = await proc.communicate()
+        return out.decode() + "\n(still running 60 s after SIGTERM: killed)"
+    return out.decode()
+
+
+async def test_the_image_answers_a_slack_mention(
+    image: dockerfile.Image, newest_openwebui: RunningOpenWebUI
+) -> None:
+    # The final stage's RUN gives its user /data; here the unprivileged user gets it.
+    data = image.path("/data")
+    data.mkdir()
+    if os.geteuid() == 0:
+        os.chown(data, NOBODY, NOBODY)
+    port = free_port()
+    async with FakeSlack() as fake:
+        fake.add_user("UALICE", "Alice")
+        # What a user puts in deploy/.env; every other variable stays empty.
+        dotenv = {
+            "OPENWEBUI_URL": newest_openwebui.url,
+            "OPENWEBUI_API_KEY": newest_openwebui.api_key,
+            "OPENWEBUI_MODEL": "fake-model",
+            "SLACK_BOT_TOKEN": "xoxb-image",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": fake.api_url,
+            "BRIDGE_HTTP_PORT": str(port),
+        }
+        env = image.container_env() | compose.service_environment("bridge", dotenv)
+        proc = await asyncio.create_subprocess_exec(
+            *image.entry_command(),
+            env=env,
+            cwd=image.root,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a hung teardown can kill it all
+            **_as_user(),
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient() as client:
+                await _until_healthy(proc, client, url)
+                ts, _message, mention = fake.user_says(
+                    "C1", "UALICE", f"<@{BOT_USER_ID}> hello from the image"
+                )
+                assert mention is not None
+                status, _ = await fake.post_event(f"{url}/slack/events", mention, SECRET)
+                assert status == 200
+                await fake.wait_for(
+                    lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
+                    timeout=60,
+                    what="the answer",
+                )
+                assert [m.text for m in fake.bot_replies("C1", ts)] == [
+                    expected_reply("Alice: hello from the image")
+                ]
+                ready = await client.get(f"{url}/readyz")
+                assert ready.json() == {"ready": True, "checks": {"openwebui": True, "slack": True}}
+            # Docker's and Compose's health checks, run as they would be in the container.
+            healthchecks = {
+                "Dockerfile": dockerfile.healthcheck_command(image.final),
+                "compose.yaml": compose.load()["services"]["bridge"]["healthcheck"]["test"][1:],
+            }
+            for where, command in healthchecks.items():
+                done = await asyncio.to_thread(
+                    subprocess.run, command, env=env, capture_output=True, check=False,
+                    **_as_user(),
+                )  # fmt: skip
+                assert done.returncode == 0, (where, done.stderr)
+        finally:
+            log = await _stop(proc)
+    # 0: SIGTERM reached the bridge itself (the entry script execs it) and it drained.
+    assert proc.returncode == 0, log
+    assert "xoxb-image" not in log and newest_openwebui.api_key not in log
+    # The database is where the image puts it, on the volume, the bridge's own.
+    database = image.path("/data/owui-bridge.db")
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    if os.geteuid() == 0:
+        assert database.stat().st_uid == NOBODY
+    with sqlite3.connect(database) as db:
+        assert db.execute("select count(*) from conversations").fetchone() == (1,)
