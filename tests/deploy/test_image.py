@@ -27,6 +27,8 @@ from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, ServerPool, free_port
 
+pytestmark = pytest.mark.openwebui  # needs a real Open WebUI (one release, see below)
+
 NOBODY = 65534
 SECRET = "image-signing-secret"
 
