@@ -69,7 +69,14 @@ def image() -> Iterator[dockerfile.Image]:
     root = Path(tempfile.mkdtemp(prefix="owui-bridge-image-"))
     root.chmod(0o755)
     try:
-        yield dockerfile.build(root, _base_python(), clean_env())
+        # The install reaches the package index as this machine's pip does (a docker
+        # build would use the builder's own settings); the bridge later gets none of these.
+        reach = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith("PIP_") or k.lower() in ("http_proxy", "https_proxy", "no_proxy")
+        }
+        yield dockerfile.build(root, _base_python(), clean_env() | reach)
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
