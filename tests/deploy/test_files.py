@@ -213,6 +213,9 @@ def test_image_compose_and_kubernetes_agree_on_paths_ports_and_user() -> None:
     (service_port,) = _by_kind("Service")["spec"]["ports"]
     assert service_port["targetPort"] == "http"
     uid = int(final.last("USER").args.split(":")[0])
+    # The volume's mount point belongs to the user the image runs as (a new named
+    # volume takes its owner from it).
+    assert any(f"chown {uid}:{uid} {database.parent}" in run for run in dockerfile.run_lines(final))
     context = pod["securityContext"]
     assert context["runAsNonRoot"] is True
     assert context["runAsUser"] == context["runAsGroup"] == context["fsGroup"] == uid
