@@ -158,7 +158,8 @@ async def test_the_image_answers_a_slack_mention(
                     expected_reply("Alice: hello from the image")
                 ]
                 ready = await client.get(f"{url}/readyz")
-                assert ready.json() == {"ready": True, "checks": {"openwebui": True, "slack": True}}
+                checks = {"openwebui": True, "database": True, "slack": True}
+                assert ready.json() == {"ready": True, "checks": checks}
             # Docker's and Compose's health checks, run as they would be in the container.
             healthchecks = {
                 "Dockerfile": dockerfile.healthcheck_command(image.final),
