@@ -135,6 +135,8 @@ def tier(item: pytest.Item) -> str:
     version = callspec.params.get("openwebui") if callspec is not None else None
     if path.startswith("tests/faults/"):
         return "faults"
+    if path.startswith("tests/deploy/"):
+        return "deploy"
     if path.startswith("tests/e2e/test_render"):
         return "render"
     if path.startswith("tests/e2e/test_slack"):
