@@ -44,6 +44,11 @@ PLATFORM_CALLS = Counter(
     "Calls to Slack's and Discord's APIs by method and outcome (ok, rate_limited, error)",
     ["platform", "method", "outcome"],
 )
+PLATFORM_RATE_LIMITS = Counter(
+    "owui_bridge_platform_rate_limits",
+    "429 answers from Slack and Discord, waited out or not, by method",
+    ["platform", "method"],
+)
 
 
 def status_outcome(status: int) -> str:

@@ -45,6 +45,7 @@ from adapters.discord.gateway import (
     start_error,
 )
 from adapters.discord.invite import INTENT_MISSING, message_content_granted
+from adapters.discord.metered import meter
 from adapters.discord.names import NameBook
 from adapters.discord.places import DM_PLACE, jump_url, place_name
 from adapters.discord.reactions import reacted_channel
@@ -91,6 +92,7 @@ class DiscordAdapter:
             max_message_length=MESSAGE_LIMIT, min_update_interval=settings.update_interval
         )
         self.client = client or make_client(intents())
+        meter(self.client)
         self.tree = app_commands.CommandTree(self.client)
         # knows_thread → decide → submit as one step, no Discord call inside: a follow-up
         # right after the mention that opened its thread sees that thread, and questions
