@@ -96,6 +96,7 @@ async def slack_bridge(
                 yield Harness(fake, adapter, runtime, mode)
             finally:
                 await adapter.stop()
+                await adapter.close()
 
 
 MODES = ["socket", "http"]

@@ -216,6 +216,7 @@ async def world(
             finally:
                 fake.release_all()
                 await adapter.stop()
+                await adapter.close()
 
 
 # -- per-channel rules ---------------------------------------------------------------------
