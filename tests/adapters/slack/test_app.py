@@ -715,3 +715,67 @@ async def test_assistant_extras_need_the_scope_and_failures_are_harmless(
         await slack.close()
     assert fake.count("assistant.threads.setSuggestedPrompts") == 1
     assert fake.count("assistant.threads.setTitle") == 0 and fake.suggested == []
+
+
+async def answer_to(slack: SlackAdapter, event: PlatformEvent, text: str) -> None:
+    async def save(ids: Sequence[str]) -> None:
+        pass
+
+    reply = slack.reply(event, (), save)
+    # The question goes to Open WebUI right after start(): it never waits on Slack.
+    await asyncio.wait_for(reply.start(), 5)
+    await reply.finish(text)
+
+
+async def test_thinking_shows_only_in_assistant_threads_and_never_holds_the_question(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    _, _, mention = fake.user_says("C1", "U1", "<@UBOT> in a channel")
+    await deliver(fake, slack, mention)
+    await fake.wait_for(lambda: len(core.events) == 1, what="the mention")
+    await answer_to(slack, core.events[0], "A channel answer.")
+    assert fake.count("assistant.threads.setStatus") == 0
+
+    thread, opened = fake.open_assistant_thread("D1", "U1")
+    await deliver(fake, slack, opened)
+    _, question, _ = fake.user_says("D1", "U1", "in the assistant", thread_ts=thread)
+    await deliver(fake, slack, question)
+    await fake.wait_for(lambda: len(core.events) == 2, what="the assistant question")
+    fake.hold("assistant.threads.setStatus")  # Slack is slow to show the status…
+
+    async def save(ids: Sequence[str]) -> None:
+        pass
+
+    reply = slack.reply(core.events[1], (), save)
+    await asyncio.wait_for(reply.start(), 5)  # …which does not hold the question up
+    await fake.wait_for(lambda: fake.held, what="the status call")
+    await reply.finish("An assistant answer.")
+    fake.release("assistant.threads.setStatus")
+    assert fake.calls_of("assistant.threads.setStatus")[0].params["status"] == "is thinking…"
+    assert fake.bot_replies("D1", thread)[-1].text == "An assistant answer."
+
+
+async def test_web_api_calls_share_one_connection(fake: FakeSlack, clean_env: None) -> None:
+    core = FakeCore(fake)
+    slack = await started(fake, core)  # auth.test
+    try:
+        parent, _, _ = fake.user_says("C1", "U1", "<@UBOT> hi")
+        for n in range(10):
+            await slack.client.chat_postMessage(channel="C1", thread_ts=parent, text=f"{n}")
+        assert await slack.ready()  # the quick client
+        event = PlatformEvent(
+            event_id="e",
+            thread=ThreadKey("slack", TEAM_ID, "C1", parent),
+            message_id=parent,
+            author_id="U1",
+            author_name="",
+            text="hi",
+        )
+        await answer_to(slack, await slack.prepare(event), "An answer.")  # the replies
+        assert len(fake.calls) >= 14
+        assert fake.api_connections == 1
+    finally:
+        await slack.stop()
+        await slack.close()
