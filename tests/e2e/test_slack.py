@@ -365,13 +365,15 @@ async def test_a_restart_while_a_post_is_uncertain_ends_with_one_copy(
         async with open_runtime(settings_for(openwebui, database)) as runtime:
             adapter = SlackAdapter(runtime.bridge, settings)
             await adapter.start()
-            await fake.wait_for_socket()
-            ts, message, _ = fake.user_says(CHANNEL, ALICE, q)
-            await fake.send_event(message)
-            await fake.wait_for(lambda: fake.held, timeout=60, what="the look-up")
-            await adapter.stop()  # …because the process dies meanwhile
-            await runtime.bridge.drain(0)
-            await adapter.close()
+            try:
+                await fake.wait_for_socket()
+                ts, message, _ = fake.user_says(CHANNEL, ALICE, q)
+                await fake.send_event(message)
+                await fake.wait_for(lambda: fake.held, timeout=60, what="the look-up")
+            finally:
+                await adapter.stop()  # …because the process dies meanwhile
+                await runtime.bridge.drain(0)
+                await adapter.close()
         fake.release_all()
         assert len(fake.lost) == 1 and len(fake.bot_replies(CHANNEL, ts)) == 1
 
