@@ -68,6 +68,8 @@ class Run:
     calls: dict[str, Counter[str]]  # platform -> method/route -> count
     answers: dict[str, int]  # platform -> questions asked
     generator_cpu: float
+    stream_seconds: list[float]  # per answer: completion request to last token (stand-in)
+    behind_ms: list[float]  # per answer: model's last token to the last platform call
     openwebui_requests: int
     unknown_routes: Counter[str] = field(default_factory=Counter)
 
@@ -76,9 +78,7 @@ class Run:
         return self.cpu / max(self.tokens, 1) * 1000
 
     def first_text(self, q: float, where: str | None = None) -> float:
-        values = [
-            v for p, vs in self.first_text_ms.items() if where in (None, p) for v in vs
-        ]
+        values = [v for p, vs in self.first_text_ms.items() if where in (None, p) for v in vs]
         return percentile(values, q)
 
     def calls_per_answer(self, where: str | None = None) -> float:
@@ -185,7 +185,6 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
                 "discord_gateway_url": discord.gateway_url,
             }
         if args.profile:
-            Path(args.profile).mkdir(parents=True, exist_ok=True)
             config["profile"] = str(Path(args.profile) / f"bridge-{concurrency}-{number}.prof")
         bridge = await Bridge.start(config, Path(args.log))
         try:
@@ -203,7 +202,7 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
             for n in range(share.get("slack", 0)):
                 channel = f"C{n:04d}"
                 text = f"<@{slack_server.BOT_USER_ID}> bench question q{n:04d}"
-                ts, message, mention = slack.user_says(channel, slack_users[n % USERS], text)
+                _ts, message, mention = slack.user_says(channel, slack_users[n % USERS], text)
                 assert mention is not None
                 sent_at["slack"][channel] = time.monotonic()
                 deliveries.append(slack.send_event(message, timeout=60))
@@ -211,7 +210,9 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
             for n in range(share.get("discord", 0)):
                 text = f"<@{discord_server.BOT_USER_ID}> bench question d{n:04d}"
                 sent = time.monotonic()
-                said = discord.user_says(channels[n % DISCORD_CHANNELS], discord_users[n % USERS], text)
+                said = discord.user_says(
+                    channels[n % DISCORD_CHANNELS], discord_users[n % USERS], text
+                )
                 sent_at["discord"][said.id] = sent
             await asyncio.gather(*deliveries)
             deadline = time.monotonic() + args.tokens / args.rate * 6 + 120
@@ -233,23 +234,26 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
         calls: dict[str, Counter[str]] = {p: Counter() for p in platforms}
         complete = 0
         tokens = 0
+        behind: list[float] = []
+        last: dict[str, float] = {}
         per_answer = args.tokens
         if "slack" in platforms:
             firsts: dict[str, float] = {}
             for call in slack.calls[calls_before["slack"] :]:
                 calls["slack"][call.method] += 1
                 channel = str(call.params.get("channel") or "")
+                last[channel] = call.at
                 if call.method in SLACK_TEXT_CALLS and channel not in firsts:
                     shown = str(call.params.get("markdown_text") or call.params.get("text") or "")
                     if shown.strip() and not shown.startswith(":warning:"):
                         firsts[channel] = call.at
-            for channel, at in sent_at["slack"].items():
+            for n, (channel, at) in enumerate(sent_at["slack"].items()):
+                if f"q{n:04d}" in owui.finished_at and channel in last:
+                    behind.append((last[channel] - owui.finished_at[f"q{n:04d}"]) * 1000)
                 if channel in firsts:
                     first["slack"].append((firsts[channel] - at) * 1000)
                 replies = [
-                    m.text
-                    for m in slack.channel_view(channel)
-                    if m.bot_id == slack_server.BOT_ID
+                    m.text for m in slack.channel_view(channel) if m.bot_id == slack_server.BOT_ID
                 ]
                 if replies and _whole(owui, "\n\n".join(replies)):
                     complete += 1
@@ -258,11 +262,15 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
             dfirsts: dict[str, float] = {}
             for dcall in discord.calls[calls_before["discord"] :]:
                 calls["discord"][dcall.key] += 1
+                if dcall.path.startswith("/channels/"):
+                    last[dcall.path.split("/")[2]] = dcall.at
                 if dcall.key == DISCORD_POST and isinstance(dcall.body, dict):
                     thread = dcall.path.split("/")[2]
                     if str(dcall.body.get("content") or "").strip() and thread not in dfirsts:
                         dfirsts[thread] = dcall.at
-            for thread, at in sent_at["discord"].items():
+            for n, (thread, at) in enumerate(sent_at["discord"].items()):
+                if f"d{n:04d}" in owui.finished_at and thread in last:
+                    behind.append((last[thread] - owui.finished_at[f"d{n:04d}"]) * 1000)
                 if thread in dfirsts:
                     first["discord"].append((dfirsts[thread] - at) * 1000)
                 shown = "\n\n".join(m.content for m in discord.bot_messages(thread))
@@ -281,6 +289,8 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
             calls=calls,
             answers={p: share[p] for p in platforms},
             generator_cpu=generator_cpu,
+            stream_seconds=list(owui.durations),
+            behind_ms=behind,
             openwebui_requests=sum(owui.requests.values()) - requests_before,
             unknown_routes=owui.unknown,
         )
@@ -296,7 +306,7 @@ def cell(values: list[float], digits: int) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
         return f"{middle:.{digits}f}"
-    return f"{middle:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+    return f"{middle:.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
 ROWS: list[tuple[str, int, Any]] = [
@@ -306,13 +316,24 @@ ROWS: list[tuple[str, int, Any]] = [
     ("loop lag max, ms", 0, lambda r: max(r.lag_ms or [0.0])),
     ("first text p50, ms", 0, lambda r: r.first_text(0.5)),
     ("first text p95, ms", 0, lambda r: r.first_text(0.95)),
-    ("  Discord p50 / p95, ms", -1, lambda r: (r.first_text(0.5, "discord"), r.first_text(0.95, "discord"))),
-    ("  Slack p50 / p95, ms", -1, lambda r: (r.first_text(0.5, "slack"), r.first_text(0.95, "slack"))),
+    (
+        "  Discord p50 / p95, ms",
+        -1,
+        lambda r: (r.first_text(0.5, "discord"), r.first_text(0.95, "discord")),
+    ),
+    (
+        "  Slack p50 / p95, ms",
+        -1,
+        lambda r: (r.first_text(0.5, "slack"), r.first_text(0.95, "slack")),
+    ),
+    ("last text after the model's last token, p50, ms", 0, lambda r: percentile(r.behind_ms, 0.5)),
+    ("last text after the model's last token, p95, ms", 0, lambda r: percentile(r.behind_ms, 0.95)),
     ("platform calls per answer", 1, lambda r: r.calls_per_answer()),
     ("  Discord", 1, lambda r: r.calls_per_answer("discord")),
     ("  Slack", 1, lambda r: r.calls_per_answer("slack")),
     ("Open WebUI requests per answer", 1, lambda r: r.openwebui_requests / r.concurrency),
     ("answers whole on the platform", -2, lambda r: (r.complete, r.concurrency)),
+    ("answer streamed in, s, p50 (stand-in)", 1, lambda r: percentile(r.stream_seconds, 0.5)),
     ("wall time of the run, s", 1, lambda r: r.wall),
     ("tokens/s delivered (all answers)", 0, lambda r: r.tokens / max(r.wall, 1e-9)),
     ("generator CPU (stand-ins), s", 1, lambda r: r.generator_cpu),
@@ -332,11 +353,7 @@ def table(runs: dict[int, list[Run]]) -> str:
         for n in levels:
             values = [get(r) for r in runs[n]]
             if digits == -1:
-                row.append(
-                    " / ".join(
-                        cell([v[i] for v in values], 0) for i in (0, 1)
-                    )
-                )
+                row.append(" / ".join(cell([v[i] for v in values], 0) for i in (0, 1)))
             elif digits == -2:
                 row.append(", ".join(f"{a}/{b}" for a, b in values))
             else:
@@ -380,6 +397,8 @@ async def main(argv: list[str] | None = None) -> dict[int, list[Run]]:
     parser.add_argument("--log", default="/tmp/bench-load-bridge.log", help="bridge stderr")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.concurrency.split(",")]
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     print(machine())
     print(
         f"each answer: {args.tokens} tokens at {args.rate:g} tokens/s; platforms: "
