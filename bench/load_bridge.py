@@ -124,7 +124,9 @@ async def serve(config: dict[str, Any]) -> None:
                     update_interval=config["update_interval"],
                 )
                 client = make_client(intents(), guild_ready_timeout=0.05)
-                adapters.append(DiscordAdapter(runtime.bridge, discord, client=client))
+                adapters.append(
+                    DiscordAdapter(runtime.bridge, discord, places=runtime.store, client=client)
+                )
             for adapter in adapters:
                 await adapter.start()
             ticker = LagTicker()
