@@ -19,12 +19,13 @@ Per run it measures, over the window from the first question to the bridge idle:
 Each concurrency runs ``--repeats`` times, a fresh bridge and fresh stand-ins each
 time; cells show the median and, in brackets, the lowest and highest run.
 
-The fakes enforce no rate limits (relaxed); the bridge's own Slack budget (Slack's
-published tiers, per workspace) still applies, so most Slack answers at high
+The fakes enforce no rate limits by default (``--limits relaxed``; ``realistic``:
+Slack's tiers and Discord's per-route and global 50/s); the bridge's own Slack budget
+(Slack's published tiers, per workspace) applies either way, so most Slack answers at high
 concurrency arrive in one post at the end: see the per-platform rows.
 
 Usage: .venv/bin/python -m bench.load [--concurrency 50,200,500] [--repeats 2]
-           [--tokens 200] [--rate 20] [--platforms slack,discord] [--profile DIR]
+           [--tokens 200] [--rate 20] [--platforms slack,discord] [--limits relaxed] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
         FakeDiscord() as discord,
     ):
         slack.scopes = list(SCOPES)
+        # relaxed: no 429s from either fake; realistic: Slack's tiers and Discord's limits.
+        slack.enforce_tiers = args.limits == "realistic"
+        discord.enforce_rate_limits = args.limits == "realistic"
         slack_users = [f"U{n:04d}" for n in range(USERS)]
         for n, user in enumerate(slack_users):
             slack.add_user(user, f"Person {n}")
@@ -393,6 +397,12 @@ async def main(argv: list[str] | None = None) -> dict[int, list[Run]]:
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per answer")
     parser.add_argument("--platforms", default="slack,discord")
     parser.add_argument("--update-interval", type=float, default=1.0)
+    parser.add_argument(
+        "--limits",
+        choices=("relaxed", "realistic"),
+        default="relaxed",
+        help="platform rate limits in the fakes (realistic: Slack tiers, Discord 50/s)",
+    )
     parser.add_argument("--profile", help="write a cProfile of each run's bridge here")
     parser.add_argument("--log", default="/tmp/bench-load-bridge.log", help="bridge stderr")
     args = parser.parse_args(argv)
@@ -402,8 +412,8 @@ async def main(argv: list[str] | None = None) -> dict[int, list[Run]]:
     print(machine())
     print(
         f"each answer: {args.tokens} tokens at {args.rate:g} tokens/s; platforms: "
-        f"{args.platforms}; update interval {args.update_interval:g} s; fakes relaxed "
-        "(no 429s), the bridge's own Slack tier budget on; per-person rate limit off"
+        f"{args.platforms}; update interval {args.update_interval:g} s; fakes' rate limits "
+        f"{args.limits}; the bridge's own Slack tier budget on; per-person rate limit off"
     )
     runs: dict[int, list[Run]] = {n: [] for n in levels}
     for repeat in range(args.repeats):
