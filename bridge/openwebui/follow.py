@@ -113,10 +113,16 @@ class AnswerFollower:
     ) -> None:
         while not state.done:
             try:
-                event = await asyncio.wait_for(events.get(), EVENT_SILENCE_CHECK)
-            except TimeoutError:
-                await self._poll_once(chat_id, message_id, state, on_text)
-                continue
+                # Most events are already waiting: no timer for them (an answer is
+                # thousands of events, and wait_for costs a task and a timer each).
+                event = events.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    async with asyncio.timeout(EVENT_SILENCE_CHECK):
+                        event = await events.get()
+                except TimeoutError:
+                    await self._poll_once(chat_id, message_id, state, on_text)
+                    continue
             before = state.text
             state.apply_event(event)
             if state.text != before and state.text:
