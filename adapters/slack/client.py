@@ -29,12 +29,28 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.settings import SlackSettings
+from bridge import metrics
 from bridge.config import ConfigError
 
 # Calls that create a message: repeated after a lost answer, they may make a second one.
 CREATES_MESSAGES = frozenset({"chat.postMessage", "chat.startStream"})
+PLATFORM = "slack"
 TIMEOUT = 30  # seconds per call that must land
 QUICK_TIMEOUT = 10  # seconds per call tried once (intermediate updates, notices)
+
+
+def _count_429s() -> aiohttp.TraceConfig:
+    """Every 429 answer, also those a retry handler then waits out (``/metrics``)."""
+
+    async def ended(
+        _: aiohttp.ClientSession, __: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if params.response.status == 429:
+            metrics.PLATFORM_RATE_LIMITS.labels(PLATFORM, method_of(str(params.url))).inc()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(ended)
+    return trace
 
 
 def method_of(url: str) -> str:
@@ -108,9 +124,18 @@ class SessionClient(AsyncWebClient):
             self.session = self._http.session
         if self.session is not None and not self.session.closed:
             req_args = {**req_args, "timeout": aiohttp.ClientTimeout(total=self.timeout)}
-        result: dict[str, Any] = await super()._request(
-            http_verb=http_verb, api_url=api_url, req_args=req_args
-        )
+        method = method_of(api_url)
+        try:
+            result: dict[str, Any] = await super()._request(
+                http_verb=http_verb, api_url=api_url, req_args=req_args
+            )
+        except Exception:
+            metrics.PLATFORM_CALLS.labels(PLATFORM, method, "error").inc()
+            raise
+        data, status = result.get("data"), result.get("status_code")
+        ok = isinstance(data, dict) and data.get("ok")
+        outcome = "rate_limited" if status == 429 else "ok" if ok else "error"
+        metrics.PLATFORM_CALLS.labels(PLATFORM, method, outcome).inc()
         return result
 
 
@@ -125,7 +150,9 @@ class SlackHttp:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # Bolt's per-request clients carry no timeout of their own: the session's.
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT), trace_configs=[_count_429s()]
+            )
         return self._session
 
     @property

@@ -37,6 +37,7 @@ async def test_metrics_count_what_the_thread_saw(
     question = "How do metrics work?"
     async with slack_bridge(openwebui, tmp_path, "http") as harness:
         before, _ = await scrape(harness)
+        harness.fake.rate_limit_next("chat.startStream", retry_after=0)  # waited out
         thread = await harness.say(CHANNEL, ALICE, f"<@UBOT> {question}")
         await harness.answers(CHANNEL, thread, 1)
         await harness.say(CHANNEL, ALICE, "And a second one?", thread_ts=thread)
@@ -55,6 +56,23 @@ async def test_metrics_count_what_the_thread_saw(
     assert grew("owui_bridge_answer_seconds_count", platform="slack") == 2
     assert grew("owui_bridge_refusals_total", platform="slack", reason="question too long") == 1
     assert grew("owui_bridge_openwebui_requests_total", method="POST", outcome="ok") >= 2
+    slack_ok = [
+        name
+        for (name, labels), count in after.items()
+        if name == "owui_bridge_platform_calls_total"
+        and ("platform", "slack") in labels
+        and ("outcome", "ok") in labels
+        and count > value(before, name, **dict(labels))
+    ]
+    assert slack_ok  # Slack's Web API calls are counted by method
+    assert (
+        grew(
+            "owui_bridge_platform_rate_limits_total",
+            platform="slack",
+            method="chat.startStream",
+        )
+        == 1
+    )
     assert value(after, "owui_bridge_questions_queued") == 0
     assert value(after, "owui_bridge_answers_in_progress") == 0
     # No user text or ids in any label.
