@@ -24,11 +24,13 @@ from adapters.slack.features import MARKDOWN_NOT_HERE, Recipient, Refusals
 from adapters.slack.posts import PAGE, Found, metadata, read
 from adapters.slack.text import markdown_to_mrkdwn
 from bridge.errors import PlatformRateLimited
+from bridge.split import split_message
 
 log = logging.getLogger(__name__)
 
-# markdown_text (and the markdown block) take up to 12,000 characters.
+# markdown_text (and the markdown block) take up to 12,000 characters; text 40,000.
 MESSAGE_LIMIT = 12_000
+TEXT_LIMIT = 40_000
 # Slack ends a native stream by itself about 5 minutes after it started; leave it first.
 MAX_STREAM_AGE = 270.0
 # How long a call that must land keeps trying through 429s (beyond the retry handler).
@@ -200,6 +202,19 @@ class SlackCalls:
             if not cursor:
                 break
         return Found(parts, unmarked)
+
+
+def fitting(text: str, limit: int) -> list[str]:
+    """``text`` in parts of at most ``limit`` characters whose mrkdwn form (the fallback
+    where a channel refuses ``markdown_text``) fits ``text``'s 40,000 too: escaping can
+    make a part five times longer (``&`` is ``&amp;``)."""
+    parts: list[str] = []
+    for chunk in split_message(text, limit):
+        if len(markdown_to_mrkdwn(chunk)) <= TEXT_LIMIT or len(chunk) < 2:
+            parts.append(chunk)
+        else:
+            parts.extend(fitting(chunk, len(chunk) // 2))
+    return parts
 
 
 def error(exc: SlackApiError) -> str:

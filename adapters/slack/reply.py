@@ -54,13 +54,14 @@ from adapters.slack.calls import (
     Target,
     describe,
     error,
+    fitting,
 )
 from adapters.slack.features import STREAMING_NOT_FOR_THIS_REPLY, STREAMING_NOT_HERE
 from adapters.slack.posts import MARKERS, UNCERTAIN, UNCERTAIN_STREAM, lost
 from adapters.slack.text import neutralise_mentions
 from bridge.errors import PlatformFailed, ReplyStopped
+from bridge.parts import Part, notice_place
 from bridge.reply import SaveMessageIds
-from bridge.split import split_message
 
 __all__ = ["CALL_ERRORS", "SlackOutput", "SlackReply", "Target"]
 
@@ -72,12 +73,6 @@ LOST_PAUSE = 1.0  # seconds before looking again for a message whose post lost i
 
 
 # -- states ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Part:
-    ts: str  # "": not posted yet; a marker of ``posts.MARKERS``: posted, answer lost
-    shown: str | None  # None: unknown (written before a restart)
 
 
 @dataclass
@@ -95,13 +90,13 @@ class _Streaming:
 
 @dataclass
 class _Editing:
-    parts: list[_Part] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
     open_stream: bool = False  # the first part may be a stream a dead process left open
 
 
 @dataclass
 class _Stopped:
-    parts: list[_Part]
+    parts: list[Part]
 
 
 @dataclass
@@ -137,7 +132,7 @@ class SlackReply:
         # replaces, which a failure must leave as it is.
         self._replacing = bool(message_ids) and not may_be_streaming
         self._state: _State = (
-            _Editing([_Part(ts, None) for ts in message_ids], open_stream=may_be_streaming)
+            _Editing([Part(ts, None) for ts in message_ids], open_stream=may_be_streaming)
             if message_ids
             else _Fresh()
         )
@@ -154,7 +149,7 @@ class SlackReply:
         if isinstance(state, _Streaming):
             return [state.ts]
         if isinstance(state, _Editing | _Stopped):
-            return [part.ts for part in state.parts if part.ts]
+            return [part.id for part in state.parts if part.id]
         return []
 
     # -- ReplyHandle ----------------------------------------------------------------
@@ -205,22 +200,20 @@ class SlackReply:
         async with self._lock:
             warning = f":warning: {message}"
             state = self._state
-            parts: list[_Part] = []
+            parts: list[Part] = []
             open_stream = False
             if isinstance(state, _Streaming):
-                parts = [_Part(state.ts, None if state.uncertain else state.shown)]
+                parts = [Part(state.ts, None if state.uncertain else state.shown)]
                 open_stream = True
             elif isinstance(state, _Editing):
                 parts, open_stream = state.parts, state.open_stream
             elif isinstance(state, _Stopped):
                 parts = state.parts
-            if self._replacing and all(part.shown is None for part in parts):
-                parts = []  # the replaced answer stays whole; the notice goes below it
             self._state = _Done()
             try:
                 parts = await self._settled(parts)
                 if parts and open_stream:
-                    await self._calls.stop_quietly(parts[0].ts)
+                    await self._calls.stop_quietly(parts[0].id)
                 await self._show_warning(parts, warning)
             except CALL_ERRORS as exc:
                 raise PlatformFailed(
@@ -267,7 +260,7 @@ class SlackReply:
             if lost(exc):
                 # Slack may have opened the stream: find it before posting anything.
                 log.warning("chat.startStream lost its answer in %s: %s", to.channel, describe(exc))
-                self._state = _Editing([_Part(UNCERTAIN_STREAM, None)], open_stream=True)
+                self._state = _Editing([Part(UNCERTAIN_STREAM, None)], open_stream=True)
                 await self._save([UNCERTAIN_STREAM])
                 if not urgent:
                     raise
@@ -326,11 +319,11 @@ class SlackReply:
         except SlackApiError as exc:
             code = error(exc)
             if code == "stopped_by_user":
-                self._state = _Stopped([_Part(state.ts, state.shown)])
+                self._state = _Stopped([Part(state.ts, state.shown)])
                 raise ReplyStopped(f"stopped by a person in {self._to.channel}") from exc
             if code == "message_not_in_streaming_state":
                 log.info("Slack ended the stream in %s; editing it instead", self._to.channel)
-                self._state = _Editing([_Part(state.ts, state.shown)])
+                self._state = _Editing([Part(state.ts, state.shown)])
                 return False
             raise
         except NETWORK_ERRORS:
@@ -338,7 +331,7 @@ class SlackReply:
             raise
         state.shown = body
         if final:
-            self._state = _Editing([_Part(state.ts, body)])
+            self._state = _Editing([Part(state.ts, body)])
         return True
 
     async def _leave_stream(self, state: _Streaming, urgent: bool) -> None:
@@ -354,23 +347,23 @@ class SlackReply:
         except SlackApiError as exc:
             code = error(exc)
             if code == "stopped_by_user":
-                self._state = _Stopped([_Part(state.ts, state.shown)])
+                self._state = _Stopped([Part(state.ts, state.shown)])
                 raise ReplyStopped(f"stopped by a person in {self._to.channel}") from exc
             if code != "message_not_in_streaming_state":
                 raise
-        self._state = _Editing([_Part(state.ts, None if state.uncertain else state.shown)])
+        self._state = _Editing([Part(state.ts, None if state.uncertain else state.shown)])
 
     async def _edit(self, state: _Editing, body: str, urgent: bool) -> None:
-        chunks = split_message(body, self._out.limit)
+        chunks = fitting(body, self._out.limit)
         for index, chunk in enumerate(chunks):
             if index == len(state.parts):
-                state.parts.append(_Part("", None))
+                state.parts.append(Part("", None))
             await self._place(state, index, chunk, urgent)
         while len(state.parts) > len(chunks):
             # Surplus parts of an earlier, longer attempt (after a restart).
             await self._resolve(state.parts)
-            if state.parts[-1].ts:
-                await self._calls.delete(state.parts[-1].ts, urgent)
+            if state.parts[-1].id:
+                await self._calls.delete(state.parts[-1].id, urgent)
             state.parts.pop()
             await self._save_parts(state.parts)
 
@@ -381,13 +374,13 @@ class SlackReply:
         deadline = time.monotonic() + self._out.patience
         while True:
             part = state.parts[index]
-            if part.ts in MARKERS:
+            if part.id in MARKERS:
                 await self._resolve(state.parts)
             if part.shown == chunk:
                 return
-            if part.ts:
+            if part.id:
                 if index == 0 and state.open_stream:
-                    await self._calls.stop_quietly(part.ts, urgent)
+                    await self._calls.stop_quietly(part.id, urgent)
                     state.open_stream = False
                 await self._rewrite(state.parts, index, chunk, urgent)
                 return
@@ -399,7 +392,7 @@ class SlackReply:
                     raise
             await asyncio.sleep(LOST_PAUSE)
 
-    async def _post(self, parts: list[_Part], index: int, chunk: str, urgent: bool) -> None:
+    async def _post(self, parts: list[Part], index: int, chunk: str, urgent: bool) -> None:
         """Post part ``index``; when Slack's answer is lost, the part is uncertain."""
         part = parts[index]
         try:
@@ -413,37 +406,37 @@ class SlackReply:
                     self._to.channel,
                     describe(exc),
                 )
-                part.ts, part.shown = UNCERTAIN, None
+                part.id, part.shown = UNCERTAIN, None
                 await self._save_parts(parts)
             raise
-        part.ts, part.shown = ts, chunk
+        part.id, part.shown = ts, chunk
         await self._save_parts(parts)
 
-    async def _rewrite(self, parts: list[_Part], index: int, chunk: str, urgent: bool) -> None:
+    async def _rewrite(self, parts: list[Part], index: int, chunk: str, urgent: bool) -> None:
         part = parts[index]
         try:
-            await self._calls.send(chunk, part.ts, urgent, index)
+            await self._calls.send(chunk, part.id, urgent, index)
         except SlackApiError as exc:
             if error(exc) not in MESSAGE_GONE:
                 raise
-            log.info("message %s is gone (%s); posting the part again", part.ts, error(exc))
-            part.ts, part.shown = "", None
+            log.info("message %s is gone (%s); posting the part again", part.id, error(exc))
+            part.id, part.shown = "", None
             await self._post(parts, index, chunk, urgent)
             return
         part.shown = chunk
 
-    async def _resolve(self, parts: list[_Part]) -> None:
+    async def _resolve(self, parts: list[Part]) -> None:
         """Settle the parts whose post lost its answer: the message Slack made is
         adopted (what it shows unknown), a part Slack did not make is posted again."""
-        unsure = [index for index, part in enumerate(parts) if part.ts in MARKERS]
+        unsure = [index for index, part in enumerate(parts) if part.id in MARKERS]
         if not unsure:
             return
         found = await self._calls.find()
-        taken = {part.ts for part in parts}
+        taken = {part.id for part in parts}
         for index in unsure:
             part = parts[index]
             ts = found.parts.get(index)
-            if ts is None and part.ts == UNCERTAIN_STREAM:
+            if ts is None and part.id == UNCERTAIN_STREAM:
                 ts = next((t for t in found.unmarked if t not in taken), None)
             log.info(
                 "part %d in %s: %s",
@@ -451,41 +444,35 @@ class SlackReply:
                 self._to.channel,
                 f"Slack made it ({ts}); adopted" if ts else "Slack did not make it",
             )
-            part.ts, part.shown = ts or "", None
+            part.id, part.shown = ts or "", None
         await self._save_parts(parts)
 
-    async def _settled(self, parts: list[_Part]) -> list[_Part]:
+    async def _settled(self, parts: list[Part]) -> list[Part]:
         """The parts that hold a message, uncertain ones looked for (a failed look-up
         leaves them out: the failure notice must go out regardless)."""
         try:
             await self._resolve(parts)
         except CALL_ERRORS as exc:
             log.warning("cannot look for uncertain parts in %s: %s", self._to.channel, exc)
-        return [part for part in parts if part.ts and part.ts not in MARKERS]
+        return [part for part in parts if part.id and part.id not in MARKERS]
 
-    async def _show_warning(self, parts: list[_Part], warning: str) -> None:
-        """The one failure notice: in the reply's message where it has one."""
-        into: _Part | None = None
-        text = warning
-        if parts and any(part.shown is None for part in parts):
-            # What these messages show is unknown (a restart): the first says it, the rest go.
-            into = parts[0]
-            for part in parts[1:]:
-                await self._calls.delete(part.ts, True)
-            del parts[1:]
+    async def _show_warning(self, parts: list[Part], warning: str) -> None:
+        """The one failure notice, where ``bridge.parts`` puts it."""
+        place = notice_place(parts, warning, self._out.limit, replacing=self._replacing)
+        for part in place.drop:
+            await self._calls.delete(part.id, True)
+        parts = [*place.keep, *([place.edit] if place.edit else [])]
+        if place.drop:
             await self._save_parts(parts)
-        elif parts:
-            shown = parts[-1].shown or ""
-            combined = f"{shown}\n\n{warning}" if shown.strip() else warning
-            if len(combined) <= self._out.limit:
-                into, text = parts[-1], combined
-        if into is not None:
+        if place.edit is not None:
             try:
-                await self._calls.send(text, into.ts, True, parts.index(into))
+                await self._calls.send(place.text, place.edit.id, True, len(parts) - 1)
                 return
             except CALL_ERRORS as exc:
-                log.warning("cannot edit %s for the failure notice: %s", into.ts, describe(exc))
-        parts.append(_Part("", None))
+                log.warning(
+                    "cannot edit %s for the failure notice: %s", place.edit.id, describe(exc)
+                )
+        parts.append(Part("", None))
         await self._place(_Editing(parts), len(parts) - 1, warning, True)
 
     # -- status ---------------------------------------------------------------------
@@ -512,5 +499,5 @@ class SlackReply:
         if self._save_ids is not None:
             await self._save_ids(ids)
 
-    async def _save_parts(self, parts: list[_Part]) -> None:
-        await self._save([part.ts for part in parts if part.ts])
+    async def _save_parts(self, parts: list[Part]) -> None:
+        await self._save([part.id for part in parts if part.id])

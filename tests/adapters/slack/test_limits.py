@@ -56,11 +56,6 @@ async def test_five_thousand_characters_without_a_break_is_one_message(fake: Fak
         assert asked.shown == [text]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/slack/reply.py splits at 12,000 before converting to mrkdwn; "
-    "escaping (& → &amp;, < → &lt;) can make one part longer than Slack's 40,000",
-)
 async def test_an_answer_full_of_escapes_fits_in_mrkdwn_too(fake: FakeSlack) -> None:
     fake.markdown_text_enabled = False
     text = "<&> " * 3_000  # 12,000 characters; 42,000 once escaped for mrkdwn
