@@ -96,7 +96,7 @@ async def _run(
             adapters.append(
                 DiscordAdapter(runtime.bridge, discord, places=runtime.store, web_server=web)
             )
-        await web.start(slack.http_host, slack.http_port)
+        await web.start(settings.bridge_http_host, settings.bridge_http_port)
         started: list[Served] = []
         try:
             for adapter in adapters:

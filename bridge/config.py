@@ -163,6 +163,13 @@ class Settings(EnvFirstSettings):
     bridge_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=AliasChoices("BRIDGE_LOG_LEVEL", "bridge_log_level")
     )
+    # The process's one HTTP server: /healthz, /readyz, /metrics, Slack's HTTP mode.
+    bridge_http_host: str = Field(
+        "0.0.0.0", validation_alias=AliasChoices("BRIDGE_HTTP_HOST", "bridge_http_host")
+    )
+    bridge_http_port: int = Field(
+        3000, ge=0, le=65535, validation_alias=AliasChoices("BRIDGE_HTTP_PORT", "bridge_http_port")
+    )
     bridge_log_format: Literal["text", "json"] = Field(
         "text", validation_alias=AliasChoices("BRIDGE_LOG_FORMAT", "bridge_log_format")
     )

@@ -121,6 +121,7 @@ class SlackAdapter:
         settings: SlackSettings,
         *,
         web_server: WebServer | None = None,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
         output: SlackOutput | None = None,
     ) -> None:
         self._bridge = bridge
@@ -169,6 +170,7 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._web = web_server
         self._own_web: WebServer | None = None
+        self._listen = listen  # where its own server listens when none is shared
         if web_server is not None:
             self.mount(web_server)
         bridge.register(self)
@@ -227,7 +229,7 @@ class SlackAdapter:
             # No shared web server given (tests, embedding): serve the events route alone.
             self._own_web = WebServer()
             self.mount(self._own_web)
-            await self._own_web.start(self._settings.http_host, self._settings.http_port)
+            await self._own_web.start(*self._listen)
         log.info("Slack events on %s (port %s)", EVENTS_PATH, self.http_port)
 
     async def stop(self) -> None:

@@ -17,8 +17,6 @@ class SlackSettings(EnvFirstSettings):
     app_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_APP_TOKEN"))
     signing_secret: SecretStr | None = Field(None, validation_alias=_alias("SLACK_SIGNING_SECRET"))
     api_url: str = Field("https://slack.com/api/", validation_alias=_alias("SLACK_API_URL"))
-    http_host: str = Field("0.0.0.0", validation_alias=_alias("BRIDGE_HTTP_HOST"))
-    http_port: int = Field(3000, ge=0, le=65535, validation_alias=_alias("BRIDGE_HTTP_PORT"))
     # Seconds between two edits of one message in the post+update fallback.
     update_interval: float = Field(1.0, ge=0, validation_alias=_alias("SLACK_UPDATE_INTERVAL"))
     native_streaming: bool = Field(True, validation_alias=_alias("SLACK_NATIVE_STREAMING"))

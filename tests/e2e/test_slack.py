@@ -88,8 +88,6 @@ async def slack_bridge(
             settings = SlackSettings(
                 bot_token="xoxb-test",
                 api_url=fake.api_url,
-                http_host="127.0.0.1",
-                http_port=0,
                 **({"app_token": "xapp-test"} if mode == "socket" else {"signing_secret": SECRET}),
                 **({"update_interval": 0.2} | slack),
             )

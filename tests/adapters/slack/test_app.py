@@ -134,8 +134,6 @@ def settings(fake: FakeSlack, **overrides: Any) -> SlackSettings:
         "bot_token": "xoxb-test",
         "signing_secret": SECRET,
         "api_url": fake.api_url,
-        "http_host": "127.0.0.1",
-        "http_port": 0,
         **overrides,
     }
     return SlackSettings(**values)
