@@ -33,7 +33,7 @@ from bridge.logcontext import chat_known, turn_context
 from bridge.openwebui import tree
 from bridge.openwebui.client import OpenWebUIClient
 from bridge.openwebui.filing import Filing
-from bridge.openwebui.flows import ChatCreated, Started, TurnFlow, TurnRequest
+from bridge.openwebui.flows import ChatCreated, Placement, Started, TurnFlow, TurnRequest
 from bridge.openwebui.follow import AnswerFollower
 from bridge.openwebui.live import Event, LiveEvents
 from bridge.options import CoreOptions
@@ -58,6 +58,7 @@ class TurnResult:
     first_text_at: float | None = None  # monotonic time the first text was offered to the reply
     tree_problems: list[str] = field(default_factory=list)
     reached: bool = False  # the answer exists in the chat (whole or partial)
+    placed: Placement | None = None  # what the chat got at creation, if this turn created it
 
 
 _SETTLE = 1.0  # seconds an answer whose task just ended is given to be marked done
@@ -217,6 +218,7 @@ class TurnRunner:
                     result.chat_id,
                     # "" when the answer never reached the chat: a later one carries the link.
                     turn.assistant_message_id if result.reached else "",
+                    result.placed,
                 )
             except Exception as exc:  # filing is for admins; the answer already landed
                 log.warning("could not file chat %s: %s", result.chat_id, exc)
@@ -289,20 +291,21 @@ class TurnRunner:
                 system_prompt=rules.system_prompt,
                 regenerate=regenerate,
                 history=history,
+                placement=await self._placement(conversation, event),
             )
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
             if found is _Found.ABSENT:
 
-                async def created(chat_id: str) -> None:
-                    result.chat_id = chat_id
+                async def created(chat_id: str, placed: Placement) -> None:
+                    result.chat_id, result.placed = chat_id, placed
                     chat_known(chat_id)
                     await self._store.set_chat_id(conversation.id, chat_id)
 
                 started = await self._start(request, created, result)
                 chat_id = started.chat_id
                 if conversation.chat_id != chat_id and result.chat_id != chat_id:
-                    await created(chat_id)
+                    await created(chat_id, Placement())
                 self._say_which_model(conversation, request.model, started.model, delivery)
             else:
                 chat_id = request.chat_id or ""
@@ -348,6 +351,16 @@ class TurnRunner:
             if found is _Found.UNSTARTED:
                 return await self._flow.restart(sent)
             return Started(chat_id, request.model)
+
+    async def _placement(self, conversation: Conversation, event: PlatformEvent) -> Placement:
+        """Where a new chat goes from its creation; filing's trouble never holds up an answer."""
+        if self._filing is None or conversation.chat_id is not None:
+            return Placement()
+        try:
+            return await self._filing.placement(conversation, event)
+        except Exception as exc:  # the chat is filed after the turn instead
+            log.warning("could not place the new chat of %s: %s", conversation.key.thread, exc)
+            return Placement()
 
     async def _where(self, request: TurnRequest) -> _Found:
         if request.chat_id is None:

@@ -170,10 +170,17 @@ class ServerInfo:
 
     @property
     def checks_folder_ids(self) -> bool:
-        """0.11.4: filing a chat into a deleted folder is refused (404); 0.9.0 accepts the
-        stale id and hides the chat everywhere. (Read from 0.9.0 and 0.11.4; releases
-        between are taken not to check.)"""
+        """0.11.4: filing a chat into a deleted folder, or creating one there, is refused
+        (404); 0.9.0 accepts the stale id and hides the chat everywhere. (Read from
+        0.9.0 and 0.11.4; releases between are taken not to check.)"""
         return self.version_tuple >= (0, 11, 4)
+
+    @property
+    def creates_chats_in_folders(self) -> bool:
+        """0.6.41: ``POST /api/v1/chats/new`` keeps a ``folder_id`` (0.6.15 drops it), and
+        from 0.9.0 so does the completion that creates the chat. Neither checks the id
+        before 0.11.4: a stale one hides the chat (``checks_folder_ids``)."""
+        return self.version_tuple >= (0, 6, 41)
 
     @property
     def lists_feedback_pages(self) -> bool:
@@ -406,8 +413,14 @@ class OpenWebUIClient:
             raise ChatGone(f"chat {chat_id} no longer exists")
         return data
 
-    async def create_chat(self, chat: Mapping[str, Any]) -> dict[str, Any]:
-        data = await self.request("POST", "/api/v1/chats/new", json={"chat": chat})
+    async def create_chat(
+        self, chat: Mapping[str, Any], folder_id: str | None = None
+    ) -> dict[str, Any]:
+        """A new chat; in ``folder_id`` where the server keeps it (``creates_chats_in_folders``)."""
+        body: dict[str, Any] = {"chat": chat}
+        if folder_id is not None:
+            body["folder_id"] = folder_id
+        data = await self.request("POST", "/api/v1/chats/new", json=body)
         return dict(data)
 
     async def update_chat(self, chat_id: str, chat: Mapping[str, Any]) -> dict[str, Any]:

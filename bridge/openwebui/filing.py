@@ -5,6 +5,9 @@ platform channel, tags, and a link back to the platform thread.
 conversation already has (its folder, tags, link) is remembered in its filing
 record, and a channel's folder id in the folders table, so a later turn in the
 same thread costs no request unless a new person asks or the channel was renamed.
+Before a turn that creates a chat it decides the chat's ``Placement``: the place's
+folder (0.6.41 and later) and the link (where the bridge writes the answer's
+placeholder) go in with the chat's creation, so they need no request of their own.
 
 * Folder: "Slack · #support", "Discord · " + the server and channel names, one
   "Slack · DMs" per platform. Created on first use and found again by id: an admin may rename it in
@@ -27,7 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.events import PlatformEvent, ThreadKey
-from bridge.openwebui.organise import FolderGone, FoldersDisabled, Organiser, tag_id, taggable
+from bridge.openwebui.flows import Placement
+from bridge.openwebui.organise import (
+    FolderGone,
+    FoldersDisabled,
+    Organiser,
+    link_status,
+    tag_id,
+    taggable,
+)
 from bridge.store import Conversation, FolderRecord, Store
 
 log = logging.getLogger(__name__)
@@ -37,14 +48,26 @@ _HASH = re.compile(r"(^|\s)#")  # a "#" that starts a channel name
 
 
 class Filing(Protocol):
+    async def placement(self, conversation: Conversation, event: PlatformEvent) -> Placement:
+        """Before a turn that creates the conversation's chat: what the chat can carry
+        from its creation. Raises on Open WebUI errors (the core then creates the chat
+        unplaced; ``file`` places it afterwards)."""
+        ...
+
     async def file(
-        self, conversation: Conversation, event: PlatformEvent, chat_id: str, answer_id: str
+        self,
+        conversation: Conversation,
+        event: PlatformEvent,
+        chat_id: str,
+        answer_id: str,
+        placed: Placement | None = None,
     ) -> None:
         """After a turn (its answer final in the chat): make sure the chat is in its
         place's folder, tagged, and linked to the thread. ``answer_id`` is "" when
         the turn's answer never reached the chat (the link waits for a later one:
-        Open WebUI silently drops a status on a missing message). Raises on Open
-        WebUI errors (the core logs them; the turn is not affected)."""
+        Open WebUI silently drops a status on a missing message). ``placed``: what the
+        chat got at its creation, when this turn created it. Raises on Open WebUI
+        errors (the core logs them; the turn is not affected)."""
         ...
 
 
@@ -127,16 +150,34 @@ class ChatFiling:
         # One folder decision per place at a time: two threads starting in a new
         # channel together must not both create (or rename) its folder.
         self._places: dict[tuple[str, str, str], asyncio.Lock] = {}
+        # Folders seen to exist in this process: from 0.11.4 a new chat goes in one
+        # unchecked (the server refuses a deleted one itself).
+        self._seen: set[str] = set()
+
+    async def placement(self, conversation: Conversation, event: PlatformEvent) -> Placement:
+        place = place_of(conversation.key, event)
+        link = link_status(event.link, place.label) if event.link else None
+        return Placement(await self._new_chat_folder(place), link)
 
     async def file(
-        self, conversation: Conversation, event: PlatformEvent, chat_id: str, answer_id: str
+        self,
+        conversation: Conversation,
+        event: PlatformEvent,
+        chat_id: str,
+        answer_id: str,
+        placed: Placement | None = None,
     ) -> None:
         place = place_of(conversation.key, event)
         stored = await self._store.get_filing(conversation.id)
         state = FilingState.load(stored, chat_id)
+        gone = None
+        if placed is not None:
+            state.folder = placed.folder_id or state.folder
+            state.linked = state.linked or placed.link is not None
+            gone = placed.gone_folder
         steps: list[Step] = [
             lambda: self._link(state, answer_id, event.link, place.label),
-            lambda: self._file_in_folder(state, place),
+            lambda: self._file_in_folder(state, place, gone),
             lambda: self._tag(state, place, event.author_name),
         ]
         # Each step on its own: a failed folder must not keep the link or the tags away.
@@ -174,24 +215,61 @@ class ChatFiling:
 
     # -- folder -----------------------------------------------------------------
 
-    async def _file_in_folder(self, state: FilingState, place: Place) -> None:
+    async def _file_in_folder(self, state: FilingState, place: Place, gone: str | None) -> None:
         if self._folders_off or place.folder_name is None:
             return
         try:
             async with self._lock(place):
-                folder_id = await self._folder_for(state, place)
+                folder_id = await self._folder_for(state, place, gone)
         except FoldersDisabled:
-            self._folders_off = True
-            log.warning("Open WebUI has folders turned off: chats are tagged, not filed")
+            self._folders_refused()
             return
         state.folder = folder_id
+
+    def _folders_refused(self) -> None:
+        self._folders_off = True
+        log.warning("Open WebUI has folders turned off: chats are tagged, not filed")
+
+    async def _new_chat_folder(self, place: Place) -> str | None:
+        """The folder a new chat of the place is created in: the place's own, created
+        now if it has none (or it was deleted). None where the server would not keep
+        it (0.6.15) or folders are off."""
+        if self._folders_off or place.folder_name is None:
+            return None
+        if not self._organiser.server.creates_chats_in_folders:
+            return None
+        try:
+            async with self._lock(place):
+                record = await self._store.get_folder(place.platform, place.workspace, place.key)
+                if record is not None and await self._exists(record.folder_id):
+                    return record.folder_id
+                return (await self._created(place)).folder_id
+        except FoldersDisabled:
+            self._folders_refused()
+            return None
+
+    async def _exists(self, folder_id: str) -> bool:
+        """Whether a new chat may be created in the folder: before 0.11.4 a stale id
+        hides the chat, so the folder is checked each time (one request); from 0.11.4
+        the server refuses a deleted one, so a folder seen in this process is not."""
+        if folder_id in self._seen and self._organiser.server.checks_folder_ids:
+            return True
+        if await self._organiser.folder(folder_id) is None:
+            self._seen.discard(folder_id)
+            return False
+        self._seen.add(folder_id)
+        return True
 
     def _lock(self, place: Place) -> asyncio.Lock:
         return self._places.setdefault((place.platform, place.workspace, place.key), asyncio.Lock())
 
-    async def _folder_for(self, state: FilingState, place: Place) -> str:
-        """The place's folder id, the chat filed into it (unless it already was)."""
+    async def _folder_for(self, state: FilingState, place: Place, gone: str | None) -> str:
+        """The place's folder id, the chat filed into it (unless it already was).
+        ``gone``: a folder id the server just refused as deleted."""
         record = await self._store.get_folder(place.platform, place.workspace, place.key)
+        if record is not None and record.folder_id == gone:
+            self._seen.discard(record.folder_id)
+            record = None
         exists = False  # known to exist this instant: created or renamed just now
         if record is not None and record.name != place.folder_name:
             record = await self._renamed(record, place)
@@ -203,8 +281,10 @@ class ChatFiling:
         try:
             await self._organiser.file_chat(state.chat, record.folder_id, exists=exists)
         except FolderGone:  # deleted in Open WebUI since: a new one takes its place
+            self._seen.discard(record.folder_id)
             record = await self._created(place)
             await self._organiser.file_chat(state.chat, record.folder_id, exists=True)
+        self._seen.add(record.folder_id)
         return record.folder_id
 
     async def _created(self, place: Place) -> FolderRecord:
@@ -231,4 +311,5 @@ class ChatFiling:
             place.platform, place.workspace, place.key, folder_id, place.folder_name or ""
         )
         await self._store.save_folder(record)
+        self._seen.add(folder_id)
         return record

@@ -9,6 +9,10 @@ are ``ServerInfo``'s, in ``bridge/openwebui/client.py``; ``flow_for`` picks the 
   ``done`` ourselves where the server leaves that to the web UI. From 0.6.41 the
   completion must name the question as ``parent_id``: the server stores it as the
   answer's parent.
+
+A new chat is created in its folder, with the link back above its first answer
+(0.6.41 to 0.8.x), when filing knows them before the turn (``Placement``): filing
+then has neither to move nor to link it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,21 @@ from bridge.openwebui.client import OpenWebUIClient
 log = logging.getLogger(__name__)
 
 NEW_CHAT_TITLE = "New Chat"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a new chat carries from its creation (``ChatFiling.placement`` decides)."""
+
+    # A folder known to exist, or checked by the server itself (0.11.4): a stale id
+    # hides the chat before that. Only given where the server keeps it (0.6.41).
+    folder_id: str | None = None
+    # The link back, as a status above the first answer: written with the answer's
+    # placeholder where the bridge writes it (0.6.x to 0.8.x).
+    link: dict[str, Any] | None = None
+    # Reported back: the folder the server refused as deleted (0.11.4), so filing
+    # makes a new one instead of trying it again.
+    gone_folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,8 @@ class TurnRequest:
     # The chat's history as the turn read it just before (None: not read): the
     # client-written flow builds on it instead of reading the chat once more.
     history: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # Where the chat goes when this turn creates it.
+    placement: Placement = field(default_factory=Placement)
 
     def completion_payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         if self.system_prompt:
@@ -73,9 +94,10 @@ class TurnRequest:
         return payload
 
 
-# Told the chat id as soon as the chat exists, before the answer is started, so a
-# refused completion still leaves the chat linked to its thread.
-ChatCreated = Callable[[str], Awaitable[None]]
+# Told the chat id as soon as the chat exists (before the answer is started where the
+# bridge creates it, so a refused completion still leaves the chat linked to its
+# thread), and what of its placement the new chat got.
+ChatCreated = Callable[[str, Placement], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -139,10 +161,12 @@ async def _start_completion(
     except RequestRejected as exc:
         # With a chat id the server refuses the request only when the answer
         # itself could not start (upstream error, bad parameters).
-        raise AnswerFailed(str(exc)) from exc
+        failed = AnswerFailed(str(exc))
+        failed.status = exc.status
+        raise failed from exc
 
 
-async def _chat_exists(chat_id: str) -> None:
+async def _chat_exists(chat_id: str, placed: Placement) -> None:
     """``ChatCreated`` for a turn whose chat is already linked to its thread."""
 
 
@@ -160,11 +184,27 @@ class ServerManagedFlow:
         payload["user_message"] = {
             key: user[key] for key in ("id", "role", "content", "models", "parentId")
         }
-        data, model = await _start_completion(self._client, payload, request.fallback_model)
+        new_chat = request.chat_id is None
+        placed = Placement(folder_id=request.placement.folder_id if new_chat else None)
+        if placed.folder_id is not None:
+            payload["folder_id"] = placed.folder_id
+        try:
+            data, model = await _start_completion(self._client, payload, request.fallback_model)
+        except AnswerFailed as exc:
+            if placed.folder_id is None or exc.status != 404:
+                raise
+            # 0.11.4 refuses a deleted folder before creating anything: the question is
+            # answered all the same, and filing makes the place a new folder afterwards.
+            log.info("folder %s is gone; the new chat is filed after its answer", placed.folder_id)
+            del payload["folder_id"]
+            placed = Placement(gone_folder=placed.folder_id)
+            data, model = await _start_completion(self._client, payload, request.fallback_model)
         chat_id = data.get("chat_id") or request.chat_id
         if not chat_id:
             raise AnswerFailed(f"Open WebUI did not return a chat id: {str(data)[:200]}")
-        if request.chat_id is None and request.system_prompt:
+        if new_chat:
+            await created(str(chat_id), placed)
+        if new_chat and request.system_prompt:
             # The server created the chat: show its system prompt where the web UI
             # keeps one (a top-level patch; the answer's own writes are not touched).
             await self._client.update_chat_params(
@@ -215,16 +255,20 @@ class ClientTreeFlow:
         user = tree.user_message(
             request.user_message_id, request.parent_id, request.content, request.model
         )
+        placed = request.placement if request.chat_id is None else Placement()
         answer = tree.assistant_placeholder(
-            request.assistant_message_id, request.user_message_id, request.model
+            request.assistant_message_id,
+            request.user_message_id,
+            request.model,
+            [placed.link] if placed.link else None,
         )
         if request.chat_id is None:
             history = tree.add_turn(tree.empty_history(), user, answer)
             document = tree.chat_document(
                 history, title=NEW_CHAT_TITLE, model=request.model, system=request.system_prompt
             )
-            chat_id = str((await self._client.create_chat(document))["id"])
-            await created(chat_id)
+            chat_id = str((await self._client.create_chat(document, placed.folder_id))["id"])
+            await created(chat_id, placed)
         else:
             chat_id = request.chat_id
             stored = request.history or {}

@@ -193,7 +193,8 @@ class Organiser:
         self._client = client
 
     @property
-    def _server(self) -> ServerInfo:
+    def server(self) -> ServerInfo:
+        """The server's release (what it accepts differs by release)."""
         return self._client.server or ServerInfo("0")
 
     # -- folders --------------------------------------------------------------
@@ -266,7 +267,7 @@ class Organiser:
         id and hides the chat everywhere, so it is checked first there (one request
         more; 0.11.4 checks itself). ``exists``: the folder was just created or renamed,
         so it is not checked again."""
-        unchecked = not (self._server.checks_folder_ids or exists)
+        unchecked = not (self.server.checks_folder_ids or exists)
         if folder_id is not None and unchecked and await self.folder(folder_id) is None:
             raise FolderGone(f"folder {folder_id} not found")
         await self._folder_call(
@@ -377,7 +378,7 @@ class Organiser:
         Admin → Evaluations lists. Paged lists come by 30: one request per page."""
         if not everyone:
             path = f"{EVALUATIONS}/feedbacks/user"
-        elif self._server.lists_feedback_pages:
+        elif self.server.lists_feedback_pages:
             path = f"{EVALUATIONS}/feedbacks/list"
         else:
             path = f"{EVALUATIONS}/feedbacks/all"

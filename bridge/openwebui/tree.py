@@ -39,8 +39,12 @@ def user_message(message_id: str, parent_id: str | None, content: str, model: st
     }
 
 
-def assistant_placeholder(message_id: str, parent_id: str, model: str) -> Message:
-    return {
+def assistant_placeholder(
+    message_id: str, parent_id: str, model: str, statuses: list[dict[str, Any]] | None = None
+) -> Message:
+    """An empty answer; ``statuses``: entries the web UI draws above it from the start
+    (the server appends its own to them and keeps them while it writes the answer)."""
+    message: Message = {
         "id": message_id,
         "parentId": parent_id,
         "childrenIds": [],
@@ -51,6 +55,9 @@ def assistant_placeholder(message_id: str, parent_id: str, model: str) -> Messag
         "done": False,
         "timestamp": int(time.time()),
     }
+    if statuses:
+        message["statusHistory"] = copy.deepcopy(statuses)
+    return message
 
 
 def empty_history() -> History:
