@@ -24,16 +24,18 @@ from bridge.errors import (
     PlatformRateLimited,
     QuestionRefused,
     ReplyStopped,
+    RequestRejected,
     TurnInterrupted,
 )
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.intake import Bridge
-from bridge.openwebui.flows import flow_for
+from bridge.openwebui.filing import Filing
+from bridge.openwebui.flows import Placement, flow_for
 from bridge.openwebui.organise import Rater
 from bridge.options import CoreOptions
 from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.reply import Capabilities, SaveMessageIds
-from bridge.store import Turn, TurnStatus
+from bridge.store import Conversation, Turn, TurnStatus
 from bridge.turns import TurnResult
 from storage.sqlite import SqliteStore, open_store
 from tests import treecheck
@@ -163,12 +165,13 @@ async def _bridges(version: str = VERSION) -> AsyncIterator[BridgeMaker]:
     made: list[Bridge] = []
     clients = []
 
-    async def make(**options: Any) -> Setup:
+    async def make(filing: Filing | None = None, **options: Any) -> Setup:
         client = fake.client()
         clients.append(client)
         await client.connect()
         values: dict[str, Any] = {"default_model": "m", "poll_interval": 0.01, "answer_timeout": 5}
-        bridge = Bridge(client, store, flow_for(client), CoreOptions(**values | options))
+        core = CoreOptions(**values | options)
+        bridge = Bridge(client, store, flow_for(client), core, filing=filing)
         platform = RecordingPlatform()
         bridge.register(platform)
         made.append(bridge)
@@ -381,6 +384,39 @@ async def test_the_next_question_chains_under_a_failed_partial_answer(each: Setu
     assert asked_under(s, await s.chat_id(), "q2") == a1.message_id
     tree_ok(s, await s.chat_id())
     assert s.platform.replies["q2"].final == "answer to q2"
+
+
+class UnplaceableFiling:
+    """Filing whose look-up before a new chat fails (Open WebUI refusing its folders)."""
+
+    def __init__(self) -> None:
+        self.filed: list[tuple[str, Placement | None]] = []
+
+    async def placement(self, conversation: Conversation, event: PlatformEvent) -> Placement:
+        raise RequestRejected("GET /api/v1/folders/f1: 500")
+
+    async def file(
+        self,
+        conversation: Conversation,
+        event: PlatformEvent,
+        chat_id: str,
+        answer_id: str,
+        placed: Placement | None = None,
+    ) -> None:
+        self.filed.append((chat_id, placed))
+
+
+async def test_a_new_chat_filing_cannot_place_is_answered_and_filed_after(
+    make_any: BridgeMaker,
+) -> None:
+    filing = UnplaceableFiling()
+    s = await make_any(filing=filing)
+    result = await (await submit(s, question("q1")))
+
+    assert result.status is TurnStatus.DONE
+    assert s.platform.replies["q1"].final == "answer to q1"
+    # Created with nothing placed: filing files and links it after the turn as before.
+    assert filing.filed == [(await s.chat_id(), Placement())]
 
 
 async def test_a_stop_on_the_platform_stops_the_task_and_the_chat_goes_on(each: Setup) -> None:
