@@ -58,44 +58,33 @@ def method_of(url: str) -> str:
     return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-class RepeatSafeConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+class _RepeatSafe:
+    """Never repeats a call that creates a message: Slack may have made it already
+    (``adapters.slack.posts`` looks for it instead)."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if method_of(request.url) in CREATES_MESSAGES:
+            return False
+        return bool(
+            await super()._can_retry_async(  # type: ignore[misc]
+                state=state, request=request, response=response, error=error
+            )
+        )
+
+
+class RepeatSafeConnectionErrorRetryHandler(_RepeatSafe, AsyncConnectionErrorRetryHandler):
     """Retries connection errors, except for calls that create messages."""
 
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if method_of(request.url) in CREATES_MESSAGES:
-            return False
-        return bool(
-            await super()._can_retry_async(
-                state=state, request=request, response=response, error=error
-            )
-        )
 
-
-class RepeatSafeServerErrorRetryHandler(AsyncServerErrorRetryHandler):
-    """Retries 500/503, except for calls that create messages (Slack may have made it)."""
-
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if method_of(request.url) in CREATES_MESSAGES:
-            return False
-        return bool(
-            await super()._can_retry_async(
-                state=state, request=request, response=response, error=error
-            )
-        )
+class RepeatSafeServerErrorRetryHandler(_RepeatSafe, AsyncServerErrorRetryHandler):
+    """Retries 500/503, except for calls that create messages."""
 
 
 def retry_handlers() -> list[AsyncRetryHandler]:
