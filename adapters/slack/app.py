@@ -14,41 +14,30 @@ there (``inbound.decide``). Reactions on answers (``reacting``), assistant
 threads (``assistant``) and channel renames (``places``) are acknowledged at
 once; their work runs in the background (``chores``).
 
-In HTTP mode every request is screened before Bolt parses it: too large (413),
-unsigned, badly signed or stale (401), not UTF-8 JSON (400). Nothing unsigned
-reaches a parser or the log.
+In HTTP mode every request is screened before Bolt parses it (``screening``).
+Every Web API call of the process goes through one HTTP session (``client``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
-import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import assistant, inbound, reactions
 from adapters.slack.assistant import Assistant
 from adapters.slack.budget import SlackBudget
 from adapters.slack.chores import Chores
+from adapters.slack.client import SlackHttp
+from adapters.slack.client import make_client as make_client  # where tests and check find it
 from adapters.slack.facts import Facts, describe
 from adapters.slack.features import Recipient, Refusals
 from adapters.slack.inbound import SlackMessage
@@ -56,6 +45,7 @@ from adapters.slack.notices import Notices
 from adapters.slack.places import Places, thread_link
 from adapters.slack.reacting import Reactions
 from adapters.slack.reply import CALL_ERRORS, SlackOutput, SlackReply, Target
+from adapters.slack.screening import EVENTS_PATH, EventsEndpoint
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
 from adapters.web import WebServer
@@ -85,36 +75,11 @@ SCOPES = (
 ROLES_SCOPE = "usergroups:read"
 # Needed only for Slack's assistant threads (status, suggested prompts, titles).
 ASSISTANT_SCOPE = assistant.SCOPE
-EVENTS_PATH = "/slack/events"
-MAX_AGE = 300  # seconds a signed request stays valid (Slack's own rule against replays)
-MAX_BODY = 1024 * 1024  # bytes; Slack's event payloads are a few kilobytes
 CONTEXT_LIMIT = 200  # earlier thread messages read when the bot joins a thread
 CONTEXT_PAGES = 25  # pages of a thread read for them at most (5,000 messages)
 # The message Slack starts an assistant thread with (no one said it).
 ASSISTANT_THREAD_SUBTYPE = "assistant_app_thread"
 READY_TIMEOUT = 3.0
-
-
-def make_client(settings: SlackSettings, *, retries: bool = True) -> AsyncWebClient:
-    """The bot's Web API client. ``retries``: wait out 429s (Retry-After), retry server
-    and connection errors; without: every call is tried once (intermediate updates)."""
-    if settings.bot_token is None:
-        raise ConfigError("SLACK_BOT_TOKEN is not set")
-    handlers = (
-        [
-            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        ]
-        if retries
-        else []
-    )
-    return AsyncWebClient(
-        token=settings.bot_token.get_secret_value(),
-        base_url=settings.api_url,
-        retry_handlers=handlers,
-        timeout=30 if retries else 10,
-    )
 
 
 @dataclass(frozen=True)
@@ -160,8 +125,9 @@ class SlackAdapter:
     ) -> None:
         self._bridge = bridge
         self._settings = settings
-        self.client = make_client(settings)
-        self._quick = make_client(settings, retries=False)
+        self._http = SlackHttp()  # one connection pool for every Web API call
+        self.client = make_client(settings, http=self._http)
+        self._quick = make_client(settings, retries=False, http=self._http)
         self._output = output or SlackOutput(
             client=self.client,
             quick=self._quick,
@@ -229,7 +195,11 @@ class SlackAdapter:
         """Add the readiness check and, in HTTP mode, ``POST /slack/events``."""
         server.add_check("slack", self.ready)
         if not self._settings.socket_mode:
-            server.add_route("POST", EVENTS_PATH, self._http_events)
+            secret = self._settings.signing_secret
+            endpoint = EventsEndpoint(
+                self.app, secret.get_secret_value() if secret else "", self._not_serving
+            )
+            server.add_route("POST", EVENTS_PATH, endpoint.handle)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -275,7 +245,8 @@ class SlackAdapter:
             self._own_web = None
 
     async def close(self) -> None:
-        """After the drain: nothing left to release (Web API calls hold no connection)."""
+        """After the drain: the Web API's connections."""
+        await self._http.close()
 
     async def ready(self) -> bool:
         """Readiness: Slack's Web API answers for this token right now."""
@@ -286,24 +257,11 @@ class SlackAdapter:
             return bool(exc.response.status_code == 429)
         return True
 
-    async def _http_events(self, request: web.Request) -> web.Response:
-        if self._identity is None or self._stopping:
-            # Mounted before start(), or shutting down: Slack delivers it again.
-            status = "stopping" if self._stopping else "starting"
-            return web.json_response({"ok": False, "error": status}, status=503)
-        secret = self._settings.signing_secret
-        try:
-            body = await _read_capped(request, MAX_BODY)
-            text = _screen(body, request.headers, secret.get_secret_value() if secret else "")
-        except _Rejected as rejected:
-            log.info("Slack events request rejected (%d): %s", rejected.status, rejected)
-            return web.json_response({"error": str(rejected)}, status=rejected.status)
-        bolt = AsyncBoltRequest(
-            body=text,
-            query=request.query_string,
-            headers=request.headers,  # type: ignore[arg-type]
-        )
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt))
+    def _not_serving(self) -> str | None:
+        """Why HTTP events are refused now (503: Slack delivers them again), or None."""
+        if self._stopping:
+            return "stopping"
+        return "starting" if self._identity is None else None
 
     # -- inbound ----------------------------------------------------------------
 
@@ -368,6 +326,7 @@ class SlackAdapter:
         if thread is None or not self._bridge.access.allow_dms:
             return
         channel, ts = thread
+        self._assistant.opened(channel, ts)
         self._assistant.suggest(channel, ts, self._bridge.rules(channel).suggested_prompts)
 
     async def _on_rename(self, body: dict[str, Any]) -> None:
@@ -468,11 +427,21 @@ class SlackAdapter:
             recipient_user_id=event.author_id,
             recipient_team_id=team,
             recipient=Recipient.TEAM if team == home else Recipient.EXTERNAL,
+            # A regenerated answer's message id is "<question ts>~<delivery>": one per turn.
+            turn=event.message_id,
+            question_ts=_ts_or_empty(event.message_id.partition("~")[0]),
+            bot_user=self.identity.user_id,
+            assistant=self._assistant.is_thread(event.thread.channel, event.thread.thread),
         )
         # A regenerated answer rewrites the finished answer it replaces (no open stream).
         return SlackReply(
             self._output, target, message_ids, save_ids, may_be_streaming=not event.regenerates
         )
+
+
+def _ts_or_empty(value: str) -> str:
+    whole, dot, fraction = value.partition(".")
+    return value if whole.isdigit() and dot and fraction.isdigit() else ""
 
 
 def _before(message: dict[str, Any], message_id: str) -> bool:
@@ -515,52 +484,3 @@ class Place:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-class _Rejected(Exception):
-    """An events request refused before Bolt sees it; the message names why (no secret)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-async def _read_capped(request: web.Request, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes without reading it all."""
-    if request.content_length is not None and request.content_length > limit:
-        raise _Rejected(413, "body too large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise _Rejected(413, "body too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _screen(body: bytes, headers: Mapping[str, str], secret: str) -> str:
-    """The body as text if Slack signed it lately and it is a JSON object, else
-    ``_Rejected``. The signature is checked on the raw bytes, before any parsing."""
-    timestamp = headers.get("X-Slack-Request-Timestamp", "")
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
-        raise _Rejected(401, "no valid timestamp")
-    if abs(time.time() - int(timestamp)) > MAX_AGE:
-        raise _Rejected(401, "stale timestamp")
-    # Slack's recipe on the raw bytes (slack_sdk's SignatureVerifier decodes the body
-    # first and raises on bytes that are not UTF-8, before knowing who sent them).
-    signed = b"v0:" + timestamp.encode() + b":" + body
-    expected = "v0=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    given = headers.get("X-Slack-Signature", "").encode("utf-8", "replace")
-    if not secret or not hmac.compare_digest(expected.encode(), given):
-        raise _Rejected(401, "bad signature")
-    try:
-        text = body.decode("utf-8")
-        payload = json.loads(text)
-    except UnicodeDecodeError:
-        raise _Rejected(400, "body is not UTF-8") from None
-    except (ValueError, RecursionError):
-        raise _Rejected(400, "body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("event", {}), dict):
-        raise _Rejected(400, "not an Events API payload")
-    return text

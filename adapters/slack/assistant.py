@@ -2,12 +2,15 @@
 prompts when a person opens one, and a title from its first question.
 
 Both are niceties: they need the ``assistant:write`` scope, run in the
-background, and a refusal is logged, never raised.
+background, and a refusal is logged, never raised. The threads opened while the
+process runs are remembered: only there does an answer show "is thinking…"
+(``assistant.threads.setStatus``), which Slack refuses anywhere else.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +26,7 @@ SCOPE = "assistant:write"
 MAX_PROMPTS = 4  # Slack shows up to four suggested prompts
 TITLE_LENGTH = 60  # characters of the question a thread's title keeps
 PROMPT_TITLE_LENGTH = 40  # a prompt's label; the whole prompt is what gets sent
+REMEMBERED = 10_000  # assistant threads remembered (the newest)
 
 
 def started_thread(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -63,6 +67,18 @@ class Assistant:
         self._client = client
         self._chores = chores
         self.enabled = True  # off when the token is known to lack ``SCOPE``
+        self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def opened(self, channel: str, thread_ts: str) -> None:
+        """A person opened an assistant thread (``assistant_thread_started``)."""
+        self._threads[(channel, thread_ts)] = None
+        self._threads.move_to_end((channel, thread_ts))
+        while len(self._threads) > REMEMBERED:
+            self._threads.popitem(last=False)
+
+    def is_thread(self, channel: str, thread_ts: str) -> bool:
+        """Whether ``thread_ts`` is an assistant thread (one opened since the start)."""
+        return self.enabled and (channel, thread_ts) in self._threads
 
     def suggest(self, channel: str, thread_ts: str, prompts: Sequence[str]) -> None:
         payload = prompts_payload(prompts)

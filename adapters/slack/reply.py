@@ -24,6 +24,11 @@ replaces: it is edited in place, surplus parts deleted, missing ones posted.
 After Slack's stop button, the final text (what the message showed, marked
 stopped) replaces the message with ``chat.update``.
 
+Every post and edit carries metadata naming the turn and the part
+(``adapters.slack.posts``). A post (or stream start) whose answer was lost leaves
+its part uncertain: before posting it again the reply looks for the message in the
+thread and adopts it, so a lost answer never makes a second copy.
+
 Intermediate updates take budget only when it is there right now and skip
 otherwise; start, final and failure calls wait for it and keep retrying 429s
 for ``patience`` seconds. Every text goes out with its mentions neutralised.
@@ -36,67 +41,34 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack.budget import SlackBudget
-from adapters.slack.features import (
-    MARKDOWN_NOT_HERE,
-    STREAMING_NOT_FOR_THIS_REPLY,
-    STREAMING_NOT_HERE,
-    Recipient,
-    Refusals,
+from adapters.slack.calls import (
+    CALL_ERRORS,
+    MESSAGE_GONE,
+    NETWORK_ERRORS,
+    Skipped,
+    SlackCalls,
+    SlackOutput,
+    Target,
+    describe,
+    error,
 )
-from adapters.slack.text import markdown_to_mrkdwn, neutralise_mentions
-from bridge.errors import PlatformFailed, PlatformRateLimited, ReplyStopped
+from adapters.slack.features import STREAMING_NOT_FOR_THIS_REPLY, STREAMING_NOT_HERE
+from adapters.slack.posts import MARKERS, UNCERTAIN, UNCERTAIN_STREAM, lost
+from adapters.slack.text import neutralise_mentions
+from bridge.errors import PlatformFailed, ReplyStopped
 from bridge.reply import SaveMessageIds
 from bridge.split import split_message
+
+__all__ = ["CALL_ERRORS", "SlackOutput", "SlackReply", "Target"]
 
 log = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
 EMPTY_ANSWER = "_(empty answer)_"
-# markdown_text (and the markdown block) take up to 12,000 characters.
-MESSAGE_LIMIT = 12_000
-# Slack ends a native stream by itself about 5 minutes after it started; leave it first.
-MAX_STREAM_AGE = 270.0
-# How long a call that must land keeps trying through 429s (beyond the retry handler).
-FINAL_PATIENCE = 180.0
-# A message the reply occupied is gone (deleted by a person, or not ours): post it anew.
-MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
-NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-# Slack said no, or the call's fate is unknown.
-CALL_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
-
-
-@dataclass(frozen=True)
-class SlackOutput:
-    """What every reply of the process shares."""
-
-    client: AsyncWebClient  # retries 429s, server and connection errors: calls that must land
-    quick: AsyncWebClient  # no retries: an intermediate update is skipped rather than waited on
-    budget: SlackBudget = field(default_factory=SlackBudget)
-    refusals: Refusals = field(default_factory=Refusals)
-    streaming: bool = True  # SLACK_NATIVE_STREAMING
-    limit: int = MESSAGE_LIMIT
-    max_stream_age: float = MAX_STREAM_AGE
-    patience: float = FINAL_PATIENCE
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one reply goes, and to whom its stream is addressed."""
-
-    workspace: str
-    channel: str
-    thread_ts: str
-    recipient_user_id: str
-    recipient_team_id: str
-    recipient: Recipient = Recipient.TEAM
+LOST_PAUSE = 1.0  # seconds before looking again for a message whose post lost its answer
 
 
 # -- states ---------------------------------------------------------------------------
@@ -104,7 +76,7 @@ class Target:
 
 @dataclass
 class _Part:
-    ts: str
+    ts: str  # "": not posted yet; a marker of ``posts.MARKERS``: posted, answer lost
     shown: str | None  # None: unknown (written before a restart)
 
 
@@ -140,10 +112,6 @@ class _Done:
 _State = _Fresh | _Streaming | _Editing | _Stopped | _Done
 
 
-class _Skipped(Exception):
-    """No budget for an intermediate update right now."""
-
-
 class SlackReply:
     """``bridge.reply.ReplyHandle`` for one answer in one Slack thread."""
 
@@ -161,9 +129,10 @@ class SlackReply:
         finished answer holds no open stream)."""
         self._out = output
         self._to = target
+        self._calls = SlackCalls(output, target)
         self._save_ids = save_ids
         self._lock = asyncio.Lock()  # one Slack exchange at a time per reply
-        self._status_set = False
+        self._status: asyncio.Task[bool] | None = None
         # A regenerate's reply: until its first words the messages hold the answer it
         # replaces, which a failure must leave as it is.
         self._replacing = bool(message_ids) and not may_be_streaming
@@ -185,18 +154,16 @@ class SlackReply:
         if isinstance(state, _Streaming):
             return [state.ts]
         if isinstance(state, _Editing | _Stopped):
-            return [part.ts for part in state.parts]
+            return [part.ts for part in state.parts if part.ts]
         return []
 
     # -- ReplyHandle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        try:
-            await self._set_status(THINKING)
-            self._status_set = True
-        except (_Skipped, *CALL_ERRORS) as exc:
-            # Only assistant threads show a status; elsewhere Slack says no. Harmless.
-            log.debug("no thinking status in %s: %s", self._to.channel, _describe(exc))
+        # Only assistant threads show a status. In the background: the question goes to
+        # Open WebUI at once, however slow Slack is.
+        if self._to.assistant:
+            self._status = asyncio.create_task(self._show_status(THINKING))
 
     async def update(self, text: str) -> bool:
         async with self._lock:
@@ -206,11 +173,11 @@ class SlackReply:
                 return False
             try:
                 await self._show(text, urgent=False, final=False)
-            except _Skipped:
+            except Skipped:
                 return False
             except CALL_ERRORS as exc:
                 # A lost intermediate update is harmless: a later one or the final carries it.
-                log.warning("slack update failed in %s: %s", self._to.channel, _describe(exc))
+                log.warning("slack update failed in %s: %s", self._to.channel, describe(exc))
                 return False
             return True
 
@@ -229,7 +196,7 @@ class SlackReply:
                 raise
             except CALL_ERRORS as exc:
                 raise PlatformFailed(
-                    f"slack refused the answer in {self._to.channel}: {_describe(exc)}"
+                    f"slack refused the answer in {self._to.channel}: {describe(exc)}"
                 ) from exc
             self._state = _Done()
             await self._clear_status()
@@ -251,12 +218,13 @@ class SlackReply:
                 parts = []  # the replaced answer stays whole; the notice goes below it
             self._state = _Done()
             try:
+                parts = await self._settled(parts)
                 if parts and open_stream:
-                    await self._stop_quietly(parts[0].ts)
+                    await self._calls.stop_quietly(parts[0].ts)
                 await self._show_warning(parts, warning)
             except CALL_ERRORS as exc:
                 raise PlatformFailed(
-                    f"slack refused the failure notice in {self._to.channel}: {_describe(exc)}"
+                    f"slack refused the failure notice in {self._to.channel}: {describe(exc)}"
                 ) from exc
             finally:
                 await self._clear_status()
@@ -286,7 +254,7 @@ class SlackReply:
             self._state = _Editing()
             return False
         try:
-            response = await self._call(
+            response = await self._calls.call(
                 "chat.startStream",
                 urgent,
                 channel=to.channel,
@@ -295,8 +263,18 @@ class SlackReply:
                 recipient_user_id=to.recipient_user_id or None,
                 recipient_team_id=to.recipient_team_id or None,
             )
-        except SlackApiError as exc:
-            code = _error(exc)
+        except CALL_ERRORS as exc:
+            if lost(exc):
+                # Slack may have opened the stream: find it before posting anything.
+                log.warning("chat.startStream lost its answer in %s: %s", to.channel, describe(exc))
+                self._state = _Editing([_Part(UNCERTAIN_STREAM, None)], open_stream=True)
+                await self._save([UNCERTAIN_STREAM])
+                if not urgent:
+                    raise
+                return False
+            if not isinstance(exc, SlackApiError):
+                raise
+            code = error(exc)
             if code in STREAMING_NOT_HERE:
                 log.info("no native streaming in %s (%s); posting and editing", to.channel, code)
                 self._out.refusals.refuse_streaming(to.workspace, to.channel, to.recipient)
@@ -337,11 +315,16 @@ class SlackReply:
             return True
         method = "chat.stopStream" if final else "chat.appendStream"
         try:
-            await self._call(
-                method, urgent, channel=self._to.channel, ts=state.ts, markdown_text=delta or None
+            await self._calls.call(
+                method,
+                urgent,
+                channel=self._to.channel,
+                ts=state.ts,
+                markdown_text=delta or None,
+                metadata=self._calls.metadata(0) if final else None,
             )
         except SlackApiError as exc:
-            code = _error(exc)
+            code = error(exc)
             if code == "stopped_by_user":
                 self._state = _Stopped([_Part(state.ts, state.shown)])
                 raise ReplyStopped(f"stopped by a person in {self._to.channel}") from exc
@@ -361,9 +344,15 @@ class SlackReply:
     async def _leave_stream(self, state: _Streaming, urgent: bool) -> None:
         """Close the stream so its message can be edited like any other."""
         try:
-            await self._call("chat.stopStream", urgent, channel=self._to.channel, ts=state.ts)
+            await self._calls.call(
+                "chat.stopStream",
+                urgent,
+                channel=self._to.channel,
+                ts=state.ts,
+                metadata=self._calls.metadata(0),
+            )
         except SlackApiError as exc:
-            code = _error(exc)
+            code = error(exc)
             if code == "stopped_by_user":
                 self._state = _Stopped([_Part(state.ts, state.shown)])
                 raise ReplyStopped(f"stopped by a person in {self._to.channel}") from exc
@@ -374,34 +363,105 @@ class SlackReply:
     async def _edit(self, state: _Editing, body: str, urgent: bool) -> None:
         chunks = split_message(body, self._out.limit)
         for index, chunk in enumerate(chunks):
-            if index < len(state.parts):
-                part = state.parts[index]
-                if part.shown == chunk:
-                    continue
-                if index == 0 and state.open_stream:
-                    await self._stop_quietly(part.ts, urgent)
-                    state.open_stream = False
-                await self._rewrite(state, part, chunk, urgent)
-            else:
-                ts = await self._send(chunk, None, urgent)
-                state.parts.append(_Part(ts, chunk))
-                await self._save([p.ts for p in state.parts])
+            if index == len(state.parts):
+                state.parts.append(_Part("", None))
+            await self._place(state, index, chunk, urgent)
         while len(state.parts) > len(chunks):
             # Surplus parts of an earlier, longer attempt (after a restart).
-            await self._delete(state.parts[-1].ts, urgent)
+            await self._resolve(state.parts)
+            if state.parts[-1].ts:
+                await self._calls.delete(state.parts[-1].ts, urgent)
             state.parts.pop()
-            await self._save([p.ts for p in state.parts])
+            await self._save_parts(state.parts)
 
-    async def _rewrite(self, state: _Editing, part: _Part, chunk: str, urgent: bool) -> None:
+    async def _place(self, state: _Editing, index: int, chunk: str, urgent: bool) -> None:
+        """Part ``index`` shows ``chunk``: its message edited, or posted where it has none.
+        A part whose post lost its answer is looked for first (and adopted if Slack made
+        it); ``urgent``, a lost answer is looked for and the part placed again."""
+        deadline = time.monotonic() + self._out.patience
+        while True:
+            part = state.parts[index]
+            if part.ts in MARKERS:
+                await self._resolve(state.parts)
+            if part.shown == chunk:
+                return
+            if part.ts:
+                if index == 0 and state.open_stream:
+                    await self._calls.stop_quietly(part.ts, urgent)
+                    state.open_stream = False
+                await self._rewrite(state.parts, index, chunk, urgent)
+                return
+            try:
+                await self._post(state.parts, index, chunk, urgent)
+                return
+            except CALL_ERRORS as exc:
+                if not (urgent and lost(exc) and time.monotonic() < deadline):
+                    raise
+            await asyncio.sleep(LOST_PAUSE)
+
+    async def _post(self, parts: list[_Part], index: int, chunk: str, urgent: bool) -> None:
+        """Post part ``index``; when Slack's answer is lost, the part is uncertain."""
+        part = parts[index]
         try:
-            await self._send(chunk, part.ts, urgent)
+            ts = await self._calls.send(chunk, None, urgent, index)
+        except CALL_ERRORS as exc:
+            if lost(exc):
+                log.warning(
+                    "posting part %d in %s lost its answer (%s); it is looked for before"
+                    " posting again",
+                    index,
+                    self._to.channel,
+                    describe(exc),
+                )
+                part.ts, part.shown = UNCERTAIN, None
+                await self._save_parts(parts)
+            raise
+        part.ts, part.shown = ts, chunk
+        await self._save_parts(parts)
+
+    async def _rewrite(self, parts: list[_Part], index: int, chunk: str, urgent: bool) -> None:
+        part = parts[index]
+        try:
+            await self._calls.send(chunk, part.ts, urgent, index)
         except SlackApiError as exc:
-            if _error(exc) not in MESSAGE_GONE:
+            if error(exc) not in MESSAGE_GONE:
                 raise
-            log.info("message %s is gone (%s); posting the part again", part.ts, _error(exc))
-            part.ts = await self._send(chunk, None, urgent)
-            await self._save([p.ts for p in state.parts])
+            log.info("message %s is gone (%s); posting the part again", part.ts, error(exc))
+            part.ts, part.shown = "", None
+            await self._post(parts, index, chunk, urgent)
+            return
         part.shown = chunk
+
+    async def _resolve(self, parts: list[_Part]) -> None:
+        """Settle the parts whose post lost its answer: the message Slack made is
+        adopted (what it shows unknown), a part Slack did not make is posted again."""
+        unsure = [index for index, part in enumerate(parts) if part.ts in MARKERS]
+        if not unsure:
+            return
+        found = await self._calls.find()
+        taken = {part.ts for part in parts}
+        for index in unsure:
+            part = parts[index]
+            ts = found.parts.get(index)
+            if ts is None and part.ts == UNCERTAIN_STREAM:
+                ts = next((t for t in found.unmarked if t not in taken), None)
+            log.info(
+                "part %d in %s: %s",
+                index,
+                self._to.channel,
+                f"Slack made it ({ts}); adopted" if ts else "Slack did not make it",
+            )
+            part.ts, part.shown = ts or "", None
+        await self._save_parts(parts)
+
+    async def _settled(self, parts: list[_Part]) -> list[_Part]:
+        """The parts that hold a message, uncertain ones looked for (a failed look-up
+        leaves them out: the failure notice must go out regardless)."""
+        try:
+            await self._resolve(parts)
+        except CALL_ERRORS as exc:
+            log.warning("cannot look for uncertain parts in %s: %s", self._to.channel, exc)
+        return [part for part in parts if part.ts and part.ts not in MARKERS]
 
     async def _show_warning(self, parts: list[_Part], warning: str) -> None:
         """The one failure notice: in the reply's message where it has one."""
@@ -411,9 +471,9 @@ class SlackReply:
             # What these messages show is unknown (a restart): the first says it, the rest go.
             into = parts[0]
             for part in parts[1:]:
-                await self._delete(part.ts, True)
+                await self._calls.delete(part.ts, True)
             del parts[1:]
-            await self._save([into.ts])
+            await self._save_parts(parts)
         elif parts:
             shown = parts[-1].shown or ""
             combined = f"{shown}\n\n{warning}" if shown.strip() else warning
@@ -421,123 +481,36 @@ class SlackReply:
                 into, text = parts[-1], combined
         if into is not None:
             try:
-                await self._send(text, into.ts, True)
+                await self._calls.send(text, into.ts, True, parts.index(into))
                 return
             except CALL_ERRORS as exc:
-                log.warning("cannot edit %s for the failure notice: %s", into.ts, _describe(exc))
-        ts = await self._send(warning, None, True)
-        await self._save([*(p.ts for p in parts), ts])
+                log.warning("cannot edit %s for the failure notice: %s", into.ts, describe(exc))
+        parts.append(_Part("", None))
+        await self._place(_Editing(parts), len(parts) - 1, warning, True)
 
-    # -- Slack calls --------------------------------------------------------------------
+    # -- status ---------------------------------------------------------------------
 
-    async def _send(self, chunk: str, ts: str | None, urgent: bool) -> str:
-        """Post (or, with ``ts``, edit) one message: standard Markdown where the
-        channel takes ``markdown_text``, converted to mrkdwn where it does not."""
-        to = self._to
-        if not self._out.refusals.markdown_refused(to.workspace, to.channel):
-            try:
-                return await self._write(ts, urgent, markdown_text=chunk)
-            except SlackApiError as exc:
-                if _error(exc) not in MARKDOWN_NOT_HERE:
-                    raise
-                log.info("markdown_text refused in %s (%s); mrkdwn", to.channel, _error(exc))
-                self._out.refusals.refuse_markdown(to.workspace, to.channel)
-        return await self._write(ts, urgent, text=markdown_to_mrkdwn(chunk))
-
-    async def _write(self, ts: str | None, urgent: bool, **content: str) -> str:
-        if ts is None:
-            response = await self._call(
-                "chat.postMessage",
-                urgent,
-                channel=self._to.channel,
-                thread_ts=self._to.thread_ts,
-                **content,
-            )
-            return str(response["ts"])
-        await self._call("chat.update", urgent, channel=self._to.channel, ts=ts, **content)
-        return ts
-
-    async def _delete(self, ts: str, urgent: bool) -> None:
+    async def _show_status(self, status: str) -> bool:
         try:
-            await self._call("chat.delete", urgent, channel=self._to.channel, ts=ts)
-        except SlackApiError as exc:
-            if _error(exc) not in MESSAGE_GONE:
-                raise
-
-    async def _stop_quietly(self, ts: str, urgent: bool = True) -> None:
-        """Stop a stream that may be open; whatever Slack says, editing comes next."""
-        try:
-            await self._call("chat.stopStream", urgent, channel=self._to.channel, ts=ts)
-        except (PlatformRateLimited, *CALL_ERRORS) as exc:
-            log.debug("stopping stream %s: %s", ts, _describe(exc))
+            await self._calls.set_status(status)
+        except (Skipped, *CALL_ERRORS) as exc:
+            log.debug("no status in %s: %s", self._to.channel, describe(exc))
+            return False
+        return True
 
     async def _clear_status(self) -> None:
-        if not self._status_set:
+        task, self._status = self._status, None
+        if task is None:
             return
-        self._status_set = False
-        try:
-            await self._set_status("")
-        except (_Skipped, *CALL_ERRORS):
-            pass  # Slack clears it by itself once the bot has answered
-
-    async def _set_status(self, status: str) -> None:
-        await self._call(
-            "assistant.threads.setStatus",
-            False,
-            channel_id=self._to.channel,
-            thread_ts=self._to.thread_ts,
-            status=status,
-        )
-
-    async def _call(self, method: str, urgent: bool, **params: Any) -> AsyncSlackResponse:
-        """One Web API call within the budget. Not ``urgent``: now or ``_Skipped``.
-        ``urgent``: waits for the budget, and through 429s for ``patience`` seconds."""
-        to, budget = self._to, self._out.budget
-        body = {key: value for key, value in params.items() if value is not None}
-        if not urgent:
-            if not await budget.try_take(method, to.workspace, to.channel):
-                raise _Skipped(method)
-            try:
-                return await self._out.quick.api_call(method, json=body)
-            except SlackApiError as exc:
-                if exc.response.status_code != 429:
-                    raise
-                budget.pause(method, to.workspace, to.channel, _retry_after(exc))
-                raise _Skipped(method) from exc
-        deadline = time.monotonic() + self._out.patience
-        while True:
-            await budget.take(method, to.workspace, to.channel)
-            try:
-                return await self._out.client.api_call(method, json=body)
-            except SlackApiError as exc:
-                if exc.response.status_code != 429:
-                    raise
-                # The retry handler already waited out several Retry-After periods.
-                wait = _retry_after(exc)
-                if time.monotonic() + wait > deadline:
-                    raise PlatformRateLimited(
-                        f"slack kept rate limiting {method} in {to.channel}"
-                    ) from exc
-                budget.pause(method, to.workspace, to.channel, wait)
+        if not task.done():
+            task.cancel()  # Slack clears a status by itself once the bot has answered
+            return
+        if not task.cancelled() and task.result():
+            await self._show_status("")
 
     async def _save(self, ids: list[str]) -> None:
         if self._save_ids is not None:
             await self._save_ids(ids)
 
-
-def _error(exc: SlackApiError) -> str:
-    try:
-        return str(exc.response.get("error") or exc.response.status_code)
-    except Exception:
-        return "unknown"
-
-
-def _describe(exc: BaseException) -> str:
-    return _error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
-
-
-def _retry_after(exc: SlackApiError) -> float:
-    try:
-        return max(float(exc.response.headers.get("Retry-After", 1)), 0.0)
-    except (TypeError, ValueError):
-        return 1.0
+    async def _save_parts(self, parts: list[_Part]) -> None:
+        await self._save([part.ts for part in parts if part.ts])

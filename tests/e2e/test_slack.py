@@ -101,6 +101,7 @@ async def slack_bridge(
                 yield Harness(fake, adapter, runtime, mode)
             finally:
                 await adapter.stop()
+                await adapter.close()
 
 
 MODES = ["socket", "http"]
@@ -349,3 +350,72 @@ async def test_question_is_stored_before_slack_gets_the_ack(make: Make, mode: st
             db.close()
         assert rows == [(ts,)]
         await h.answers(CHANNEL, ts, 1)
+
+
+# -- Slack's answer lost after it made the message ------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["chat.startStream", "chat.postMessage"])
+async def test_an_answer_whose_first_post_lost_slacks_reply_is_shown_once(
+    make: Make, method: str
+) -> None:
+    streaming = method == "chat.startStream"
+    async with make("socket", native_streaming=streaming) as h:
+        h.fake.lose_response(method)  # made, then the connection drops
+        q = f"<@{BOT_USER_ID}> once please [[words=40]] [[delay=0.05]]"
+        ts = await h.say(CHANNEL, ALICE, q)
+        replies = await h.answers(CHANNEL, ts, 1)
+        await asyncio.sleep(0.5)  # a second copy, if any, shows by now
+        assert len(h.fake.lost) == 1
+        assert [m.text for m in h.fake.bot_replies(CHANNEL, ts)] == [
+            expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        ]
+        assert len(replies) == 1 and replies[0].streamed == streaming
+
+
+async def test_a_restart_while_a_post_is_uncertain_ends_with_one_copy(
+    openwebui: RunningOpenWebUI, tmp_path: Path
+) -> None:
+    q = f"<@{BOT_USER_ID}> survive this [[words=60]] [[delay=0.05]]"
+    async with FakeSlack() as fake:
+        fake.scopes = list(SCOPES)
+        fake.add_user(ALICE, "Alice")
+        settings = SlackSettings(
+            bot_token="xoxb-test",
+            app_token="xapp-test",
+            api_url=fake.api_url,
+            update_interval=0.2,
+            native_streaming=False,
+        )
+        database = tmp_path / "restart.db"
+        fake.lose_response("chat.postMessage")
+        fake.hold("conversations.replies")  # the look-up for it never finishes…
+        async with open_runtime(settings_for(openwebui, database)) as runtime:
+            adapter = SlackAdapter(runtime.bridge, settings)
+            await adapter.start()
+            await fake.wait_for_socket()
+            ts, message, _ = fake.user_says(CHANNEL, ALICE, q)
+            await fake.send_event(message)
+            await fake.wait_for(lambda: fake.held, timeout=60, what="the look-up")
+            await adapter.stop()  # …because the process dies meanwhile
+            await runtime.bridge.drain(0)
+            await adapter.close()
+        fake.release_all()
+        assert len(fake.lost) == 1 and len(fake.bot_replies(CHANNEL, ts)) == 1
+
+        async with open_runtime(settings_for(openwebui, database)) as runtime:
+            adapter = SlackAdapter(runtime.bridge, settings)
+            await adapter.start()
+            try:
+                assert await runtime.bridge.resume("slack") == 1
+                await fake.wait_for(
+                    lambda: fake.count("chat.update") and runtime.bridge.idle,
+                    timeout=60,
+                    what="the answer",
+                )
+            finally:
+                await adapter.stop()
+                await adapter.close()
+        assert [m.text for m in fake.bot_replies(CHANNEL, ts)] == [
+            expected_reply(q.replace(f"<@{BOT_USER_ID}> ", "Alice: "))
+        ]

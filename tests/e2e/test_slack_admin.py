@@ -220,6 +220,7 @@ async def world(
             finally:
                 fake.release_all()
                 await adapter.stop()
+                await adapter.close()
 
 
 # -- per-channel rules ---------------------------------------------------------------------

@@ -18,7 +18,12 @@ Faults a test can switch on (all off by default): ``stream_max_age`` (Slack ends
 by itself), ``stop_stream_by_user`` / ``user_stops_streams_after`` (a person presses stop),
 ``enforce_tiers`` (Slack's per-method rate tiers) and ``storm`` (every chat.* call 429s),
 ``hold`` / ``release`` (a call waits; if its client is gone by then it is never applied, as
-with a killed process) and ``delay`` (slow calls). ``pings`` finds mentions that would notify.
+with a killed process), ``delay`` (slow calls) and ``lose_response`` (the call is applied, its
+answer never arrives: the connection drops, stalls or gets a 5xx). ``pings`` finds mentions
+that would notify. ``api_connections`` counts the TCP connections Web API calls came on.
+
+Message metadata (``chat.postMessage`` / ``chat.update`` / ``chat.stopStream``) is kept on the
+message and returned by ``conversations.replies`` / ``history`` with ``include_all_metadata``.
 
 People: ``add_user`` makes members, guests (``is_restricted`` / ``is_ultra_restricted``) and
 users of another organisation (``team_id``); ``add_usergroup`` fills the user groups
@@ -170,6 +175,7 @@ class Message:
     chunks: list[JSON] = field(default_factory=list)
     stream_parts: list[str] = field(default_factory=list)
     reactions: dict[str, list[str]] = field(default_factory=dict)  # name: users, in order
+    metadata: JSON | None = None  # {"event_type", "event_payload"}, as the app last set it
 
     @property
     def bot(self) -> bool:
@@ -197,6 +203,17 @@ class _Gate:
 
     def applies(self, params: JSON) -> bool:
         return self.when is None or bool(self.when(params))
+
+
+@dataclass
+class _Loss:
+    """A call applied whose answer is lost: "drop" the connection, "stall" for ``seconds``
+    (past the client's timeout), or answer with HTTP ``status`` (a 5xx)."""
+
+    how: str
+    seconds: float = 0.0
+    status: int = 500
+    when: Callable[[JSON], bool] | None = None
 
 
 class SlackError(Exception):
@@ -254,6 +271,9 @@ class FakeSlack:
         self.retry_scale = 1.0
         self.deliveries: list[Delivery] = []  # every deliver_event / send_event, in order
         self.dropped: list[Call] = []  # held calls whose client left: never applied
+        self.lost: list[Call] = []  # calls applied whose answer the client never got
+        self._peers: set[object] = set()  # client (host, port) of every Web API connection
+        self._losses: dict[str, deque[_Loss]] = defaultdict(deque)
 
         self._tier_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._post_buckets: dict[str, tuple[float, float]] = {}  # channel: (tokens, at)
@@ -443,6 +463,29 @@ class FakeSlack:
             return
         self._delays[method].append(_Gate(when=_predicate(when), seconds=seconds))
 
+    def lose_response(
+        self,
+        method: str,
+        how: str = "drop",
+        *,
+        times: int = 1,
+        seconds: float = 0.0,
+        status: int = 500,
+        when: Callable[[JSON], object] | None = None,
+    ) -> None:
+        """Apply the next ``times`` calls of ``method`` (matching ``when``) and lose their
+        answer: ``"drop"`` closes the connection, ``"stall"`` answers only after ``seconds``
+        (set it past the client's timeout), ``"status"`` answers HTTP ``status``."""
+        if how not in ("drop", "stall", "status"):
+            raise ValueError(how)
+        loss = _Loss(how, seconds, status, _predicate(when))
+        self._losses[method].extend([loss] * times)
+
+    @property
+    def api_connections(self) -> int:
+        """TCP connections Web API calls arrived on (one per call without keep-alive)."""
+        return len(self._peers)
+
     def stop_stream_by_user(self, channel: str, ts: str) -> None:
         """A person presses stop on a streamed message: it keeps what it shows."""
         message = self.message(channel, ts)
@@ -541,6 +584,8 @@ class FakeSlack:
             params["token"] = token
         call = Call(method, params, time.monotonic())
         self.calls.append(call)
+        if request.transport is not None:
+            self._peers.add(request.transport.get_extra_info("peername"))
 
         if not await self._pass_gates(call, request):
             self.dropped.append(call)
@@ -578,6 +623,31 @@ class FakeSlack:
             body = handler(params)
         except SlackError as exc:
             body = {"ok": False, "error": exc.error}
+        loss = self._loss(call)
+        if loss is not None and body.get("ok"):
+            return await self._lose(call, loss, request, body, token)
+        return self._json(body, scopes=self._granted(token))
+
+    def _loss(self, call: Call) -> _Loss | None:
+        losses = self._losses.get(call.method)
+        for loss in list(losses or ()):
+            if loss.when is None or loss.when(call.params):
+                losses.remove(loss)  # type: ignore[union-attr]
+                return loss
+        return None
+
+    async def _lose(
+        self, call: Call, loss: _Loss, request: web.Request, body: JSON, token: str
+    ) -> web.Response:
+        """The call was applied; its answer does not reach the client."""
+        self.lost.append(call)
+        if loss.how == "status":
+            return self._json({"ok": False, "error": "internal_error"}, status=loss.status)
+        if loss.how == "stall":
+            await asyncio.sleep(loss.seconds)
+            return self._json(body, scopes=self._granted(token))
+        if request.transport is not None:
+            request.transport.abort()  # the connection resets; this answer goes nowhere
         return self._json(body, scopes=self._granted(token))
 
     async def _pass_gates(self, call: Call, request: web.Request) -> bool:
@@ -705,12 +775,13 @@ class FakeSlack:
             blocks=blocks,
         )
         message.versions.append(message.text)
+        _keep_metadata(message, params)
         self._messages[channel].append(message)
         return {
             "ok": True,
             "channel": channel,
             "ts": message.ts,
-            "message": self._slack_shape(message),
+            "message": self._slack_shape(message, metadata=True),
         }
 
     def _update(self, params: JSON) -> JSON:
@@ -723,6 +794,7 @@ class FakeSlack:
         message.blocks = blocks
         message.text = _visible(params)
         message.versions.append(message.text)
+        _keep_metadata(message, params)
         return {
             "ok": True,
             "channel": message.channel,
@@ -784,6 +856,7 @@ class FakeSlack:
         if isinstance(blocks, list) and blocks:
             _check_blocks(blocks, self.max_markdown_len)
             message.blocks = blocks  # rendered under the streamed text
+        _keep_metadata(message, params)
         self._end_stream(message, "app")
         return {
             "ok": True,
@@ -808,12 +881,17 @@ class FakeSlack:
             raise SlackError("thread_not_found")
         # The ts may name the parent or any reply: both give the whole thread.
         thread = self.thread_view(channel, found.thread_ts or found.ts)
-        return self._page([self._slack_shape(m) for m in thread], params)
+        oldest = _opt_str(params, "oldest")
+        if oldest is not None:  # only messages after it (``inclusive`` is false by default)
+            thread = [m for m in thread if _ts_us(m.ts) > _ts_us(oldest)]
+        meta = _flag(params, "include_all_metadata")
+        return self._page([self._slack_shape(m, metadata=meta) for m in thread], params)
 
     def _history(self, params: JSON) -> JSON:
         channel = _require(params, "channel", "channel_not_found")
         top = [m for m in self.channel_view(channel) if m.thread_ts in (None, m.ts)]
-        return self._page([self._slack_shape(m) for m in reversed(top)], params)
+        meta = _flag(params, "include_all_metadata")
+        return self._page([self._slack_shape(m, metadata=meta) for m in reversed(top)], params)
 
     def _conversation_info(self, params: JSON) -> JSON:
         channel = _require(params, "channel", "channel_not_found")
@@ -980,9 +1058,12 @@ class FakeSlack:
             message.text = "".join(message.stream_parts)
             message.versions.append(message.text)
 
-    def _slack_shape(self, message: Message) -> JSON:
-        """The message object conversations.replies / chat.postMessage return."""
+    def _slack_shape(self, message: Message, *, metadata: bool = False) -> JSON:
+        """The message object conversations.replies / chat.postMessage return (with its
+        ``metadata`` when asked: ``include_all_metadata``)."""
         shape: JSON = {"type": "message", "text": message.text, "ts": message.ts, "team": TEAM_ID}
+        if metadata and message.metadata is not None:
+            shape["metadata"] = message.metadata
         if message.user is not None:
             shape["user"] = message.user
         if message.bot_id is not None:
@@ -1556,6 +1637,22 @@ async def _read_params(request: web.Request) -> JSON:
         if isinstance(value, str) and value[:1] in ("[", "{"):
             params[key] = json.loads(value)
     return params
+
+
+def _keep_metadata(message: Message, params: JSON) -> None:
+    # Slack's shape: {"event_type": str, "event_payload": object}; a call without it keeps
+    # what the message had.
+    meta = params.get("metadata")
+    if isinstance(meta, dict) and meta.get("event_type"):
+        message.metadata = {
+            "event_type": str(meta["event_type"]),
+            "event_payload": dict(meta.get("event_payload") or {}),
+        }
+
+
+def _flag(params: JSON, key: str) -> bool:
+    # slack_sdk sends booleans as "1"/"0" in query strings, true/false in JSON.
+    return params.get(key) in (True, 1, "1", "true")
 
 
 def _require(params: JSON, key: str, error: str) -> str:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.client import retry_handlers
 from adapters.slack.features import Recipient
 from adapters.slack.reply import SlackOutput, SlackReply, Target
-from tests.fakes.slack_server import TEAM_ID, FakeSlack
+from tests.fakes.slack_server import BOT_USER_ID, TEAM_ID, FakeSlack
 
 TOKEN = "xoxb-test"
 
@@ -25,12 +25,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 def output(fake: FakeSlack, **overrides: Any) -> SlackOutput:
-    """What the adapter builds, with the same two clients (429s waited out or not)."""
-    client = AsyncWebClient(
-        token=TOKEN,
-        base_url=fake.api_url,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)],
-    )
+    """What the adapter builds, with the same two clients (retries or none)."""
+    client = AsyncWebClient(token=TOKEN, base_url=fake.api_url, retry_handlers=retry_handlers())
     quick = AsyncWebClient(token=TOKEN, base_url=fake.api_url, retry_handlers=[])
     return SlackOutput(client=client, quick=quick, **overrides)
 
@@ -43,6 +39,7 @@ class Asked:
     out: SlackOutput
     channel: str
     thread: str
+    question: str = ""  # the question's ts (the thread's first message, unless given)
     saved: list[list[str]] = field(default_factory=list)
 
     def reply(
@@ -53,11 +50,24 @@ class Asked:
         team: str = TEAM_ID,
         recipient: Recipient = Recipient.TEAM,
         may_be_streaming: bool = True,
+        assistant: bool = False,
     ) -> SlackReply:
         async def save(message_ids: Sequence[str]) -> None:
             self.saved.append(list(message_ids))
 
-        target = Target(TEAM_ID, self.channel, self.thread, user, team, recipient)
+        question = self.question or self.thread
+        target = Target(
+            TEAM_ID,
+            self.channel,
+            self.thread,
+            user,
+            team,
+            recipient,
+            turn=question,
+            question_ts=question,
+            bot_user=BOT_USER_ID,
+            assistant=assistant,
+        )
         return SlackReply(self.out, target, ids, save, may_be_streaming=may_be_streaming)
 
     @property

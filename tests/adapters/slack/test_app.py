@@ -4,19 +4,14 @@ notices, prepare, readiness."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
 import os
 import re
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -153,6 +148,7 @@ async def adapter(fake: FakeSlack, clean_env: None) -> AsyncIterator[tuple[Slack
     await adapter.start()
     yield adapter, core
     await adapter.stop()
+    await adapter.close()
 
 
 async def test_registers_itself(adapter: tuple[SlackAdapter, FakeCore]) -> None:
@@ -327,6 +323,7 @@ async def test_the_asker_is_looked_up_once_before_queueing(
         assert core.lookups_before_submit[0] == 1 == fake.count("users.info")
     finally:
         await slack.stop()
+        await slack.close()
 
 
 async def test_a_reply_right_behind_a_slow_look_up_keeps_its_place(
@@ -350,6 +347,7 @@ async def test_a_reply_right_behind_a_slow_look_up_keeps_its_place(
         assert [e.text for e in core.events] == ["first", "second"]
     finally:
         await slack.stop()
+        await slack.close()
 
 
 async def test_a_look_up_slack_does_not_answer_leaves_the_asker_unknown(
@@ -366,6 +364,7 @@ async def test_a_look_up_slack_does_not_answer_leaves_the_asker_unknown(
     finally:
         fake.release_all()
         await slack.stop()
+        await slack.close()
 
 
 async def test_a_refused_asker_gets_one_notice_where_they_asked(
@@ -443,70 +442,14 @@ async def test_missing_usergroups_scope_is_warned_only_when_roles_are_set(
         caplog.clear()
         slack = await started(fake, FakeCore(fake, AccessPolicy(allowed_roles=roles)))
         await slack.stop()
+        await slack.close()
         assert ("usergroups:read" in caplog.text) is warned
     fake.scopes.append("usergroups:read")
     caplog.clear()
     slack = await started(fake, FakeCore(fake, AccessPolicy(allowed_roles=frozenset({"S1"}))))
     await slack.stop()
+    await slack.close()
     assert "usergroups:read" not in caplog.text
-
-
-# -- what reaches Bolt in HTTP mode ----------------------------------------------------
-
-
-def signed(body: bytes, secret: str = SECRET, age: int = 0) -> dict[str, str]:
-    ts = str(int(time.time()) - age)
-    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
-    return {
-        "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": "v0=" + digest.hexdigest(),
-    }
-
-
-@pytest.mark.parametrize(
-    ("body", "headers", "status"),
-    [
-        (b'{"type": "event_callback", "x": "\xff"}', {}, 400),  # not UTF-8
-        (b'{"type": "event_callback", ', {}, 400),  # not JSON
-        (b"[1, 2]", {}, 400),  # JSON, not an object
-        (b"[" * 100_000, {}, 400),  # nested past the parser's depth
-        (b'{"type": "event_callback", "event": "x"}', {}, 400),
-        (b'{"a": "' + b"x" * (1024 * 1024) + b'"}', {}, 413),
-        (b'{"type": "event_callback"}', {"secret": "wrong"}, 401),
-        (b'{"type": "event_callback"}', {"age": 3600}, 401),  # a replay
-        (b'{"type": "event_callback"}', {"X-Slack-Request-Timestamp": "1e9"}, 401),
-        (b'{"type": "event_callback"}', {"X-Slack-Signature": "v0=é"}, 401),
-        (b'{"type": "event_callback", "event": {"type": "foo"}}', {}, 404),  # Bolt: unhandled
-    ],
-)
-async def test_hostile_requests_get_a_clean_4xx(
-    fake: FakeSlack,
-    adapter: tuple[SlackAdapter, FakeCore],
-    caplog: pytest.LogCaptureFixture,
-    body: bytes,
-    headers: dict[str, Any],
-    status: int,
-) -> None:
-    slack, core = adapter
-    sign = {k: headers.pop(k) for k in ("secret", "age") if k in headers}
-    url = f"http://127.0.0.1:{slack.http_port}/slack/events"
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body, headers=signed(body, **sign) | headers) as got:
-            assert got.status == status
-    assert "Traceback" not in caplog.text and core.events == []
-    # Nothing unsigned reaches Bolt, whose own check would log the whole body.
-    assert "event_callback" not in caplog.text or status == 404
-
-
-async def test_url_verification_still_answers_the_challenge(
-    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
-) -> None:
-    slack, _ = adapter
-    url = f"http://127.0.0.1:{slack.http_port}/slack/events"
-    challenge = {"type": "url_verification", "challenge": "c-123", "token": "t"}
-    status, text = await fake.post_event(url, challenge, SECRET)
-    assert (status, json.loads(text)) == (200, {"challenge": "c-123"})
 
 
 async def test_in_order_keeps_order_when_a_waiter_gives_up() -> None:
@@ -762,6 +705,7 @@ async def test_assistant_extras_need_the_scope_and_failures_are_harmless(
         await fake.wait_for_calls("assistant.threads.setSuggestedPrompts")
     finally:
         await slack.stop()
+        await slack.close()
     fake.scopes.remove("assistant:write")
     slack = await started(fake, core)
     try:
@@ -771,5 +715,70 @@ async def test_assistant_extras_need_the_scope_and_failures_are_harmless(
         await asyncio.sleep(0.2)
     finally:
         await slack.stop()
+        await slack.close()
     assert fake.count("assistant.threads.setSuggestedPrompts") == 1
     assert fake.count("assistant.threads.setTitle") == 0 and fake.suggested == []
+
+
+async def answer_to(slack: SlackAdapter, event: PlatformEvent, text: str) -> None:
+    async def save(ids: Sequence[str]) -> None:
+        pass
+
+    reply = slack.reply(event, (), save)
+    # The question goes to Open WebUI right after start(): it never waits on Slack.
+    await asyncio.wait_for(reply.start(), 5)
+    await reply.finish(text)
+
+
+async def test_thinking_shows_only_in_assistant_threads_and_never_holds_the_question(
+    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
+) -> None:
+    slack, core = adapter
+    fake.add_user("U1", "Ada")
+    _, _, mention = fake.user_says("C1", "U1", "<@UBOT> in a channel")
+    await deliver(fake, slack, mention)
+    await fake.wait_for(lambda: len(core.events) == 1, what="the mention")
+    await answer_to(slack, core.events[0], "A channel answer.")
+    assert fake.count("assistant.threads.setStatus") == 0
+
+    thread, opened = fake.open_assistant_thread("D1", "U1")
+    await deliver(fake, slack, opened)
+    _, question, _ = fake.user_says("D1", "U1", "in the assistant", thread_ts=thread)
+    await deliver(fake, slack, question)
+    await fake.wait_for(lambda: len(core.events) == 2, what="the assistant question")
+    fake.hold("assistant.threads.setStatus")  # Slack is slow to show the status…
+
+    async def save(ids: Sequence[str]) -> None:
+        pass
+
+    reply = slack.reply(core.events[1], (), save)
+    await asyncio.wait_for(reply.start(), 5)  # …which does not hold the question up
+    await fake.wait_for(lambda: fake.held, what="the status call")
+    await reply.finish("An assistant answer.")
+    fake.release("assistant.threads.setStatus")
+    assert fake.calls_of("assistant.threads.setStatus")[0].params["status"] == "is thinking…"
+    assert fake.bot_replies("D1", thread)[-1].text == "An assistant answer."
+
+
+async def test_web_api_calls_share_one_connection(fake: FakeSlack, clean_env: None) -> None:
+    core = FakeCore(fake)
+    slack = await started(fake, core)  # auth.test
+    try:
+        parent, _, _ = fake.user_says("C1", "U1", "<@UBOT> hi")
+        for n in range(10):
+            await slack.client.chat_postMessage(channel="C1", thread_ts=parent, text=f"{n}")
+        assert await slack.ready()  # the quick client
+        event = PlatformEvent(
+            event_id="e",
+            thread=ThreadKey("slack", TEAM_ID, "C1", parent),
+            message_id=parent,
+            author_id="U1",
+            author_name="",
+            text="hi",
+        )
+        await answer_to(slack, await slack.prepare(event), "An answer.")  # the replies
+        assert len(fake.calls) >= 14
+        assert fake.api_connections == 1
+    finally:
+        await slack.stop()
+        await slack.close()
