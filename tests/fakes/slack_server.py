@@ -61,6 +61,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes import slack_delivery, slack_rules
+from tests.fakes.gates import Gates
 from tests.fakes.slack_delivery import Answer, Attempt, Delivery
 from tests.fakes.slack_rules import TIER_LIMITS
 
@@ -194,18 +195,6 @@ class Message:
 
 
 @dataclass
-class _Gate:
-    """A hold or delay on one method, optionally only for calls whose params match ``when``."""
-
-    when: Callable[[JSON], bool] | None
-    seconds: float | None = None  # None: a hold, released by FakeSlack.release
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def applies(self, params: JSON) -> bool:
-        return self.when is None or bool(self.when(params))
-
-
-@dataclass
 class _Loss:
     """A call applied whose answer is lost: "drop" the connection, "stall" for ``seconds``
     (past the client's timeout), or answer with HTTP ``status`` (a 5xx)."""
@@ -264,7 +253,8 @@ class FakeSlack:
         # channel); off by default. tier_window is "a minute": shorten it to provoke 429s fast.
         self.enforce_tiers = False
         self.tier_window = 60.0
-        self.held: list[Call] = []  # calls waiting on a hold right now
+        self._gates: Gates[Call] = Gates()  # holds and delays, by method
+        self.held = self._gates.held  # calls waiting on a hold right now
         # Event delivery (slack_delivery.py): the app must ack within ack_deadline seconds, else
         # Slack delivers again, up to 3 times; retry_scale shortens the 1- and 5-minute waits.
         self.ack_deadline = slack_delivery.ACK_DEADLINE
@@ -278,8 +268,6 @@ class FakeSlack:
         self._tier_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._post_buckets: dict[str, tuple[float, float]] = {}  # channel: (tokens, at)
         self._storm_until = 0.0
-        self._holds: dict[str, list[_Gate]] = defaultdict(list)
-        self._delays: dict[str, list[_Gate]] = defaultdict(list)
 
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._rate_limits: dict[str, deque[int]] = defaultdict(deque)
@@ -439,17 +427,15 @@ class FakeSlack:
         A held call whose HTTP client went away meanwhile is never applied: it lands in
         ``dropped``, which is how the last call of a killed process looks to Slack.
         """
-        self._holds[method].append(_Gate(when=_predicate(when)))
+        self._gates.hold(method, _on_params(when))
 
     def release(self, method: str) -> None:
         """Let every held call of ``method`` proceed; later calls are not held."""
-        for gate in self._holds.pop(method, []):
-            gate.released.set()
+        self._gates.release(method)
 
     def release_all(self) -> None:
         """Release every hold (a test's clean-up: a stopping process must not hang on one)."""
-        for method in list(self._holds):
-            self.release(method)
+        self._gates.release_all()
 
     def delay(
         self, method: str, seconds: float, when: Callable[[JSON], object] | None = None
@@ -458,10 +444,7 @@ class FakeSlack:
 
         Stays until ``delay(method, 0)`` clears every delay of ``method``.
         """
-        if seconds <= 0:
-            self._delays.pop(method, None)
-            return
-        self._delays[method].append(_Gate(when=_predicate(when), seconds=seconds))
+        self._gates.delay(method, seconds, _on_params(when))
 
     def lose_response(
         self,
@@ -652,26 +635,13 @@ class FakeSlack:
 
     async def _pass_gates(self, call: Call, request: web.Request) -> bool:
         """Apply delays and holds; False if the client left while the call waited."""
-        delays = [
-            g.seconds or 0.0 for g in self._delays.get(call.method, []) if g.applies(call.params)
-        ]
-        holds = [g for g in self._holds.get(call.method, []) if g.applies(call.params)]
-        if not delays and not holds:
-            return True
-        if holds:
-            self.held.append(call)
         try:
-            if delays:
-                await asyncio.sleep(max(delays))
-            for gate in holds:
-                await gate.released.wait()
+            if not await self._gates.pass_through((call.method,), call):
+                return True
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the connection is lost (if configured to).
             self.dropped.append(call)
             raise
-        finally:
-            if call in self.held:
-                self.held.remove(call)
         transport = request.transport
         return transport is not None and not transport.is_closing()
 
@@ -1620,6 +1590,13 @@ def _predicate(when: Callable[[JSON], object] | None) -> Callable[[JSON], bool] 
     if when is None:
         return None
     return lambda params: bool(when(params))
+
+
+def _on_params(when: Callable[[JSON], object] | None) -> Callable[[Call], object] | None:
+    """A test's predicate on a call's params, as a gate's predicate on the call."""
+    if when is None:
+        return None
+    return lambda call: when(call.params)
 
 
 async def _read_params(request: web.Request) -> JSON:
