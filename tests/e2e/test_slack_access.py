@@ -12,7 +12,6 @@ chat, no model request, no row in the database, no log line).
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
 import stat
 import uuid
@@ -26,9 +25,8 @@ import pytest
 
 from adapters.slack.app import SCOPES
 from tests import treecheck
-from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import BridgeProcess
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -101,8 +99,7 @@ class World:
     model: Model
     fake: FakeSlack
     database: Path
-    log: Path
-    proc: asyncio.subprocess.Process
+    bridge: BridgeProcess
     refused: list[Asked] = field(default_factory=list)  # every refused question of the run
 
     async def say(
@@ -217,7 +214,7 @@ class World:
         return [str(m["content"]) for m in treecheck.branch(history) if m["role"] == "user"]
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return self.bridge.output()
 
     async def assert_left_no_trace(self, *refused: Asked) -> None:
         """No answer, chat, model request or row for any of ``refused``."""
@@ -237,39 +234,23 @@ async def world(
         fake.scopes = list(SCOPES)
         for user, (name, flags) in PEOPLE.items():
             fake.add_user(user, name, **flags)
-        clean = clean_env()
-        env = (
-            clean
-            | ACCESS
-            | {
-                "OPENWEBUI_URL": openwebui.url,
-                "OPENWEBUI_API_KEY": openwebui.jwt,
-                "OPENWEBUI_MODEL": "fake-model",
-                "BRIDGE_DATABASE": str(tmp / "bridge.db"),
-                "BRIDGE_HTTP_HOST": "127.0.0.1",
-                "BRIDGE_HTTP_PORT": str(free_port()),
-                "SLACK_BOT_TOKEN": "xoxb-access",
-                "SLACK_APP_TOKEN": "xapp-access",
-                "SLACK_API_URL": fake.api_url,
-            }
-        )
-        log = tmp / "bridge.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *COMMAND, "run", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=tmp
+        env = ACCESS | {
+            "OPENWEBUI_URL": openwebui.url,
+            "OPENWEBUI_API_KEY": openwebui.jwt,
+            "OPENWEBUI_MODEL": "fake-model",
+            "BRIDGE_DATABASE": str(tmp / "bridge.db"),
+            "BRIDGE_HTTP_HOST": "127.0.0.1",
+            "BRIDGE_HTTP_PORT": str(free_port()),
+            "SLACK_BOT_TOKEN": "xoxb-access",
+            "SLACK_APP_TOKEN": "xapp-access",
+            "SLACK_API_URL": fake.api_url,
+        }
+        async with BridgeProcess(tmp / "bridge.log", cwd=tmp) as bridge:
+            await bridge.start(env)
+            await bridge.until(
+                fake.wait_for_socket(timeout=START_TIMEOUT), "a Socket Mode connection"
             )
-        world = World(openwebui, model_server, fake, tmp / "bridge.db", log, proc)
-        try:
-            await fake.wait_for_socket(timeout=START_TIMEOUT)
-            yield world
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 40)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            yield World(openwebui, model_server, fake, tmp / "bridge.db", bridge)
 
 
 async def test_who_is_refused(world: World) -> None:
