@@ -5,11 +5,8 @@ real signed question is answered afterwards."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +19,7 @@ import pytest
 
 from adapters.slack.app import SCOPES
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
+from tests.fakes.slack_signing import signed_headers
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
@@ -66,11 +64,6 @@ async def http_bridge(
         yield bridge
 
 
-def signature(body: bytes, timestamp: str, secret: str = SECRET) -> str:
-    mac = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
-    return "v0=" + mac.hexdigest()
-
-
 async def post_raw(
     url: str,
     body: bytes | Any,
@@ -82,12 +75,8 @@ async def post_raw(
     """POST ``body`` as Slack would (``secret`` None: no signature headers at all)."""
     headers = {"Content-Type": "application/json"}
     if secret is not None:
-        ts = str(int(time.time()) - age)
         to_sign = signed_body if signed_body is not None else body
-        headers |= {
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature(to_sign, ts, secret),
-        }
+        headers = signed_headers(to_sign, secret, age=age)
     try:
         async with (
             aiohttp.ClientSession() as session,

@@ -58,9 +58,8 @@ from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
-from slack_sdk.signature import SignatureVerifier
 
-from tests.fakes import slack_delivery, slack_rules
+from tests.fakes import slack_delivery, slack_rules, slack_signing
 from tests.fakes.gates import Gates
 from tests.fakes.slack_delivery import Answer, Attempt, Delivery
 from tests.fakes.slack_rules import TIER_LIMITS
@@ -1477,23 +1476,11 @@ class FakeSlack:
         seconds) lets a test send a stale request; retries carry X-Slack-Retry-Num/-Reason
         (reason defaults to ``http_timeout``). Returns ``(status, response_text)``.
         """
-        body = json.dumps(event_payload)
-        ts = str(timestamp if timestamp is not None else int(time.time()))
         secret = signing_secret + "-wrong" if bad_signature else signing_secret
-        signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature or "",
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(app_url, data=body, headers=headers) as response,
-        ):
-            return response.status, await response.text()
+        status, text, _ = await _post_signed(
+            app_url, event_payload, secret, timestamp, retry_num, retry_reason
+        )
+        return status, text
 
     async def deliver_event(
         self,
@@ -1515,7 +1502,7 @@ class FakeSlack:
 
         async def send(attempt: Attempt) -> Answer:
             try:
-                status, headers = await self._post_signed(
+                status, _, headers = await _post_signed(
                     app_url,
                     event_payload,
                     signing_secret,
@@ -1537,35 +1524,30 @@ class FakeSlack:
             await delivery.done.wait()
         return delivery
 
-    async def _post_signed(
-        self,
-        app_url: str,
-        event_payload: JSON,
-        signing_secret: str,
-        *,
-        retry_num: int | None,
-        retry_reason: str | None,
-    ) -> tuple[int, dict[str, str]]:
-        body = json.dumps(event_payload)
-        ts = str(int(time.time()))
-        signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature or "",
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(app_url, data=body, headers=headers) as response,
-        ):
-            await response.read()
-            return response.status, dict(response.headers)
-
 
 # -- module helpers ----------------------------------------------------------------
+
+
+async def _post_signed(
+    app_url: str,
+    event_payload: JSON,
+    signing_secret: str,
+    timestamp: int | None = None,
+    retry_num: int | None = None,
+    retry_reason: str | None = None,
+) -> tuple[int, str, dict[str, str]]:
+    """POST ``event_payload`` signed as Slack signs it; (status, text, headers) of the answer."""
+    body = json.dumps(event_payload)
+    headers = slack_signing.signed_headers(body, signing_secret, timestamp=timestamp)
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(app_url, data=body, headers=headers) as response,
+    ):
+        text = (await response.read()).decode(errors="replace")
+        return response.status, text, dict(response.headers)
 
 
 def _add_person(event: JSON, files: list[str] | None, user_team: str | None) -> None:
