@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
 from tests import treecheck
+from tests.contract.bridge_fixtures import fetch_chat, history_of, search_chats
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
@@ -164,14 +164,7 @@ class World:
 
     async def chats_with(self, marker: str) -> list[str]:
         """Titles of the Open WebUI chats whose text holds ``marker``."""
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{self.openwebui.url}/api/v1/chats/search",
-                params={"text": marker},
-                headers=self.openwebui.headers(),
-            )
-        response.raise_for_status()
-        return [str(chat.get("id")) for chat in response.json()]
+        return [str(chat.get("id")) for chat in await search_chats(self.openwebui, marker)]
 
     async def model_saw(self, *markers: str) -> list[str]:
         """The ``markers`` found in any request the model server received."""
@@ -203,13 +196,7 @@ class World:
                 "select chat_id from conversations where channel = ? and thread = ?",
                 (asked.channel, asked.thread),
             ).fetchone()
-        response = httpx.get(
-            f"{self.openwebui.url}/api/v1/chats/{chat_id}",
-            headers=self.openwebui.headers(),
-            timeout=30,
-        )
-        response.raise_for_status()
-        history = response.json()["chat"]["history"]
+        history = history_of(fetch_chat(self.openwebui, chat_id))
         assert treecheck.problems(history) == [], history
         return [str(m["content"]) for m in treecheck.branch(history) if m["role"] == "user"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
+from tests.contract.bridge_fixtures import search_chats
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
 from tests.fakes.slack_signing import signed_headers
 from tests.harness.bridge_process import BridgeProcess
@@ -183,13 +183,7 @@ async def test_hostile_requests_get_a_4xx_and_leave_nothing(
             ]
         recorded = await asyncio.to_thread(model_server.recorded)
         assert not any(marker in str(r.get("body")) for r in recorded)
-        async with httpx.AsyncClient(timeout=30) as client:
-            found = await client.get(
-                f"{openwebui.url}/api/v1/chats/search",
-                params={"text": marker},
-                headers=openwebui.headers(),
-            )
-        assert found.json() == []
+        assert await search_chats(openwebui, marker) == []
 
 
 async def test_after_sigterm_new_events_are_left_to_the_next_process(

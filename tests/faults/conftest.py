@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
+from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.faults.judge import Verdict, judge, same_text, tree_problems
 from tests.harness.bridge_process import BridgeProcess
@@ -121,14 +121,8 @@ class Faults:
         return ids[0]
 
     async def history(self, thread_ts: str) -> dict[str, Any]:
-        chat_id = self.chat_id(thread_ts)
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{self.openwebui.url}/api/v1/chats/{chat_id}", headers=self.openwebui.headers()
-            )
-        response.raise_for_status()
-        history: dict[str, Any] = response.json()["chat"]["history"]
-        return history
+        chat = await asyncio.to_thread(fetch_chat, self.openwebui, self.chat_id(thread_ts))
+        return history_of(chat)
 
     async def assert_tree(self, thread_ts: str) -> dict[str, Any]:
         history = await self.history(thread_ts)

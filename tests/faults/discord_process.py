@@ -14,11 +14,10 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
+from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.fakes import slack_server
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord
 from tests.fakes.discord_server import Message as DiscordMessage
@@ -152,13 +151,8 @@ class DiscordFaults:
 
     async def assert_chain(self, thread: str, questions: list[str]) -> None:
         """The chat is a sound tree showing question, answer, question, answer… in order."""
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{self.openwebui.url}/api/v1/chats/{self.chat_id(thread)}",
-                headers=self.openwebui.headers(),
-            )
-        response.raise_for_status()
-        history: dict[str, Any] = response.json()["chat"]["history"]
+        chat = await asyncio.to_thread(fetch_chat, self.openwebui, self.chat_id(thread))
+        history = history_of(chat)
         assert tree_problems(history) == [], history
         path = active_path(history)
         assert [m.get("role") for m in path] == ["user", "assistant"] * len(questions)
