@@ -11,7 +11,7 @@ from pathlib import Path
 from adapters.slack.app import SCOPES
 from tests.contract.test_live_renewal import short_lived_sign_ins
 from tests.fakes.slack_server import FakeSlack
-from tests.harness.bridge_process import run_to_end
+from tests.harness.bridge_process import bridge_env, run_to_end
 from tests.harness.openwebui import RunningOpenWebUI
 
 BOT_TOKEN = "xoxb-check-bot"
@@ -19,11 +19,8 @@ APP_TOKEN = "xapp-check-app"
 
 
 def env_for(openwebui: RunningOpenWebUI, tmp: Path, **extra: str) -> dict[str, str]:
-    return {
-        "OPENWEBUI_URL": openwebui.url,
+    return bridge_env(openwebui, tmp / "bridge.db") | {
         "OPENWEBUI_API_KEY": openwebui.api_key,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
         **extra,
     }
 

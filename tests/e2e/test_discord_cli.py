@@ -19,9 +19,9 @@ from tests.fakes.discord_server import (
     MESSAGE_CONTENT,
     FakeDiscord,
 )
-from tests.harness.bridge_process import BridgeProcess, run_to_end
+from tests.harness.bridge_process import BridgeProcess, bridge_env, run_to_end
 from tests.harness.model_server import expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 TOKEN = "cli-discord-token"
 INVITE = (
@@ -38,13 +38,8 @@ INTENT_MISSING = (
 
 
 def base_env(openwebui: RunningOpenWebUI, fake: FakeDiscord, tmp: Path) -> dict[str, str]:
-    return {
-        "OPENWEBUI_URL": openwebui.url,
+    return bridge_env(openwebui, tmp / "bridge.db") | {
         "OPENWEBUI_API_KEY": openwebui.jwt,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
-        "BRIDGE_HTTP_HOST": "127.0.0.1",
-        "BRIDGE_HTTP_PORT": str(free_port()),
         "DISCORD_BOT_TOKEN": TOKEN,
         "DISCORD_API_URL": fake.api_url,
         "DISCORD_GATEWAY_URL": fake.gateway_url,

@@ -12,7 +12,7 @@ from typing import Any
 from tests.e2e.test_slack_cli import SECRET, base_env
 from tests.fakes.slack_server import FakeSlack
 from tests.harness.bridge_process import BridgeProcess
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 
 class Gate:
@@ -74,8 +74,6 @@ async def test_readyz_follows_open_webui_going_away_and_coming_back(
         env = base_env(openwebui, fake, tmp_path) | {
             "OPENWEBUI_URL": gate.url,
             "SLACK_SIGNING_SECRET": SECRET,
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
-            "BRIDGE_HTTP_PORT": str(free_port()),
         }
         bridge = await BridgeProcess(tmp_path / "bridge.log").start(env)
         try:

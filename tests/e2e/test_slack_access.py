@@ -26,9 +26,9 @@ from adapters.slack.app import SCOPES
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, search_chats
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
-from tests.harness.bridge_process import BridgeProcess
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 CHANNEL, OTHER, UNLISTED, DM = "C100", "C200", "C300", "D100"
 # user id: (display name, users.info flags)
@@ -221,17 +221,16 @@ async def world(
         fake.scopes = list(SCOPES)
         for user, (name, flags) in PEOPLE.items():
             fake.add_user(user, name, **flags)
-        env = ACCESS | {
-            "OPENWEBUI_URL": openwebui.url,
-            "OPENWEBUI_API_KEY": openwebui.jwt,
-            "OPENWEBUI_MODEL": "fake-model",
-            "BRIDGE_DATABASE": str(tmp / "bridge.db"),
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
-            "BRIDGE_HTTP_PORT": str(free_port()),
-            "SLACK_BOT_TOKEN": "xoxb-access",
-            "SLACK_APP_TOKEN": "xapp-access",
-            "SLACK_API_URL": fake.api_url,
-        }
+        env = (
+            ACCESS
+            | bridge_env(openwebui, tmp / "bridge.db")
+            | {
+                "OPENWEBUI_API_KEY": openwebui.jwt,
+                "SLACK_BOT_TOKEN": "xoxb-access",
+                "SLACK_APP_TOKEN": "xapp-access",
+                "SLACK_API_URL": fake.api_url,
+            }
+        )
         async with BridgeProcess(tmp / "bridge.log", cwd=tmp) as bridge:
             await bridge.start(env)
             await bridge.until(

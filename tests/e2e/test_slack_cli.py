@@ -10,19 +10,16 @@ import pytest
 
 from adapters.slack.app import SCOPES
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
-from tests.harness.bridge_process import BridgeProcess, run_to_end
+from tests.harness.bridge_process import BridgeProcess, bridge_env, run_to_end
 from tests.harness.model_server import expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 SECRET = "cli-signing-secret"
 
 
 def base_env(openwebui: RunningOpenWebUI, fake: FakeSlack, tmp: Path) -> dict[str, str]:
-    return {
-        "OPENWEBUI_URL": openwebui.url,
+    return bridge_env(openwebui, tmp / "bridge.db") | {
         "OPENWEBUI_API_KEY": openwebui.jwt,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
         "SLACK_BOT_TOKEN": "xoxb-cli",
         "SLACK_API_URL": fake.api_url,
     }
@@ -34,10 +31,8 @@ async def test_run_serves_slack_until_stopped(
 ) -> None:
     async with FakeSlack() as fake:
         fake.add_user("UALICE", "Alice")
-        env = base_env(openwebui, fake, tmp_path)
-        port = free_port()
         # Both modes serve /healthz and /readyz; HTTP mode also takes Slack's events there.
-        env |= {"BRIDGE_HTTP_HOST": "127.0.0.1", "BRIDGE_HTTP_PORT": str(port)}
+        env = base_env(openwebui, fake, tmp_path)
         if mode == "socket":
             env["SLACK_APP_TOKEN"] = "xapp-cli"
         else:

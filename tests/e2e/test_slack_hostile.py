@@ -20,9 +20,9 @@ from adapters.slack.app import SCOPES
 from tests.contract.bridge_fixtures import search_chats
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
 from tests.fakes.slack_signing import signed_headers
-from tests.harness.bridge_process import BridgeProcess
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 SECRET = "hostile-signing-secret"
 CHANNEL = "C100"
@@ -50,15 +50,7 @@ async def http_bridge(
     """Start the bridge against ``fake``; returns once /readyz answers; SIGTERM after."""
     async with HttpBridge(tmp) as bridge:
         await bridge.start(
-            {
-                "OPENWEBUI_URL": openwebui.url,
-                "OPENWEBUI_MODEL": "fake-model",
-                "BRIDGE_DATABASE": str(bridge.database),
-                "BRIDGE_HTTP_HOST": "127.0.0.1",
-                "BRIDGE_HTTP_PORT": str(free_port()),
-                "SLACK_API_URL": fake.api_url,
-            }
-            | env
+            bridge_env(openwebui, bridge.database) | {"SLACK_API_URL": fake.api_url} | env
         )
         await bridge.wait_ready("/readyz", 200, timeout=30)
         yield bridge

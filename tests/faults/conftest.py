@@ -21,7 +21,7 @@ from adapters.slack.app import SCOPES
 from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.faults.judge import Verdict, judge, same_text, tree_problems
-from tests.harness.bridge_process import BridgeProcess
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -38,12 +38,8 @@ class Faults:
         self.openwebui, self.fake, self.tmp = openwebui, fake, tmp
         self.database = tmp / "bridge.db"
         self.processes: list[BridgeProcess] = []
-        self.env = {
-            "OPENWEBUI_URL": openwebui.url,
+        self.env = bridge_env(openwebui, self.database) | {
             "OPENWEBUI_API_KEY": openwebui.jwt,  # a JWT: live events
-            "OPENWEBUI_MODEL": "fake-model",
-            "BRIDGE_DATABASE": str(self.database),
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
             "SLACK_BOT_TOKEN": "xoxb-faults",
             "SLACK_APP_TOKEN": "xapp-faults",
             "SLACK_API_URL": fake.api_url,

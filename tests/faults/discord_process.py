@@ -22,7 +22,7 @@ from tests.fakes import slack_server
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord
 from tests.fakes.discord_server import Message as DiscordMessage
 from tests.faults.judge import Verdict, active_path, judge, message_text, shown, tree_problems
-from tests.harness.bridge_process import BridgeProcess
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -51,12 +51,8 @@ class DiscordFaults:
         self.ada = fake.add_user(name="ada", global_name=ADA)
         fake.add_member(self.guild, self.ada)
         self.processes: list[BridgeProcess] = []
-        self.env = {
-            "OPENWEBUI_URL": openwebui.url,
+        self.env = bridge_env(openwebui, self.database) | {
             "OPENWEBUI_API_KEY": openwebui.jwt,  # a JWT: live events
-            "OPENWEBUI_MODEL": "fake-model",
-            "BRIDGE_DATABASE": str(self.database),
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
             "DISCORD_BOT_TOKEN": TOKEN,
             "DISCORD_API_URL": fake.api_url,
             "DISCORD_GATEWAY_URL": fake.gateway_url,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.harness.env import clean_env
+from tests.harness.openwebui import RunningOpenWebUI, free_port
 
 # The installed console script, as a user runs it.
 _SCRIPT = Path(sys.executable).with_name("owui-bridge")
@@ -27,6 +28,18 @@ COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "adapte
 STOP_GRACE = 40.0  # the bridge drains answers under way for up to 30 s after SIGTERM
 
 T = TypeVar("T")
+
+
+def bridge_env(openwebui: RunningOpenWebUI, database: Path) -> dict[str, str]:
+    """What every test's bridge is given (its Open WebUI credentials aside): the server
+    and its model, a database, /healthz and /readyz on a free loopback port."""
+    return {
+        "OPENWEBUI_URL": openwebui.url,
+        "OPENWEBUI_MODEL": "fake-model",
+        "BRIDGE_DATABASE": str(database),
+        "BRIDGE_HTTP_HOST": "127.0.0.1",
+        "BRIDGE_HTTP_PORT": str(free_port()),
+    }
 
 
 class BridgeProcess:
