@@ -79,6 +79,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.gates import Gates
+from tests.fakes.polling import wait_until
 
 JSON = dict[str, Any]
 Id = str | int
@@ -823,11 +824,7 @@ class FakeDiscord:
         self, predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"
     ) -> None:
         """Poll ``predicate`` until truthy; the client reacts to dispatches asynchronously."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"FakeDiscord: timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.01)
+        await wait_until(predicate, timeout=timeout, what=what, who="FakeDiscord")
 
     async def wait_for_session(self, count: int = 1, *, timeout: float = 5.0) -> None:
         """Wait until ``count`` IDENTIFYs were answered with READY."""

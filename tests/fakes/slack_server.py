@@ -61,6 +61,7 @@ from aiohttp import web
 
 from tests.fakes import slack_delivery, slack_rules, slack_signing
 from tests.fakes.gates import Gates
+from tests.fakes.polling import wait_until
 from tests.fakes.slack_delivery import Answer, Attempt, Delivery
 from tests.fakes.slack_rules import TIER_LIMITS
 
@@ -541,11 +542,7 @@ class FakeSlack:
         self, predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"
     ) -> None:
         """Poll ``predicate`` until truthy; Bolt runs listeners after the ack, so tests wait."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"FakeSlack: timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.01)
+        await wait_until(predicate, timeout=timeout, what=what, who="FakeSlack")
 
     async def wait_for_calls(
         self, method: str, count: int = 1, *, timeout: float = 5.0
