@@ -4,6 +4,7 @@ with a reply handle that records what a thread would show."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 import weakref
@@ -171,18 +172,62 @@ async def ask(
     return reply, result
 
 
-def fetch_chat(server: RunningOpenWebUI, chat_id: str) -> dict[str, Any]:
-    response = httpx.get(
-        f"{server.url}/api/v1/chats/{chat_id}", headers=server.headers(), timeout=30
+# -- Open WebUI as an admin sees it in the web UI, without the bridge ----------------
+
+
+def admin_request(
+    server: RunningOpenWebUI, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """A request as an admin makes it in the web UI (independent of the bridge)."""
+    response = httpx.request(
+        method, f"{server.url}{path}", headers=server.headers(), timeout=60, **kwargs
     )
     response.raise_for_status()
-    data: dict[str, Any] = response.json()
+    return response
+
+
+async def as_admin(server: RunningOpenWebUI, method: str, path: str, **kwargs: Any) -> Any:
+    """``admin_request``'s JSON, off the loop (a fake platform may be serving in it)."""
+    response = await asyncio.to_thread(admin_request, server, method, path, **kwargs)
+    return response.json()
+
+
+def fetch_chat(server: RunningOpenWebUI, chat_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = admin_request(server, "GET", f"/api/v1/chats/{chat_id}").json()
     return data
 
 
 def history_of(chat: dict[str, Any]) -> dict[str, Any]:
     history: dict[str, Any] = chat["chat"]["history"]
     return history
+
+
+def write_chat(
+    server: RunningOpenWebUI,
+    chat_id: str,
+    history: dict[str, Any],
+    messages: list[dict[str, Any]],
+) -> None:
+    """Store the chat's whole history, as the web UI does after each turn."""
+    body = {"chat": {"history": history, "messages": messages}}
+    admin_request(server, "POST", f"/api/v1/chats/{chat_id}", json=body)
+
+
+async def search_chats(server: RunningOpenWebUI, text: str) -> list[dict[str, Any]]:
+    """The admin's chats the web UI's search finds for ``text``."""
+    found: list[dict[str, Any]] = await as_admin(
+        server, "GET", "/api/v1/chats/search", params={"text": text}
+    )
+    return found
+
+
+async def all_chats(server: RunningOpenWebUI) -> list[dict[str, Any]]:
+    """Every chat of the admin, whole (newer releases stream them as JSON lines)."""
+    response = await asyncio.to_thread(admin_request, server, "GET", "/api/v1/chats/all")
+    if response.headers.get("content-type", "").startswith("application/x-ndjson"):
+        return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    chats: list[dict[str, Any]] = response.json()  # 0.6: one JSON list
+    return chats
 
 
 # -- what people do to answers, as an adapter sends it ------------------------------

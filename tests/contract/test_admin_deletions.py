@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from typing import Any
 
-import httpx
 import pytest
 
 from bridge.store import TurnStatus
 from tests import treecheck
-from tests.contract.bridge_fixtures import BridgeFactory, ask, fetch_chat, history_of
+from tests.contract.bridge_fixtures import BridgeFactory, as_admin, ask, fetch_chat, history_of
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
 pytestmark = pytest.mark.every_release
-
-
-async def as_admin(server: RunningOpenWebUI, method: str, path: str, **kwargs: Any) -> Any:
-    """A request as an admin makes it in the web UI (independent of the bridge)."""
-    async with httpx.AsyncClient(base_url=server.url, headers=server.headers(), timeout=30) as http:
-        response = await http.request(method, path, **kwargs)
-    response.raise_for_status()
-    return response.json()
 
 
 def stored_chat_id(db: str) -> str | None:

@@ -9,7 +9,6 @@ import sqlite3
 import time
 import uuid
 
-import httpx
 import pytest
 
 from bridge.events import ThreadKey
@@ -24,6 +23,7 @@ from tests.contract.bridge_fixtures import (
     history_of,
     platform_of,
     submit,
+    write_chat,
 )
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
@@ -177,12 +177,7 @@ async def test_answer_open_webui_lost_before_its_first_word_is_answered_in_place
         }  # fmt: skip
         history["currentId"] = answer_id
         messages = [*chat.get("messages", []), history["messages"][question_id]]
-        async with httpx.AsyncClient(headers=openwebui.headers(), timeout=30) as http:
-            written = await http.post(
-                f"{openwebui.url}/api/v1/chats/{first.chat_id}",
-                json={"chat": {"history": history, "messages": messages}},
-            )
-            written.raise_for_status()
+        write_chat(openwebui, first.chat_id, history, messages)
 
     async with make_bridge() as runtime:
         platform = platform_of(runtime)

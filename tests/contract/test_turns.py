@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bridge.display import visible_text
@@ -25,6 +24,7 @@ from tests.contract.bridge_fixtures import (
     ask,
     fetch_chat,
     history_of,
+    write_chat,
 )
 from tests.harness.model_server import (
     TITLE,
@@ -162,13 +162,7 @@ def add_turn_as_other_client(server: RunningOpenWebUI, chat_id: str) -> tuple[st
         "timestamp": now,
     }
     history["currentId"] = answer_id
-    response = httpx.post(
-        f"{server.url}/api/v1/chats/{chat_id}",
-        json={"chat": {"history": history, "messages": treecheck.branch(history)}},
-        headers=server.headers(),
-        timeout=30,
-    )
-    response.raise_for_status()
+    write_chat(server, chat_id, history, treecheck.branch(history))
     return user_id, answer_id
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sqlite3
 import stat
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from tests.deploy import compose, dockerfile
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
+from tests.harness.bridge_process import BridgeProcess
 from tests.harness.env import clean_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, ServerPool, free_port
@@ -81,35 +81,8 @@ def image() -> Iterator[dockerfile.Image]:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-async def _until_healthy(
-    proc: asyncio.subprocess.Process, client: httpx.AsyncClient, url: str
-) -> None:
-    for _ in range(120):
-        if proc.returncode is not None:
-            break
-        try:
-            if (await client.get(f"{url}/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            await asyncio.sleep(0.5)
-    pytest.fail(f"the bridge did not come up:\n{await _stop(proc)}")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> str:
-    """SIGTERM, as Docker and Kubernetes stop a container; its output."""
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = await proc.communicate()
-        return out.decode() + "\n(still running 60 s after SIGTERM: killed)"
-    return out.decode()
-
-
 async def test_the_image_answers_a_slack_mention(
-    image: dockerfile.Image, newest_openwebui: RunningOpenWebUI
+    image: dockerfile.Image, newest_openwebui: RunningOpenWebUI, tmp_path: Path
 ) -> None:
     # The final stage's RUN gives its user /data; here the unprivileged user gets it.
     data = image.path("/data")
@@ -130,19 +103,19 @@ async def test_the_image_answers_a_slack_mention(
             "BRIDGE_HTTP_PORT": str(port),
         }
         env = image.container_env() | compose.service_environment("bridge", dotenv)
-        proc = await asyncio.create_subprocess_exec(
-            *image.entry_command(),
-            env=env,
+        bridge = BridgeProcess(
+            tmp_path / "bridge.log",
+            command=image.entry_command(),
             cwd=image.root,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a hung teardown can kill it all
+            clean=False,  # the image's environment, nothing of this machine's
+            own_group=True,  # so a hung teardown can kill it all
             **_as_user(),
         )
+        await bridge.start(env, args=())  # ENTRYPOINT and CMD say it all
         try:
-            url = f"http://127.0.0.1:{port}"
+            url = bridge.url
             async with httpx.AsyncClient() as client:
-                await _until_healthy(proc, client, url)
+                await bridge.wait_ready("/healthz", 200)
                 ts, _message, mention = fake.user_says(
                     "C1", "UALICE", f"<@{BOT_USER_ID}> hello from the image"
                 )
@@ -172,9 +145,13 @@ async def test_the_image_answers_a_slack_mention(
                 )  # fmt: skip
                 assert done.returncode == 0, (where, done.stderr)
         finally:
-            log = await _stop(proc)
+            # SIGTERM, as Docker and Kubernetes stop a container.
+            code = await bridge.stop(grace=60)
+            log = bridge.output()
+            if bridge.killed:
+                log += "\n(still running 60 s after SIGTERM: killed)"
     # 0: SIGTERM reached the bridge itself (the entry script execs it) and it drained.
-    assert proc.returncode == 0, log
+    assert code == 0, log
     assert "xoxb-image" not in log and newest_openwebui.api_key not in log
     # The database is where the image puts it, on the volume, the bridge's own.
     database = image.path("/data/owui-bridge.db")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,12 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.contract.bridge_fixtures import BridgeFactory, bridge_factory
+from tests.harness.bridge_process import COMMAND
 from tests.harness.env import clean_env
 from tests.harness.openwebui import RunningOpenWebUI
-
-# The installed console script, as a user runs it.
-_SCRIPT = Path(sys.executable).with_name("owui-bridge")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "adapters.cli"]
 
 
 @pytest.fixture

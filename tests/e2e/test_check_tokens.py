@@ -10,9 +10,8 @@ from pathlib import Path
 
 from adapters.slack.app import SCOPES
 from tests.contract.test_live_renewal import short_lived_sign_ins
-from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import FakeSlack
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import bridge_env, run_to_end
 from tests.harness.openwebui import RunningOpenWebUI
 
 BOT_TOKEN = "xoxb-check-bot"
@@ -20,12 +19,8 @@ APP_TOKEN = "xapp-check-app"
 
 
 def env_for(openwebui: RunningOpenWebUI, tmp: Path, **extra: str) -> dict[str, str]:
-    clean = clean_env()
-    return clean | {
-        "OPENWEBUI_URL": openwebui.url,
+    return bridge_env(openwebui, tmp / "bridge.db") | {
         "OPENWEBUI_API_KEY": openwebui.api_key,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
         **extra,
     }
 
@@ -40,12 +35,7 @@ def slack_env(fake: FakeSlack, app_token: str) -> dict[str, str]:
 
 async def check(env: dict[str, str]) -> tuple[int, str]:
     """``owui-bridge check`` as a process (async: the fake Slack runs in this loop)."""
-    proc = await asyncio.create_subprocess_exec(
-        *COMMAND, "check", env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode()
+    return await run_to_end(env, "check", timeout=120)
 
 
 def lines(out: str, prefix: str) -> list[str]:

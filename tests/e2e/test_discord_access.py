@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bridge.policy import Refusal
+from tests.contract.bridge_fixtures import all_chats, fetch_chat
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord, Message
 from tests.faults.discord_process import DiscordFaults
 from tests.harness.model_server import expected_reply
@@ -143,27 +143,11 @@ class Access:
 
     async def chats_with(self, marker: str) -> int:
         """How many of the Open WebUI user's chats contain ``marker``."""
-        openwebui = self.base.openwebui
-        async with httpx.AsyncClient(timeout=60) as client:
-            response = await client.get(
-                f"{openwebui.url}/api/v1/chats/all", headers=openwebui.headers()
-            )
-        response.raise_for_status()
-        if response.headers.get("content-type", "").startswith("application/x-ndjson"):
-            chats = [json.loads(line) for line in response.text.splitlines() if line.strip()]
-        else:  # 0.6: one JSON list
-            chats = response.json()
+        chats = await all_chats(self.base.openwebui)
         return sum(marker in json.dumps(chat) for chat in chats)
 
     async def fetch_chat(self, chat_id: str) -> dict[str, Any]:
-        openwebui = self.base.openwebui
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{openwebui.url}/api/v1/chats/{chat_id}", headers=openwebui.headers()
-            )
-        response.raise_for_status()
-        chat: dict[str, Any] = response.json()
-        return chat
+        return await asyncio.to_thread(fetch_chat, self.base.openwebui, chat_id)
 
     async def refused(self, message: Message) -> None:
         """No thread opened from it, no answer, nothing stored, no chat in Open WebUI."""

@@ -3,14 +3,10 @@ pointed at the local Discord-compatible server (the CLI runs as a real process).
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import COMMAND
 from tests.fakes.discord_server import (
     APP_ID,
     BOT_USER_ID,
@@ -23,9 +19,9 @@ from tests.fakes.discord_server import (
     MESSAGE_CONTENT,
     FakeDiscord,
 )
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import BridgeProcess, bridge_env, run_to_end
 from tests.harness.model_server import expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 TOKEN = "cli-discord-token"
 INVITE = (
@@ -42,48 +38,12 @@ INTENT_MISSING = (
 
 
 def base_env(openwebui: RunningOpenWebUI, fake: FakeDiscord, tmp: Path) -> dict[str, str]:
-    clean = clean_env()
-    return clean | {
-        "OPENWEBUI_URL": openwebui.url,
+    return bridge_env(openwebui, tmp / "bridge.db") | {
         "OPENWEBUI_API_KEY": openwebui.jwt,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
-        "BRIDGE_HTTP_HOST": "127.0.0.1",
-        "BRIDGE_HTTP_PORT": str(free_port()),
         "DISCORD_BOT_TOKEN": TOKEN,
         "DISCORD_API_URL": fake.api_url,
         "DISCORD_GATEWAY_URL": fake.gateway_url,
     }
-
-
-async def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
-    """The command to its end (async: the fake Discord runs in this loop)."""
-    proc = await asyncio.create_subprocess_exec(
-        *COMMAND, *args, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode()
-
-
-async def readiness(port: int, timeout: float = 30) -> httpx.Response:
-    """/readyz once it says ready (or its last answer when ``timeout`` runs out)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                response = await client.get(f"http://127.0.0.1:{port}/readyz")
-                if response.status_code == 200 or asyncio.get_running_loop().time() > deadline:
-                    return response
-            except httpx.TransportError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-            await asyncio.sleep(0.3)
 
 
 async def test_run_serves_discord_until_stopped(
@@ -95,12 +55,9 @@ async def test_run_serves_discord_until_stopped(
         ada = fake.add_user(name="ada", global_name="Ada")
         fake.add_member(guild, ada)
         env = base_env(openwebui, fake, tmp_path)
-        proc = await asyncio.create_subprocess_exec(
-            *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        bridge = await BridgeProcess(tmp_path / "bridge.log").start(env)
         try:
-            ready = await readiness(int(env["BRIDGE_HTTP_PORT"]))
+            ready = await bridge.wait_ready("/readyz", 200, timeout=30)
             assert ready.status_code == 200, ready.text
             checks = {"openwebui": True, "database": True, "discord": True}
             assert ready.json() == {"ready": True, "checks": checks}
@@ -124,10 +81,10 @@ async def test_run_serves_discord_until_stopped(
                 what="the answer in the thread",
             )
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, _ = await asyncio.wait_for(proc.communicate(), 40)
-        assert proc.returncode == 0, out.decode()
-        assert TOKEN not in out.decode()
+            code = await bridge.stop()
+        out = bridge.output()
+        assert code == 0, out
+        assert TOKEN not in out
         assert [m.content for m in fake.bot_messages(thread)] == [answer]
 
 
@@ -141,7 +98,7 @@ async def test_run_without_the_message_content_intent_is_one_clear_line(
         if where == "gateway-4014":
             # The application says the intent is on; the gateway refuses it anyway.
             fake.application_flags = GATEWAY_MESSAGE_CONTENT_LIMITED
-        code, out = await run_cli("run", env=base_env(openwebui, fake, tmp_path))
+        code, out = await run_to_end(base_env(openwebui, fake, tmp_path), "run")
 
         assert code != 0, out
         assert "Traceback" not in out, out
@@ -158,7 +115,7 @@ async def test_check_prints_the_invite_url_and_the_intent(
 ) -> None:
     async with FakeDiscord() as fake:
         env = base_env(openwebui, fake, tmp_path)
-        code, out = await run_cli("check", env=env)
+        code, out = await run_to_end(env, "check")
         assert code == 0, out
         lines = out.splitlines()
         assert f"ok   discord: bot owui-bot ({BOT_USER_ID})" in lines
@@ -166,13 +123,13 @@ async def test_check_prints_the_invite_url_and_the_intent(
         assert "ok   discord intent: Message Content intent enabled" in lines
 
         fake.message_content_allowed = False
-        code, out2 = await run_cli("check", env=env)
+        code, out2 = await run_to_end(env, "check")
         assert code == 1, out2
         assert f"FAIL discord intent: {INTENT_MISSING}" in out2.splitlines()
         assert f"ok   discord invite: {INVITE}" in out2.splitlines()
 
         fake.valid_tokens = {"another-token"}
-        code, out3 = await run_cli("check", env=env)
+        code, out3 = await run_to_end(env, "check")
         assert code == 1, out3
         assert [line for line in out3.splitlines() if line.startswith("FAIL")] == [
             "FAIL discord: DISCORD_BOT_TOKEN was rejected by Discord (401)"

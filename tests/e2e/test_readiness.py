@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.e2e.conftest import COMMAND
 from tests.e2e.test_slack_cli import SECRET, base_env
 from tests.fakes.slack_server import FakeSlack
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.bridge_process import BridgeProcess
+from tests.harness.openwebui import RunningOpenWebUI
 
 
 class Gate:
@@ -65,46 +62,31 @@ class Gate:
         self._pipes.discard(writer)
 
 
-async def readiness(url: str, want: int, timeout: float = 30) -> dict[str, Any]:
+async def readiness(bridge: BridgeProcess, want: int, timeout: float = 30) -> dict[str, Any]:
     """/readyz's body once it answers ``want`` (checks are cached for a few seconds)."""
-    async with httpx.AsyncClient() as client:
-        for _ in range(int(timeout * 4)):
-            with contextlib.suppress(httpx.TransportError):
-                response = await client.get(f"{url}/readyz")
-                if response.status_code == want:
-                    return dict(response.json())
-            await asyncio.sleep(0.25)
-    raise AssertionError(f"/readyz never answered {want}")
+    return dict((await bridge.wait_ready("/readyz", want, timeout)).json())
 
 
 async def test_readyz_follows_open_webui_going_away_and_coming_back(
     openwebui: RunningOpenWebUI, tmp_path: Path
 ) -> None:
     async with FakeSlack() as fake, Gate(openwebui.url) as gate:
-        port = free_port()
         env = base_env(openwebui, fake, tmp_path) | {
             "OPENWEBUI_URL": gate.url,
             "SLACK_SIGNING_SECRET": SECRET,
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
-            "BRIDGE_HTTP_PORT": str(port),
         }
-        proc = await asyncio.create_subprocess_exec(
-            *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        bridge = await BridgeProcess(tmp_path / "bridge.log").start(env)
         try:
-            ready = await readiness(url, 200, timeout=60)
+            ready = await readiness(bridge, 200, timeout=60)
             assert ready == {
                 "ready": True,
                 "checks": {"openwebui": True, "database": True, "slack": True},
             }
             gate.shut()
-            down = await readiness(url, 503)
+            down = await readiness(bridge, 503)
             assert (down["ready"], down["failed"]) == (False, ["openwebui"])
             gate.open()
-            assert (await readiness(url, 200))["ready"] is True
+            assert (await readiness(bridge, 200))["ready"] is True
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, out.decode()
+            code = await bridge.stop(grace=30)
+        assert code == 0, bridge.output()

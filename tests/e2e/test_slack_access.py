@@ -12,7 +12,6 @@ chat, no model request, no row in the database, no log line).
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
 import stat
 import uuid
@@ -21,16 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
 from tests import treecheck
-from tests.e2e.conftest import COMMAND
+from tests.contract.bridge_fixtures import fetch_chat, history_of, search_chats
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 CHANNEL, OTHER, UNLISTED, DM = "C100", "C200", "C300", "D100"
 # user id: (display name, users.info flags)
@@ -101,8 +99,7 @@ class World:
     model: Model
     fake: FakeSlack
     database: Path
-    log: Path
-    proc: asyncio.subprocess.Process
+    bridge: BridgeProcess
     refused: list[Asked] = field(default_factory=list)  # every refused question of the run
 
     async def say(
@@ -167,14 +164,7 @@ class World:
 
     async def chats_with(self, marker: str) -> list[str]:
         """Titles of the Open WebUI chats whose text holds ``marker``."""
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{self.openwebui.url}/api/v1/chats/search",
-                params={"text": marker},
-                headers=self.openwebui.headers(),
-            )
-        response.raise_for_status()
-        return [str(chat.get("id")) for chat in response.json()]
+        return [str(chat.get("id")) for chat in await search_chats(self.openwebui, marker)]
 
     async def model_saw(self, *markers: str) -> list[str]:
         """The ``markers`` found in any request the model server received."""
@@ -206,18 +196,12 @@ class World:
                 "select chat_id from conversations where channel = ? and thread = ?",
                 (asked.channel, asked.thread),
             ).fetchone()
-        response = httpx.get(
-            f"{self.openwebui.url}/api/v1/chats/{chat_id}",
-            headers=self.openwebui.headers(),
-            timeout=30,
-        )
-        response.raise_for_status()
-        history = response.json()["chat"]["history"]
+        history = history_of(fetch_chat(self.openwebui, chat_id))
         assert treecheck.problems(history) == [], history
         return [str(m["content"]) for m in treecheck.branch(history) if m["role"] == "user"]
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return self.bridge.output()
 
     async def assert_left_no_trace(self, *refused: Asked) -> None:
         """No answer, chat, model request or row for any of ``refused``."""
@@ -237,39 +221,22 @@ async def world(
         fake.scopes = list(SCOPES)
         for user, (name, flags) in PEOPLE.items():
             fake.add_user(user, name, **flags)
-        clean = clean_env()
         env = (
-            clean
-            | ACCESS
+            ACCESS
+            | bridge_env(openwebui, tmp / "bridge.db")
             | {
-                "OPENWEBUI_URL": openwebui.url,
                 "OPENWEBUI_API_KEY": openwebui.jwt,
-                "OPENWEBUI_MODEL": "fake-model",
-                "BRIDGE_DATABASE": str(tmp / "bridge.db"),
-                "BRIDGE_HTTP_HOST": "127.0.0.1",
-                "BRIDGE_HTTP_PORT": str(free_port()),
                 "SLACK_BOT_TOKEN": "xoxb-access",
                 "SLACK_APP_TOKEN": "xapp-access",
                 "SLACK_API_URL": fake.api_url,
             }
         )
-        log = tmp / "bridge.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *COMMAND, "run", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=tmp
+        async with BridgeProcess(tmp / "bridge.log", cwd=tmp) as bridge:
+            await bridge.start(env)
+            await bridge.until(
+                fake.wait_for_socket(timeout=START_TIMEOUT), "a Socket Mode connection"
             )
-        world = World(openwebui, model_server, fake, tmp / "bridge.db", log, proc)
-        try:
-            await fake.wait_for_socket(timeout=START_TIMEOUT)
-            yield world
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 40)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            yield World(openwebui, model_server, fake, tmp / "bridge.db", bridge)
 
 
 async def test_who_is_refused(world: World) -> None:

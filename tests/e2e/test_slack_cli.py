@@ -3,42 +3,26 @@ pointed at the local Slack-compatible server (the CLI runs as a real process).""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
 import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from tests.e2e.conftest import COMMAND
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import BridgeProcess, bridge_env, run_to_end
 from tests.harness.model_server import expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 SECRET = "cli-signing-secret"
 
 
 def base_env(openwebui: RunningOpenWebUI, fake: FakeSlack, tmp: Path) -> dict[str, str]:
-    clean = clean_env()
-    return clean | {
-        "OPENWEBUI_URL": openwebui.url,
+    return bridge_env(openwebui, tmp / "bridge.db") | {
         "OPENWEBUI_API_KEY": openwebui.jwt,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(tmp / "bridge.db"),
         "SLACK_BOT_TOKEN": "xoxb-cli",
         "SLACK_API_URL": fake.api_url,
     }
-
-
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *COMMAND, *args, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()
 
 
 @pytest.mark.parametrize("mode", ["socket", "http"])
@@ -47,18 +31,13 @@ async def test_run_serves_slack_until_stopped(
 ) -> None:
     async with FakeSlack() as fake:
         fake.add_user("UALICE", "Alice")
-        env = base_env(openwebui, fake, tmp_path)
-        port = free_port()
         # Both modes serve /healthz and /readyz; HTTP mode also takes Slack's events there.
-        env |= {"BRIDGE_HTTP_HOST": "127.0.0.1", "BRIDGE_HTTP_PORT": str(port)}
+        env = base_env(openwebui, fake, tmp_path)
         if mode == "socket":
             env["SLACK_APP_TOKEN"] = "xapp-cli"
         else:
             env["SLACK_SIGNING_SECRET"] = SECRET
-        proc = await asyncio.create_subprocess_exec(
-            *COMMAND, "run", env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        bridge = await BridgeProcess(tmp_path / "bridge.log").start(env)
         try:
             ts, _message, mention = fake.user_says("C1", "UALICE", f"<@{BOT_USER_ID}> via run")
             assert mention is not None
@@ -66,15 +45,8 @@ async def test_run_serves_slack_until_stopped(
                 await fake.wait_for_socket(timeout=60)
                 await fake.send_event(mention)
             else:
-                url = f"http://127.0.0.1:{port}"
-                async with httpx.AsyncClient() as client:
-                    for _ in range(120):
-                        try:
-                            if (await client.get(f"{url}/healthz")).json() == {"ok": True}:
-                                break
-                        except httpx.TransportError:
-                            await asyncio.sleep(0.5)
-                status, _ = await fake.post_event(f"{url}/slack/events", mention, SECRET)
+                await bridge.wait_ready("/healthz", 200)
+                status, _ = await fake.post_event(f"{bridge.url}/slack/events", mention, SECRET)
                 assert status == 200
             await fake.wait_for(
                 lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
@@ -84,15 +56,15 @@ async def test_run_serves_slack_until_stopped(
                 expected_reply("Alice: via run")
             ]
             async with httpx.AsyncClient() as client:
-                ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+                ready = await client.get(f"{bridge.url}/readyz")
             assert ready.status_code == 200
             checks = {"openwebui": True, "database": True, "slack": True}
             assert ready.json() == {"ready": True, "checks": checks}
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, out.decode()
-        assert "xoxb-cli" not in out.decode() and "xapp-cli" not in out.decode()
+            code = await bridge.stop(grace=30)
+        out = bridge.output()
+        assert code == 0, out
+        assert "xoxb-cli" not in out and "xapp-cli" not in out
 
 
 async def test_check_reports_slack_identity_and_missing_scopes(
@@ -101,21 +73,21 @@ async def test_check_reports_slack_identity_and_missing_scopes(
     async with FakeSlack() as fake:
         fake.scopes = list(SCOPES)
         env = base_env(openwebui, fake, tmp_path) | {"SLACK_APP_TOKEN": "xapp-cli"}
-        code, out = await run_cli("check", env=env)
+        code, out = await run_to_end(env, "check")
         assert code == 0, out
         assert f"ok   slack: bot {BOT_USER_ID} in team T1" in out
         # User groups as roles need one more scope than the bot itself.
-        code, out = await run_cli("check", env=env | {"BRIDGE_ALLOWED_ROLES": "S0STAFF"})
+        code, out = await run_to_end(env | {"BRIDGE_ALLOWED_ROLES": "S0STAFF"}, "check")
         assert code == 1, out
         assert "FAIL slack scopes: BRIDGE_ALLOWED_ROLES needs usergroups:read" in out
 
         fake.scopes = [s for s in fake.scopes if s != "users:read"]
-        code, out = await run_cli("check", env=env)
+        code, out = await run_to_end(env, "check")
         assert code == 1, out
         assert "FAIL slack scopes: missing users:read" in out
 
         fake.valid_tokens = {"xoxb-other"}
-        code, out = await run_cli("check", env=env)
+        code, out = await run_to_end(env, "check")
         assert code == 1
         assert "FAIL slack: auth.test failed: invalid_auth" in out
         assert "xoxb-cli" not in out
@@ -127,10 +99,10 @@ async def test_run_without_a_platform_says_what_to_set(
     async with FakeSlack() as fake:
         env = base_env(openwebui, fake, tmp_path)
         del env["SLACK_BOT_TOKEN"]
-        code, out = await run_cli("run", env=env)
+        code, out = await run_to_end(env, "run")
         assert code == 2
         assert "SLACK_BOT_TOKEN" in out
         env |= {"SLACK_BOT_TOKEN": "xoxb-cli"}  # HTTP mode without a signing secret
-        code, out = await run_cli("run", env=env)
+        code, out = await run_to_end(env, "run")
         assert code == 2
         assert "SLACK_SIGNING_SECRET" in out

@@ -5,29 +5,24 @@ real signed question is answered afterwards."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import signal
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from tests.e2e.conftest import COMMAND
+from tests.contract.bridge_fixtures import search_chats
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
-from tests.harness.env import clean_env
+from tests.fakes.slack_signing import signed_headers
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
-from tests.harness.openwebui import RunningOpenWebUI, free_port
+from tests.harness.openwebui import RunningOpenWebUI
 
 SECRET = "hostile-signing-secret"
 CHANNEL = "C100"
@@ -36,74 +31,29 @@ MiB = 1024 * 1024
 Model = ThreadedModelServer | RemoteModelServer
 
 
-@dataclass
-class HttpBridge:
-    """``owui-bridge run`` in HTTP mode; its output (stdout and stderr) goes to ``log``."""
+class HttpBridge(BridgeProcess):
+    """``owui-bridge run`` in HTTP mode, on its own database in ``tmp``."""
 
-    fake: FakeSlack
-    proc: asyncio.subprocess.Process
-    port: int
-    log: Path
-    database: Path
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp / "bridge.log", cwd=tmp)
+        self.database = tmp / "bridge.db"
 
     @property
     def events_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slack/events"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return f"{self.url}/slack/events"
 
 
 @asynccontextmanager
 async def http_bridge(
     openwebui: RunningOpenWebUI, fake: FakeSlack, tmp: Path, env: dict[str, str]
 ) -> AsyncIterator[HttpBridge]:
-    """Start the bridge against ``fake``; returns once /healthz answers; SIGTERM after."""
-    clean = clean_env()
-    port = free_port()
-    database = tmp / "bridge.db"
-    full = clean | {
-        "OPENWEBUI_URL": openwebui.url,
-        "OPENWEBUI_MODEL": "fake-model",
-        "BRIDGE_DATABASE": str(database),
-        "BRIDGE_HTTP_HOST": "127.0.0.1",
-        "BRIDGE_HTTP_PORT": str(port),
-        "SLACK_API_URL": fake.api_url,
-    }
-    log = tmp / "bridge.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *COMMAND, "run", env=full | env, stdout=out, stderr=asyncio.subprocess.STDOUT,
-            cwd=tmp,
-        )  # fmt: skip
-    bridge = HttpBridge(fake, proc, port, log, database)
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(120):
-                try:
-                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.returncode is not None:
-                    raise AssertionError(f"bridge exited:\n{bridge.output()}")
-                await asyncio.sleep(0.25)
-            else:
-                raise AssertionError(f"bridge not ready:\n{bridge.output()}")
+    """Start the bridge against ``fake``; returns once /readyz answers; SIGTERM after."""
+    async with HttpBridge(tmp) as bridge:
+        await bridge.start(
+            bridge_env(openwebui, bridge.database) | {"SLACK_API_URL": fake.api_url} | env
+        )
+        await bridge.wait_ready("/readyz", 200, timeout=30)
         yield bridge
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 40)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-def signature(body: bytes, timestamp: str, secret: str = SECRET) -> str:
-    mac = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
-    return "v0=" + mac.hexdigest()
 
 
 async def post_raw(
@@ -117,12 +67,8 @@ async def post_raw(
     """POST ``body`` as Slack would (``secret`` None: no signature headers at all)."""
     headers = {"Content-Type": "application/json"}
     if secret is not None:
-        ts = str(int(time.time()) - age)
         to_sign = signed_body if signed_body is not None else body
-        headers |= {
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature(to_sign, ts, secret),
-        }
+        headers = signed_headers(to_sign, secret, age=age)
     try:
         async with (
             aiohttp.ClientSession() as session,
@@ -229,13 +175,7 @@ async def test_hostile_requests_get_a_4xx_and_leave_nothing(
             ]
         recorded = await asyncio.to_thread(model_server.recorded)
         assert not any(marker in str(r.get("body")) for r in recorded)
-        async with httpx.AsyncClient(timeout=30) as client:
-            found = await client.get(
-                f"{openwebui.url}/api/v1/chats/search",
-                params={"text": marker},
-                headers=openwebui.headers(),
-            )
-        assert found.json() == []
+        assert await search_chats(openwebui, marker) == []
 
 
 async def test_after_sigterm_new_events_are_left_to_the_next_process(
@@ -259,14 +199,14 @@ async def test_after_sigterm_new_events_are_left_to_the_next_process(
             await fake.wait_for(
                 lambda: fake.bot_replies(CHANNEL, slow), timeout=60, what="the answer under way"
             )
-            bridge.proc.send_signal(signal.SIGTERM)  # the answer under way gets its grace
+            bridge.terminate()  # the answer under way gets its grace
             await asyncio.sleep(1.0)
             late, _, second = fake.user_says(CHANNEL, "UALICE", f"<@{BOT_USER_ID}> too late")
             assert second is not None
             status, _ = await fake.post_event(url, second, SECRET)
             # Not acknowledged: Slack delivers it again, to the process that follows.
             assert status == 503
-            await asyncio.wait_for(bridge.proc.wait(), 60)
+            await bridge.wait(60)
             assert fake.bot_replies(CHANNEL, late) == []
             with sqlite3.connect(bridge.database) as db:
                 taken = [row[0] for row in db.execute("select platform_message_id from turns")]

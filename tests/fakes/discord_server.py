@@ -78,6 +78,9 @@ from typing import Any, NamedTuple
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.gates import Gates
+from tests.fakes.polling import wait_until
+
 JSON = dict[str, Any]
 Id = str | int
 
@@ -237,18 +240,6 @@ class InteractionResponse:
     message_id: str | None = None  # the message it showed (types 4 and 5)
 
 
-@dataclass
-class _Gate:
-    """A hold or delay on one route key, optionally only for calls ``when`` accepts."""
-
-    when: Callable[[Call], bool] | None
-    seconds: float | None = None  # None: a hold, released by FakeDiscord.release
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def applies(self, call: Call) -> bool:
-        return self.when is None or bool(self.when(call))
-
-
 class DiscordError(Exception):
     """Raised inside handlers: answer ``status`` with Discord's ``{"code", "message"}``."""
 
@@ -339,7 +330,8 @@ class FakeDiscord:
         self.identifies: list[JSON] = []  # IDENTIFY payloads (token removed)
         self.resumes: list[JSON] = []  # RESUME payloads {session_id, seq} (token removed)
         self.heartbeats = 0
-        self.held: list[Call] = []  # calls waiting on a hold right now
+        self._gates: Gates[Call] = Gates()  # holds and delays, by route key
+        self.held = self._gates.held  # calls waiting on a hold right now
         self.dropped: list[Call] = []  # held calls whose client left: never applied
 
         # Switches a test may flip.
@@ -381,8 +373,6 @@ class FakeDiscord:
         self._cuts: dict[str, int] = defaultdict(int)  # calls to answer by cutting the line
         self._buckets: dict[tuple[str, ...], _Window] = {}
         self._global = _Window(0.0, 0)
-        self._holds: dict[str, list[_Gate]] = defaultdict(list)
-        self._delays: dict[str, list[_Gate]] = defaultdict(list)
         self._last_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -737,24 +727,19 @@ class FakeDiscord:
         A held call whose HTTP client went away meanwhile is never applied: it lands in
         ``dropped``, which is how the last call of a killed process looks to Discord.
         """
-        self._holds[route_key].append(_Gate(when=_predicate(when)))
+        self._gates.hold(route_key, when)
 
     def release(self, route_key: str) -> None:
-        for gate in self._holds.pop(route_key, []):
-            gate.released.set()
+        self._gates.release(route_key)
 
     def release_all(self) -> None:
-        for key in list(self._holds):
-            self.release(key)
+        self._gates.release_all()
 
     def delay(
         self, route_key: str, seconds: float, when: Callable[[Call], object] | None = None
     ) -> None:
         """Make calls of ``route_key`` wait ``seconds``; ``delay(key, 0)`` clears them."""
-        if seconds <= 0:
-            self._delays.pop(route_key, None)
-            return
-        self._delays[route_key].append(_Gate(when=_predicate(when), seconds=seconds))
+        self._gates.delay(route_key, seconds, when)
 
     # -- what happened ----------------------------------------------------------
 
@@ -839,11 +824,7 @@ class FakeDiscord:
         self, predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"
     ) -> None:
         """Poll ``predicate`` until truthy; the client reacts to dispatches asynchronously."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"FakeDiscord: timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.01)
+        await wait_until(predicate, timeout=timeout, what=what, who="FakeDiscord")
 
     async def wait_for_session(self, count: int = 1, *, timeout: float = 5.0) -> None:
         """Wait until ``count`` IDENTIFYs were answered with READY."""
@@ -1123,25 +1104,12 @@ class FakeDiscord:
 
     async def _pass_gates(self, call: Call, keys: tuple[str, ...], request: web.Request) -> bool:
         """Apply delays and holds; False if the client left while the call waited."""
-        delays = [
-            g.seconds or 0.0 for k in keys for g in self._delays.get(k, []) if g.applies(call)
-        ]
-        holds = [g for k in keys for g in self._holds.get(k, []) if g.applies(call)]
-        if not delays and not holds:
-            return True
-        if holds:
-            self.held.append(call)
         try:
-            if delays:
-                await asyncio.sleep(max(delays))
-            for gate in holds:
-                await gate.released.wait()
+            if not await self._gates.pass_through(keys, call):
+                return True
         except asyncio.CancelledError:
             self.dropped.append(call)
             raise
-        finally:
-            if call in self.held:
-                self.held.remove(call)
         transport = request.transport
         return transport is not None and not transport.is_closing()
 
@@ -2058,12 +2026,6 @@ def _json_response(
 
 async def _not_found(call: Call, match: dict[str, str]) -> JSON:
     raise DiscordError(404, 0, "404: Not Found")
-
-
-def _predicate(when: Callable[[Call], object] | None) -> Callable[[Call], bool] | None:
-    if when is None:
-        return None
-    return lambda call: bool(when(call))
 
 
 async def _read_body(request: web.Request) -> Any:

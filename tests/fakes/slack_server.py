@@ -58,9 +58,10 @@ from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
-from slack_sdk.signature import SignatureVerifier
 
-from tests.fakes import slack_delivery, slack_rules
+from tests.fakes import slack_delivery, slack_rules, slack_signing
+from tests.fakes.gates import Gates
+from tests.fakes.polling import wait_until
 from tests.fakes.slack_delivery import Answer, Attempt, Delivery
 from tests.fakes.slack_rules import TIER_LIMITS
 
@@ -194,18 +195,6 @@ class Message:
 
 
 @dataclass
-class _Gate:
-    """A hold or delay on one method, optionally only for calls whose params match ``when``."""
-
-    when: Callable[[JSON], bool] | None
-    seconds: float | None = None  # None: a hold, released by FakeSlack.release
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def applies(self, params: JSON) -> bool:
-        return self.when is None or bool(self.when(params))
-
-
-@dataclass
 class _Loss:
     """A call applied whose answer is lost: "drop" the connection, "stall" for ``seconds``
     (past the client's timeout), or answer with HTTP ``status`` (a 5xx)."""
@@ -264,7 +253,8 @@ class FakeSlack:
         # channel); off by default. tier_window is "a minute": shorten it to provoke 429s fast.
         self.enforce_tiers = False
         self.tier_window = 60.0
-        self.held: list[Call] = []  # calls waiting on a hold right now
+        self._gates: Gates[Call] = Gates()  # holds and delays, by method
+        self.held = self._gates.held  # calls waiting on a hold right now
         # Event delivery (slack_delivery.py): the app must ack within ack_deadline seconds, else
         # Slack delivers again, up to 3 times; retry_scale shortens the 1- and 5-minute waits.
         self.ack_deadline = slack_delivery.ACK_DEADLINE
@@ -278,8 +268,6 @@ class FakeSlack:
         self._tier_calls: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._post_buckets: dict[str, tuple[float, float]] = {}  # channel: (tokens, at)
         self._storm_until = 0.0
-        self._holds: dict[str, list[_Gate]] = defaultdict(list)
-        self._delays: dict[str, list[_Gate]] = defaultdict(list)
 
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._rate_limits: dict[str, deque[int]] = defaultdict(deque)
@@ -439,17 +427,15 @@ class FakeSlack:
         A held call whose HTTP client went away meanwhile is never applied: it lands in
         ``dropped``, which is how the last call of a killed process looks to Slack.
         """
-        self._holds[method].append(_Gate(when=_predicate(when)))
+        self._gates.hold(method, _on_params(when))
 
     def release(self, method: str) -> None:
         """Let every held call of ``method`` proceed; later calls are not held."""
-        for gate in self._holds.pop(method, []):
-            gate.released.set()
+        self._gates.release(method)
 
     def release_all(self) -> None:
         """Release every hold (a test's clean-up: a stopping process must not hang on one)."""
-        for method in list(self._holds):
-            self.release(method)
+        self._gates.release_all()
 
     def delay(
         self, method: str, seconds: float, when: Callable[[JSON], object] | None = None
@@ -458,10 +444,7 @@ class FakeSlack:
 
         Stays until ``delay(method, 0)`` clears every delay of ``method``.
         """
-        if seconds <= 0:
-            self._delays.pop(method, None)
-            return
-        self._delays[method].append(_Gate(when=_predicate(when), seconds=seconds))
+        self._gates.delay(method, seconds, _on_params(when))
 
     def lose_response(
         self,
@@ -559,11 +542,7 @@ class FakeSlack:
         self, predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"
     ) -> None:
         """Poll ``predicate`` until truthy; Bolt runs listeners after the ack, so tests wait."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"FakeSlack: timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.01)
+        await wait_until(predicate, timeout=timeout, what=what, who="FakeSlack")
 
     async def wait_for_calls(
         self, method: str, count: int = 1, *, timeout: float = 5.0
@@ -625,7 +604,7 @@ class FakeSlack:
             body = {"ok": False, "error": exc.error}
         loss = self._loss(call)
         if loss is not None and body.get("ok"):
-            return await self._lose(call, loss, request, body)
+            return await self._lose(call, loss, request, body, token)
         return self._json(body, scopes=self._granted(token))
 
     def _loss(self, call: Call) -> _Loss | None:
@@ -637,7 +616,7 @@ class FakeSlack:
         return None
 
     async def _lose(
-        self, call: Call, loss: _Loss, request: web.Request, body: JSON
+        self, call: Call, loss: _Loss, request: web.Request, body: JSON, token: str
     ) -> web.Response:
         """The call was applied; its answer does not reach the client."""
         self.lost.append(call)
@@ -645,33 +624,20 @@ class FakeSlack:
             return self._json({"ok": False, "error": "internal_error"}, status=loss.status)
         if loss.how == "stall":
             await asyncio.sleep(loss.seconds)
-            return self._json(body)
+            return self._json(body, scopes=self._granted(token))
         if request.transport is not None:
             request.transport.abort()  # the connection resets; this answer goes nowhere
-        return self._json(body)
+        return self._json(body, scopes=self._granted(token))
 
     async def _pass_gates(self, call: Call, request: web.Request) -> bool:
         """Apply delays and holds; False if the client left while the call waited."""
-        delays = [
-            g.seconds or 0.0 for g in self._delays.get(call.method, []) if g.applies(call.params)
-        ]
-        holds = [g for g in self._holds.get(call.method, []) if g.applies(call.params)]
-        if not delays and not holds:
-            return True
-        if holds:
-            self.held.append(call)
         try:
-            if delays:
-                await asyncio.sleep(max(delays))
-            for gate in holds:
-                await gate.released.wait()
+            if not await self._gates.pass_through((call.method,), call):
+                return True
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the connection is lost (if configured to).
             self.dropped.append(call)
             raise
-        finally:
-            if call in self.held:
-                self.held.remove(call)
         transport = request.transport
         return transport is not None and not transport.is_closing()
 
@@ -1507,23 +1473,11 @@ class FakeSlack:
         seconds) lets a test send a stale request; retries carry X-Slack-Retry-Num/-Reason
         (reason defaults to ``http_timeout``). Returns ``(status, response_text)``.
         """
-        body = json.dumps(event_payload)
-        ts = str(timestamp if timestamp is not None else int(time.time()))
         secret = signing_secret + "-wrong" if bad_signature else signing_secret
-        signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature or "",
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(app_url, data=body, headers=headers) as response,
-        ):
-            return response.status, await response.text()
+        status, text, _ = await _post_signed(
+            app_url, event_payload, secret, timestamp, retry_num, retry_reason
+        )
+        return status, text
 
     async def deliver_event(
         self,
@@ -1545,7 +1499,7 @@ class FakeSlack:
 
         async def send(attempt: Attempt) -> Answer:
             try:
-                status, headers = await self._post_signed(
+                status, _, headers = await _post_signed(
                     app_url,
                     event_payload,
                     signing_secret,
@@ -1567,35 +1521,30 @@ class FakeSlack:
             await delivery.done.wait()
         return delivery
 
-    async def _post_signed(
-        self,
-        app_url: str,
-        event_payload: JSON,
-        signing_secret: str,
-        *,
-        retry_num: int | None,
-        retry_reason: str | None,
-    ) -> tuple[int, dict[str, str]]:
-        body = json.dumps(event_payload)
-        ts = str(int(time.time()))
-        signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature or "",
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(app_url, data=body, headers=headers) as response,
-        ):
-            await response.read()
-            return response.status, dict(response.headers)
-
 
 # -- module helpers ----------------------------------------------------------------
+
+
+async def _post_signed(
+    app_url: str,
+    event_payload: JSON,
+    signing_secret: str,
+    timestamp: int | None = None,
+    retry_num: int | None = None,
+    retry_reason: str | None = None,
+) -> tuple[int, str, dict[str, str]]:
+    """POST ``event_payload`` signed as Slack signs it; (status, text, headers) of the answer."""
+    body = json.dumps(event_payload)
+    headers = slack_signing.signed_headers(body, signing_secret, timestamp=timestamp)
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(app_url, data=body, headers=headers) as response,
+    ):
+        text = (await response.read()).decode(errors="replace")
+        return response.status, text, dict(response.headers)
 
 
 def _add_person(event: JSON, files: list[str] | None, user_team: str | None) -> None:
@@ -1620,6 +1569,13 @@ def _predicate(when: Callable[[JSON], object] | None) -> Callable[[JSON], bool] 
     if when is None:
         return None
     return lambda params: bool(when(params))
+
+
+def _on_params(when: Callable[[JSON], object] | None) -> Callable[[Call], object] | None:
+    """A test's predicate on a call's params, as a gate's predicate on the call."""
+    if when is None:
+        return None
+    return lambda call: when(call.params)
 
 
 async def _read_params(request: web.Request) -> JSON:

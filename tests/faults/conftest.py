@@ -9,21 +9,19 @@ stored (see ``judge.py``).
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.slack.app import SCOPES
-from tests.e2e.conftest import COMMAND
+from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.faults.judge import Verdict, judge, same_text, tree_problems
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -33,29 +31,6 @@ CHANNEL = "C100"
 START_TIMEOUT = 30.0
 
 
-class BridgeProcess:
-    """One ``owui-bridge run``; its output goes to a file (a pipe nobody reads could block)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
-        self.proc, self.log = proc, log
-
-    @property
-    def running(self) -> bool:
-        return self.proc.returncode is None
-
-    def kill(self) -> None:
-        self.proc.kill()
-
-    def term(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-
-    async def wait(self, timeout: float) -> int:
-        return await asyncio.wait_for(self.proc.wait(), timeout)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
 class Faults:
     """One scenario's world: a FakeSlack, a database file, and the bridge processes."""
 
@@ -63,13 +38,8 @@ class Faults:
         self.openwebui, self.fake, self.tmp = openwebui, fake, tmp
         self.database = tmp / "bridge.db"
         self.processes: list[BridgeProcess] = []
-        clean = clean_env()
-        self.env = clean | {
-            "OPENWEBUI_URL": openwebui.url,
+        self.env = bridge_env(openwebui, self.database) | {
             "OPENWEBUI_API_KEY": openwebui.jwt,  # a JWT: live events
-            "OPENWEBUI_MODEL": "fake-model",
-            "BRIDGE_DATABASE": str(self.database),
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
             "SLACK_BOT_TOKEN": "xoxb-faults",
             "SLACK_APP_TOKEN": "xapp-faults",
             "SLACK_API_URL": fake.api_url,
@@ -83,23 +53,13 @@ class Faults:
         """Start the bridge (again) and wait until its Socket Mode connection is up."""
         connections = self.fake.socket_connections
         log = self.tmp / f"bridge-{len(self.processes) + 1}.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *COMMAND, "run",
-                env=self.env | {"BRIDGE_HTTP_PORT": str(free_port())} | env,
-                stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=self.tmp,
-            )  # fmt: skip
-        process = BridgeProcess(proc, log)
+        process = BridgeProcess(log, cwd=self.tmp)
         self.processes.append(process)
-        connected = asyncio.ensure_future(
-            self.fake.wait_for_socket(connections + 1, timeout=START_TIMEOUT)
+        await process.start(self.env | {"BRIDGE_HTTP_PORT": str(free_port())} | env)
+        await process.until(
+            self.fake.wait_for_socket(connections + 1, timeout=START_TIMEOUT),
+            "a Socket Mode connection",
         )
-        exited = asyncio.ensure_future(proc.wait())
-        await asyncio.wait({connected, exited}, return_when=asyncio.FIRST_COMPLETED)
-        exited.cancel()
-        if not connected.done() or connected.exception() is not None:
-            connected.cancel()
-            raise AssertionError(f"bridge did not connect:\n{process.output()}")
         return process
 
     async def kill(self, process: BridgeProcess) -> None:
@@ -109,12 +69,7 @@ class Faults:
     async def stop_all(self) -> None:
         for process in self.processes:
             if process.running:
-                process.term()
-                try:
-                    await process.wait(40)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait(10)
+                await process.stop()
 
     async def say(
         self, user: str, text: str, thread_ts: str | None = None, *, mention: bool = True
@@ -162,14 +117,8 @@ class Faults:
         return ids[0]
 
     async def history(self, thread_ts: str) -> dict[str, Any]:
-        chat_id = self.chat_id(thread_ts)
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{self.openwebui.url}/api/v1/chats/{chat_id}", headers=self.openwebui.headers()
-            )
-        response.raise_for_status()
-        history: dict[str, Any] = response.json()["chat"]["history"]
-        return history
+        chat = await asyncio.to_thread(fetch_chat, self.openwebui, self.chat_id(thread_ts))
+        return history_of(chat)
 
     async def assert_tree(self, thread_ts: str) -> dict[str, Any]:
         history = await self.history(thread_ts)

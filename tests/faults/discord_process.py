@@ -14,18 +14,15 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import COMMAND
+from tests.contract.bridge_fixtures import fetch_chat, history_of
 from tests.fakes import slack_server
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord
 from tests.fakes.discord_server import Message as DiscordMessage
-from tests.faults.conftest import BridgeProcess
 from tests.faults.judge import Verdict, active_path, judge, message_text, shown, tree_problems
-from tests.harness.env import clean_env
+from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI, free_port
 
@@ -54,13 +51,8 @@ class DiscordFaults:
         self.ada = fake.add_user(name="ada", global_name=ADA)
         fake.add_member(self.guild, self.ada)
         self.processes: list[BridgeProcess] = []
-        clean = clean_env()
-        self.env = clean | {
-            "OPENWEBUI_URL": openwebui.url,
+        self.env = bridge_env(openwebui, self.database) | {
             "OPENWEBUI_API_KEY": openwebui.jwt,  # a JWT: live events
-            "OPENWEBUI_MODEL": "fake-model",
-            "BRIDGE_DATABASE": str(self.database),
-            "BRIDGE_HTTP_HOST": "127.0.0.1",
             "DISCORD_BOT_TOKEN": TOKEN,
             "DISCORD_API_URL": fake.api_url,
             "DISCORD_GATEWAY_URL": fake.gateway_url,
@@ -74,26 +66,12 @@ class DiscordFaults:
     async def start(self) -> BridgeProcess:
         """Start the bridge (again); returns once its /readyz says ready (gateway READY,
         /new registered, earlier turns handed to the queue)."""
-        port = free_port()
         log = self.tmp / f"bridge-{len(self.processes) + 1}.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *COMMAND, "run",
-                env=self.env | {"BRIDGE_HTTP_PORT": str(port)},
-                stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=self.tmp,
-            )  # fmt: skip
-        process = BridgeProcess(proc, log)
+        process = BridgeProcess(log, cwd=self.tmp)
         self.processes.append(process)
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(timeout=5) as client:
-            while time.monotonic() < deadline and process.running:
-                try:
-                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        return process
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError(f"bridge not ready:\n{process.output()}")
+        await process.start(self.env | {"BRIDGE_HTTP_PORT": str(free_port())})
+        await process.wait_ready("/readyz", 200, timeout=START_TIMEOUT)
+        return process
 
     async def kill(self, process: BridgeProcess) -> None:
         process.kill()
@@ -102,12 +80,7 @@ class DiscordFaults:
     async def stop_all(self) -> None:
         for process in self.processes:
             if process.running:
-                process.term()
-                try:
-                    await process.wait(40)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait(10)
+                await process.stop()
 
     def mention(self, text: str) -> str:
         """Ada mentions the bot in #general; returns the thread the bot opens from it."""
@@ -174,13 +147,8 @@ class DiscordFaults:
 
     async def assert_chain(self, thread: str, questions: list[str]) -> None:
         """The chat is a sound tree showing question, answer, question, answer… in order."""
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(
-                f"{self.openwebui.url}/api/v1/chats/{self.chat_id(thread)}",
-                headers=self.openwebui.headers(),
-            )
-        response.raise_for_status()
-        history: dict[str, Any] = response.json()["chat"]["history"]
+        chat = await asyncio.to_thread(fetch_chat, self.openwebui, self.chat_id(thread))
+        history = history_of(chat)
         assert tree_problems(history) == [], history
         path = active_path(history)
         assert [m.get("role") for m in path] == ["user", "assistant"] * len(questions)

@@ -64,7 +64,7 @@ async def test_two_questions_in_one_thread_survive_a_stop(
     if signal_name == "SIGKILL":
         await faults.kill(bridge)
     else:
-        bridge.term()
+        bridge.terminate()
         await bridge.wait(40)  # the drain is 30 s at most
     await faults.start()
 

@@ -4,10 +4,7 @@ retry headers passed through."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,18 +17,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.screening import EVENTS_PATH, EventsEndpoint, Rejected, screen
 from adapters.web import WebServer
 from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack_signing import signed_headers
 
 SECRET = "signing-secret"
 
 
 def signed(body: bytes, secret: str = SECRET, age: int = 0) -> dict[str, str]:
-    ts = str(int(time.time()) - age)
-    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
-    return {
-        "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": "v0=" + digest.hexdigest(),
-    }
+    return signed_headers(body, secret, age=age)
 
 
 @dataclass
