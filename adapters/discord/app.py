@@ -10,9 +10,10 @@ answer (``names``, the thread so far) and opening the thread a mention starts
 (``threads``) happen in ``prepare``, inside the turn, so a refused mention opens
 no thread. What the bot answers in a channel follows its ``respond_to``
 (``bridge.channels``; a thread follows its parent channel). Replies use
-discord.py's REST client and its rate limiter; every message goes out with
-mentions off. Reactions on answers and ``/stop`` are ``steering``'s, the slash
-commands ``commands``'.
+discord.py's REST client and its rate limiter, every REST call within the
+process's budget (``budget``: Discord's global limit); every message goes out
+with mentions off. Reactions on answers and ``/stop`` are ``steering``'s, the
+slash commands ``commands``'.
 
 Lifecycle (``gateway``): ``start`` logs in, connects and returns once the gateway
 is READY; ``stop`` ends the gateway (no new questions) but keeps REST open for the
@@ -31,7 +32,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.discord import inbound
+from adapters.discord import budget, inbound
 from adapters.discord.commands import Commands
 from adapters.discord.facts import AskerFacts, parent_channel
 from adapters.discord.gateway import (
@@ -93,6 +94,9 @@ class DiscordAdapter:
         )
         self.client = client or make_client(intents())
         meter(self.client)
+        # Every REST call of the process within one budget (Discord's global limit);
+        # outside the metering, so a skipped update is no call.
+        budget.attach(self.client)
         self.tree = app_commands.CommandTree(self.client)
         # knows_thread → decide → submit as one step, no Discord call inside: a follow-up
         # right after the mention that opened its thread sees that thread, and questions

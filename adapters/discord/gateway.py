@@ -63,6 +63,10 @@ def make_client(intents: discord.Intents, *, guild_ready_timeout: float = 2.0) -
         max_messages=None,  # edits and deletions are not followed: no message cache
         chunk_guilds_at_startup=False,
         member_cache_flags=discord.MemberCacheFlags.none(),
+        # No max_ratelimit_timeout: discord.py waits out every bucket and 429 rather than
+        # raising RateLimited; a final text waits in the budget, and beyond discord.py's
+        # five tries the reply goes on (adapters.discord.reply, FINAL_PATIENCE).
+        max_ratelimit_timeout=None,
     )
 
 

@@ -20,11 +20,15 @@
 Where the thread could not be opened, the reply is in the channel and each of
 its messages replies to the question (``reply_to``).
 
-Pacing comes from the core (``Capabilities.min_update_interval``);
-discord.py's rate limiter waits out buckets and 429s (``retry_after``). An
-update while another call is still under way is skipped. ``finish`` lands the
-final text or raises ``PlatformFailed`` / ``PlatformRateLimited``. Every
-message goes out with mentions disabled.
+Pacing comes from the core (``Capabilities.min_update_interval``) and from the
+process's call budget (``adapters.discord.budget``): an intermediate update, and
+a typing indicator, go only when the budget has room, else they are skipped (the
+core offers a newer text later); an update while another call is still under way
+is skipped too. The first text, the final text and a failure notice wait for the
+budget, and go again through failures on the way (``final_retry_delays``) and
+through Discord's 429s (for ``final_patience`` seconds); ``finish`` lands the
+final text or raises ``PlatformFailed`` / ``PlatformRateLimited``. Every message
+goes out with mentions disabled.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import discord
 
+from adapters.discord.budget import Skipped, skippable
 from bridge.errors import PlatformFailed, PlatformRateLimited
 from bridge.parts import NoticePlace, Part, notice_place
 from bridge.reply import SaveMessageIds
@@ -54,6 +59,10 @@ EMPTY_ANSWER = "*(empty answer)*"
 WARNING = "⚠️"
 # Waits before retrying a final call that failed on the way (network, Discord 5xx).
 FINAL_RETRY_DELAYS = (1.0, 3.0, 8.0)
+# How long a call that must land (final text, failure notice) goes on through 429s,
+# beyond the five tries discord.py makes itself.
+FINAL_PATIENCE = 180.0
+RATE_LIMIT_WAIT = 1.0  # seconds, when a 429 does not say how long
 NO_MENTIONS = discord.AllowedMentions.none()
 UNKNOWN_MESSAGE = 10008  # Discord's JSON error code: the message does not exist (any more)
 # Discord's JSON error code: no more edits of a message over an hour old, for now.
@@ -81,6 +90,17 @@ class CallFailed(PlatformFailed):
     """A call whose fate is unknown (network, Discord 5xx): worth another try."""
 
 
+class RateLimited(PlatformRateLimited):
+    """Discord still answered 429 after discord.py's own waits (or one too long for it)."""
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        super().__init__(f"{what}: rate limited, retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+T = TypeVar("T")
+
+
 class Channel(Protocol):
     """The Discord calls a reply makes; errors come out as ``MessageGone``,
     ``CallFailed``, ``PlatformFailed`` or ``PlatformRateLimited``."""
@@ -106,18 +126,25 @@ def translated(what: str) -> Iterator[None]:
         if exc.code == UNKNOWN_MESSAGE:
             raise MessageGone(what) from exc
         raise PlatformFailed(f"{what}: not found ({exc.code}: {exc.text})") from exc
-    except discord.RateLimited as exc:
-        raise PlatformRateLimited(f"{what}: retry after {exc.retry_after:.0f} s") from exc
+    except discord.RateLimited as exc:  # a wait over the client's max_ratelimit_timeout
+        raise RateLimited(what, exc.retry_after) from exc
     except discord.DiscordServerError as exc:
         raise CallFailed(f"{what}: Discord answered {exc.status}") from exc
     except discord.HTTPException as exc:
         if exc.code == OLD_MESSAGE_EDITS_LIMITED:
             raise MessageFrozen(what) from exc
-        if exc.status == 429:
-            raise PlatformRateLimited(f"{what}: still rate limited") from exc
+        if exc.status == 429:  # after discord.py's five tries
+            raise RateLimited(what, _retry_after(exc)) from exc
         raise PlatformFailed(f"{what}: {exc.status} ({exc.code}: {exc.text})") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise CallFailed(f"{what}: {type(exc).__name__}") from exc
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    try:
+        return max(float(exc.response.headers.get("Retry-After", RATE_LIMIT_WAIT)), 0.0)
+    except (AttributeError, TypeError, ValueError):
+        return RATE_LIMIT_WAIT
 
 
 class DiscordChannel:
@@ -204,6 +231,7 @@ class DiscordReply:
         limit: int = MESSAGE_LIMIT,
         typing_renew: float = TYPING_RENEW,
         final_retry_delays: Sequence[float] = FINAL_RETRY_DELAYS,
+        final_patience: float = FINAL_PATIENCE,
         nonce_base: str = "",
         replacing: bool = False,
     ) -> None:
@@ -218,6 +246,10 @@ class DiscordReply:
         self._limit = limit
         self._typing_renew = typing_renew
         self._retry_delays = tuple(final_retry_delays)
+        self._patience = final_patience
+        # Until the answer's first text is shown its update waits for the budget, as a
+        # final text does; later ones are skipped when there is no room.
+        self._first_shown = False
         self._lock = asyncio.Lock()  # one Discord exchange at a time per reply
         # A regenerate's reply: until its first words the messages hold the answer it
         # replaces, which a failure must leave as it is.
@@ -245,26 +277,25 @@ class DiscordReply:
             return False  # an edit is still on its way: the core offers a newer text later
         async with self._lock:
             try:
-                await self._show(text)
+                if self._first_shown:
+                    with skippable():
+                        await self._show(text)
+                else:
+                    await self._show(text)
+            except Skipped:
+                return False  # no room in the budget: the core offers a newer text later
             except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
                 # A lost intermediate update is harmless: a later one or the final carries it.
                 log.warning("discord update failed: %s", exc)
                 return False
+            self._first_shown = True
             return True
 
     async def finish(self, text: str) -> None:
         async with self._lock:
             if isinstance(self._state, _Done):
                 return
-            for delay in (*self._retry_delays, None):
-                try:
-                    await self._show(text)
-                    break
-                except CallFailed as exc:
-                    if delay is None:
-                        raise
-                    log.warning("discord final text failed (%s); retrying in %.0f s", exc, delay)
-                    await asyncio.sleep(delay)
+            await self._landing(lambda: self._show(text), "final text")
             self._state = _Done(self._editing().parts)
 
     async def fail(self, message: str) -> None:
@@ -281,6 +312,27 @@ class DiscordReply:
             parts = [*place.keep, *([place.edit] if place.edit else [])]
             self._state = _Done(parts)
             await self._show_warning(parts, place, warning)
+
+    async def _landing(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``call()`` until it lands: again after a failure on the way (after each of
+        ``final_retry_delays``) and after Discord's 429s (for ``final_patience`` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._patience
+        delays = iter(self._retry_delays)
+        while True:
+            try:
+                return await call()
+            except CallFailed as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning("discord %s failed (%s); retrying in %.0f s", what, exc, delay)
+            except PlatformRateLimited as exc:
+                delay = getattr(exc, "retry_after", RATE_LIMIT_WAIT)
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("discord %s rate limited (%s); retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
 
     # -- showing text -----------------------------------------------------------------
 
@@ -347,15 +399,18 @@ class DiscordReply:
 
     async def _show_warning(self, parts: list[Part], place: NoticePlace, warning: str) -> None:
         """The one failure notice, where ``bridge.parts`` puts it."""
-        if place.edit is not None:
+        edit = place.edit
+        if edit is not None:
             try:
-                await self._channel.edit(place.edit.id, place.text)
-                place.edit.shown = place.text
+                await self._landing(lambda: self._channel.edit(edit.id, place.text), "notice")
+                edit.shown = place.text
                 return
             except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
-                log.warning("cannot edit %s for the failure notice: %s", place.edit.id, exc)
+                log.warning("cannot edit %s for the failure notice: %s", edit.id, exc)
         try:
-            message_id = await self._channel.send(warning, self._nonce("w"))
+            message_id = await self._landing(
+                lambda: self._channel.send(warning, self._nonce("w")), "notice"
+            )
         except MessageGone as exc:  # cannot happen on a post; keeps the contract's types
             raise PlatformFailed(str(exc)) from exc
         parts.append(Part(message_id, warning))
@@ -370,9 +425,13 @@ class DiscordReply:
                 return
 
     async def _type(self) -> bool:
-        """One typing indicator; False when Discord refuses it (not worth retrying)."""
+        """One typing indicator, if the budget has room now; False when Discord refuses it
+        (not worth retrying)."""
         try:
-            await self._channel.typing()
+            with skippable():
+                await self._channel.typing()
+        except Skipped:
+            return True  # no room now: the next renewal tries again
         except (MessageGone, PlatformFailed, PlatformRateLimited) as exc:
             log.debug("no typing indicator: %s", exc)
             return isinstance(exc, CallFailed)

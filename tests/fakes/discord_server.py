@@ -73,7 +73,7 @@ import zlib
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -318,6 +318,7 @@ class FakeDiscord:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.rate_limited: list[Call] = []  # answered 429 (also in ``calls``)
+        self.rate_limited_globally: list[Call] = []  # of those, for the global limit
         self.typing: list[Typing] = []
         self.reactions: list[ReactionEvent] = []  # people's reactions, added and removed
         self.interaction_responses: list[InteractionResponse] = []
@@ -368,7 +369,7 @@ class FakeDiscord:
         self._conns: list[_Conn] = []
         self._interactions: dict[str, JSON] = {}  # token: INTERACTION_CREATE data
         self._answered: set[str] = set()  # interaction tokens already called back
-        self._rate_limits: dict[str, deque[float]] = defaultdict(deque)
+        self._rate_limits: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
         self._failures: dict[str, deque[tuple[int, int, str]]] = defaultdict(deque)
         self._cuts: dict[str, int] = defaultdict(int)  # calls to answer by cutting the line
         self._buckets: dict[tuple[str, ...], _Window] = {}
@@ -686,13 +687,21 @@ class FakeDiscord:
 
     # -- faults -----------------------------------------------------------------
 
-    def rate_limit_next(self, route_key: str, retry_after: float = 1.0, *, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``route_key`` with 429 (``Via`` set).
+    def rate_limit_next(
+        self,
+        route_key: str,
+        retry_after: float = 1.0,
+        *,
+        times: int = 1,
+        scope: Literal["user", "global"] = "user",
+    ) -> None:
+        """Answer the next ``times`` calls of ``route_key`` with 429 (``Via`` set); with
+        ``scope="global"`` as the global limit's (``"global": true``).
 
         ``route_key`` is discord.py's ``Route.key`` ("PATCH
         /channels/{channel_id}/messages/{message_id}") or a concrete "METHOD /path".
         """
-        self._rate_limits[route_key].extend([retry_after] * times)
+        self._rate_limits[route_key].extend([(retry_after, scope)] * times)
 
     def fail_next(
         self,
@@ -1081,7 +1090,10 @@ class FakeDiscord:
             for key in keys:
                 if self._rate_limits[key]:
                     self.rate_limited.append(call)
-                    return self._too_many(call, self._rate_limits[key].popleft())
+                    retry_after, scope = self._rate_limits[key].popleft()
+                    if scope == "global":
+                        self.rate_limited_globally.append(call)
+                    return self._too_many(call, retry_after, scope=scope)
             limited = self._take_from_buckets(call)
             if limited is not None:
                 self.rate_limited.append(call)
@@ -1127,6 +1139,7 @@ class FakeDiscord:
         now = time.monotonic()
         if not call.route.startswith("/interactions/"):
             if self._global.spent(now, self.global_limit, GLOBAL_WINDOW):
+                self.rate_limited_globally.append(call)
                 return self._too_many(call, self._global.reset_at - now, scope="global")
         window = self._buckets.setdefault(_bucket_of(call), _Window(0.0, 0))
         if window.spent(now, self.route_limit, self.route_window):

@@ -717,6 +717,7 @@ async def test_the_global_limit_answers_429_across_routes() -> None:
         assert last.status_code == 429 and last.json()["global"] is True
         assert last.headers["X-RateLimit-Global"] == "true"
         assert last.headers["X-RateLimit-Scope"] == "global"
+        assert fake.rate_limited_globally == fake.rate_limited == [fake.calls[-1]]
 
 
 async def test_discord_py_waits_out_the_buckets_by_itself(world: World, bot: Bot) -> None:
