@@ -300,6 +300,9 @@ class Bridge:
         rest to the next start (clean shutdown; ``drain(0)`` is a crash, as far as the
         store and Open WebUI can tell)."""
         await self._queue.drain(grace)
+        # Questions left queued are the next start's: no longer waiting in this process.
+        metrics.QUEUED.dec(len(self._waiting))
+        self._waiting.clear()
         await self.write_ratings()
 
 

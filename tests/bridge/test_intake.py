@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bridge.actions import Act, Action, Outcome
 from bridge.delivery import STOPPED_EARLY
@@ -692,3 +693,17 @@ async def test_an_answer_whose_task_ends_as_the_bridge_restarts_is_not_called_cu
     await until(lambda: new.bridge.idle, timeout=5)
     assert [t.status for t in await new.turns()] == [TurnStatus.DONE]
     assert new.platform.replies["q1"].final == "the whole answer"
+
+
+async def test_questions_left_queued_at_shutdown_are_not_counted_as_waiting(
+    make_bridge: BridgeMaker,
+) -> None:
+    s = await make_bridge()
+    s.fake.hold()
+    before = REGISTRY.get_sample_value("owui_bridge_questions_queued") or 0.0
+    await submit(s, question("q1", order="1"))
+    await s.fake.next_held()
+    await submit(s, question("q2", order="2"))  # waits behind q1
+    assert (REGISTRY.get_sample_value("owui_bridge_questions_queued") or 0.0) == before + 1
+    await s.bridge.drain(0)
+    assert (REGISTRY.get_sample_value("owui_bridge_questions_queued") or 0.0) == before
