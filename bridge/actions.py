@@ -15,7 +15,7 @@ from bridge.openwebui.organise import Rater
 from bridge.policy import Asker
 
 if TYPE_CHECKING:
-    from bridge.turns import TurnResult
+    from bridge.results import TurnResult
 
 
 class Act(StrEnum):

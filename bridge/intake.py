@@ -32,8 +32,9 @@ from bridge.options import CoreOptions
 from bridge.policy import AccessPolicy, Asker, Refusal, judge
 from bridge.queue import ThreadQueue
 from bridge.reply import Platform
+from bridge.results import TurnResult
 from bridge.store import OPEN_STATUSES, Conversation, NewTurn, Store, ThreadBusy, Turn
-from bridge.turns import TurnResult, TurnRunner, event_of
+from bridge.turns import TurnRunner, event_of
 
 log = logging.getLogger(__name__)
 

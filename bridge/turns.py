@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -38,6 +38,7 @@ from bridge.openwebui.follow import AnswerFollower
 from bridge.openwebui.live import Event, LiveEvents
 from bridge.options import CoreOptions
 from bridge.reply import Platform
+from bridge.results import TurnResult
 from bridge.store import (
     Conversation,
     Store,
@@ -46,19 +47,6 @@ from bridge.store import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TurnResult:
-    status: TurnStatus
-    chat_id: str | None = None
-    answer: str = ""
-    error: BaseException | None = None
-    increments: int = 0
-    first_text_at: float | None = None  # monotonic time the first text was offered to the reply
-    tree_problems: list[str] = field(default_factory=list)
-    reached: bool = False  # the answer exists in the chat (whole or partial)
-    placed: Placement | None = None  # what the chat got at creation, if this turn created it
 
 
 _SETTLE = 1.0  # seconds an answer whose task just ended is given to be marked done

@@ -36,8 +36,8 @@ from bridge.openwebui.organise import Rater
 from bridge.options import CoreOptions
 from bridge.policy import AccessPolicy, Asker, Limits
 from bridge.reply import Capabilities, SaveMessageIds
+from bridge.results import TurnResult
 from bridge.store import Conversation, Turn, TurnStatus
-from bridge.turns import TurnResult
 from storage.sqlite import SqliteStore, open_store
 from tests import treecheck
 from tests.bridge.openwebui.fake_openwebui import VERSION, Answer, FakeOpenWebUI

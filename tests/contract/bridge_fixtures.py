@@ -23,7 +23,7 @@ from bridge.events import PlatformEvent, ThreadKey
 from bridge.intake import Bridge
 from bridge.openwebui.organise import Rater
 from bridge.reply import Capabilities, SaveMessageIds
-from bridge.turns import TurnResult
+from bridge.results import TurnResult
 from tests.harness.openwebui import RunningOpenWebUI
 
 MODEL = "fake-model"
