@@ -50,13 +50,20 @@ class PlatformEvent:
     # "server, #help") and a link that opens the thread on the platform.
     place_name: str = ""
     link: str = ""
-    # Set on a regenerate turn: the id of the turn whose question gets another answer.
+    # Set on a regenerate turn: the id of the turn whose question gets another answer,
+    # and the platform message that asked it (the turn's ``message_id`` is its own).
     regenerates: int = 0
+    question_message_id: str = ""
 
     @property
     def channel(self) -> str:
         """The channel whose rules apply."""
         return self.place or self.thread.channel
+
+    @property
+    def asked_in(self) -> str:
+        """The platform message that asked the question."""
+        return self.question_message_id or self.message_id
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -66,6 +73,9 @@ class PlatformEvent:
         raw: dict[str, Any] = json.loads(data)
         raw["thread"] = ThreadKey(**raw["thread"])
         raw["context"] = tuple(ContextMessage(**m) for m in raw.get("context") or ())
+        if raw.get("regenerates") and not raw.get("question_message_id"):
+            # Stored before the field existed: the id was "<question>~<delivery>".
+            raw["question_message_id"] = str(raw["message_id"]).partition("~")[0]
         return cls(**raw)
 
 

@@ -248,7 +248,8 @@ class Bridge:
             original,
             event_id=action.event_id,
             # Its own platform message id: the store knows each turn by one.
-            message_id=f"{original.message_id}~{action.event_id}",
+            message_id=f"{original.asked_in}~{action.event_id}",
+            question_message_id=original.asked_in,
             order=original.order + "~",  # after its original, before anything newer
             regenerates=turn.id,
             needs_context=False,

@@ -147,9 +147,8 @@ def decide(
 
 
 def question_message(event: PlatformEvent) -> str:
-    """The id of the Discord message that asked ``event``'s question: a regenerate
-    turn's message id is the core's "<question>~<event id>"."""
-    return event.message_id.partition("~")[0] if event.regenerates else event.message_id
+    """The id of the Discord message that asked ``event``'s question."""
+    return event.asked_in
 
 
 def source_channel(event: PlatformEvent) -> str:

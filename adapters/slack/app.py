@@ -429,9 +429,8 @@ class SlackAdapter:
             recipient_user_id=event.author_id,
             recipient_team_id=team,
             recipient=Recipient.TEAM if team == home else Recipient.EXTERNAL,
-            # A regenerated answer's message id is "<question ts>~<delivery>": one per turn.
-            turn=event.message_id,
-            question_ts=_ts_or_empty(event.message_id.partition("~")[0]),
+            turn=event.message_id,  # one per turn (a regenerate's is its own)
+            question_ts=_ts_or_empty(event.asked_in),
             bot_user=self.identity.user_id,
             assistant=self._assistant.is_thread(event.thread.channel, event.thread.thread),
         )

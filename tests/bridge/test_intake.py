@@ -707,3 +707,18 @@ async def test_questions_left_queued_at_shutdown_are_not_counted_as_waiting(
     assert (REGISTRY.get_sample_value("owui_bridge_questions_queued") or 0.0) == before + 1
     await s.bridge.drain(0)
     assert (REGISTRY.get_sample_value("owui_bridge_questions_queued") or 0.0) == before
+
+
+async def test_a_regenerate_names_the_message_that_asked_in_a_field_of_its_own(
+    s: Setup,
+) -> None:
+    """Adapters reply to (and open threads from) the asking message: they read it from
+    the event, never by taking the turn's id apart."""
+    assert (await (await submit(s, question("q1")))).status is TurnStatus.DONE
+    await s.store.set_reply_ids((await s.turns())[0].id, ["reply-q1"])
+    for n in (1, 2):  # a new answer, then another new answer to the same question
+        acted = await s.bridge.act(regenerate("reply-q1", f"ev-r{n}"))
+        assert acted.answer is not None and (await acted.answer).status is TurnStatus.DONE
+        event = PlatformEvent.from_json((await s.turns())[-1].event)
+        assert (event.asked_in, event.question_message_id) == ("q1", "q1")
+        assert event.message_id != "q1"  # the turn's own id

@@ -171,6 +171,7 @@ async def test_a_regenerate_is_placed_without_any_call(
         event_id="reaction:x",
         message_id=f"{event.message_id}~reaction:x",
         regenerates=1,
+        question_message_id=event.message_id,
     )
     prepared = await adapter.prepare(again)
     assert len(fake.calls) == calls  # no fetch, no thread opened again
@@ -195,6 +196,7 @@ async def test_a_regenerate_without_a_thread_edits_the_answer_where_it_is(
         event_id=f"reaction:{world.general}:{first.id}:{world.ada}:x:1",
         message_id=f"{event.message_id}~reaction",
         regenerates=1,
+        question_message_id=event.message_id,
     )
     # The chat's link still opens the question, not a thread that does not exist.
     assert (await adapter.prepare(again)).link == f"{JUMP}/{world.guild}/{world.general}/{asked.id}"

@@ -96,7 +96,11 @@ def test_decide_follows_respond_to(
 def test_a_regenerate_opens_nothing_and_names_its_question() -> None:
     original = event_of(msg())
     again = replace(
-        original, event_id="reaction:1:2:3", message_id="500~reaction:1:2:3", regenerates=7
+        original,
+        event_id="reaction:1:2:3",
+        message_id="500~reaction:1:2:3",
+        regenerates=7,
+        question_message_id="500",
     )
     assert thread_to_open(again) is None
     assert question_message(again) == "500" and question_message(original) == "500"
