@@ -21,7 +21,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.budget import SlackBudget
 from adapters.slack.features import MARKDOWN_NOT_HERE, Recipient, Refusals
-from adapters.slack.posts import PAGE, Found, metadata, read
+from adapters.slack.posts import MAX_PAGES, PAGE, Found, metadata, read
 from adapters.slack.text import markdown_to_mrkdwn
 from bridge.errors import PlatformRateLimited
 from bridge.split import split_message
@@ -40,7 +40,6 @@ MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 # Slack said no, or the call's fate is unknown.
 CALL_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
-MAX_LOOKUP_PAGES = 10
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ class SlackCalls:
         parts: dict[int, str] = {}
         unmarked: list[str] = []
         cursor: str | None = None
-        for _ in range(MAX_LOOKUP_PAGES):
+        for _ in range(MAX_PAGES):
             response = await self._out.client.conversations_replies(
                 channel=to.channel,
                 ts=to.thread_ts,

@@ -113,16 +113,12 @@ class AnswerFollower:
     ) -> None:
         while not state.done:
             try:
-                # Most events are already waiting: no timer for them (an answer is
-                # thousands of events, and wait_for costs a task and a timer each).
-                event = events.get_nowait()
-            except asyncio.QueueEmpty:
-                try:
-                    async with asyncio.timeout(EVENT_SILENCE_CHECK):
-                        event = await events.get()
-                except TimeoutError:
-                    await self._poll_once(chat_id, message_id, state, on_text)
-                    continue
+                # A timer, not wait_for: no task per event (an answer is thousands).
+                async with asyncio.timeout(EVENT_SILENCE_CHECK):
+                    event = await events.get()
+            except TimeoutError:
+                await self._poll_once(chat_id, message_id, state, on_text)
+                continue
             before = state.text
             state.apply_event(event)
             if state.text != before and state.text:

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
-import discord
 import pytest
 
 from adapters.discord import budget
 from adapters.discord.app import DiscordAdapter, intents, make_client
-from adapters.discord.reply import DiscordChannel, DiscordReply
 from bridge.delivery import Delivery
 from bridge.events import PlatformEvent
 from bridge.policy import Limits
 from bridge.reply import Capabilities
 from bridge.split import join_split
+from tests.adapters.discord.conftest import Place
 from tests.adapters.discord.discord_world import Core, World, discord_world
-from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord, point_discord_py_at
+from tests.fakes.discord_server import BOT_USER_ID
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -94,34 +92,8 @@ async def test_sixty_answers_at_once_all_end_whole_within_the_global_limit(
     assert len(fake.rate_limited_globally) <= 3  # a stray one at most, waited out
 
 
-@dataclass
-class Place:
-    fake: FakeDiscord
-    client: discord.Client
-    channel: str
-
-    def reply(self) -> DiscordReply:
-        target = self.client.get_partial_messageable(int(self.channel))
-        return DiscordReply(DiscordChannel(target), typing_renew=60, final_retry_delays=())
-
-    def shown(self) -> list[str]:
-        return [m.content for m in self.fake.bot_messages(self.channel)]
-
-    def edits(self) -> list[str]:
-        return [c.body["content"] for c in self.fake.calls_of("PATCH", "/channels/*/messages/*")]
-
-
-@pytest.fixture
-async def place() -> AsyncIterator[Place]:
-    async with FakeDiscord() as fake:
-        channel = fake.add_channel(fake.add_guild("Lab"), "general")
-        with point_discord_py_at(fake):
-            client = discord.Client(intents=discord.Intents.none())
-            await client.login("fake-bot-token")
-            try:
-                yield Place(fake, client, channel)
-            finally:
-                await client.close()
+def edits(place: Place) -> list[str]:
+    return [c.body["content"] for c in place.fake.calls_of("PATCH", "/channels/*/messages/*")]
 
 
 async def test_an_update_with_no_room_is_skipped_and_never_sent_later(place: Place) -> None:
@@ -133,7 +105,7 @@ async def test_an_update_with_no_room_is_skipped_and_never_sent_later(place: Pla
     await reply.finish("The first words and a few more, and the end.")  # waits its turn
 
     assert place.shown() == ["The first words and a few more, and the end."]
-    assert place.edits() == ["The first words and a few more, and the end."]
+    assert edits(place) == ["The first words and a few more, and the end."]
 
 
 async def test_no_typing_indicator_when_the_budget_has_no_room(place: Place) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import discord
 import pytest
 from prometheus_client import REGISTRY
 
 from adapters.discord.metered import meter
-from tests.fakes.discord_server import FakeDiscord, point_discord_py_at
+from tests.adapters.discord.conftest import Place
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,48 +31,21 @@ def waited_out() -> float:
     )
 
 
-async def test_calls_and_429s_are_counted_by_route_never_by_id() -> None:
-    async with FakeDiscord() as fake:
-        guild = fake.add_guild("Lab")
-        channel = fake.add_channel(guild, "general")
-        with point_discord_py_at(fake):
-            client = discord.Client(intents=discord.Intents.none())
-            await client.login("fake-bot-token")
-            try:
-                meter(client)
-                meter(client)  # once is enough: never counted twice
-                calls = count(
-                    "owui_bridge_platform_calls_total",
-                    platform="discord",
-                    method=POST,
-                    outcome="ok",
-                )
-                waits = waited_out()
-                target = client.get_partial_messageable(int(channel))
-                fake.rate_limit_next(POST, retry_after=0.1)  # one 429, waited out by discord.py
-                await asyncio.gather(*(target.send(f"m{n}") for n in range(8)))
-            finally:
-                await client.close()
-    grew = (
-        count("owui_bridge_platform_calls_total", platform="discord", method=POST, outcome="ok")
-        - calls
-    )
-    assert grew == 8
-    waited = (
-        sum(
-            s.value
-            for f in REGISTRY.collect()
-            if f.name == "owui_bridge_platform_rate_limits"
-            for s in f.samples
-            if s.labels.get("platform") == "discord" and s.name.endswith("_total")
-        )
-        - waits
-    )
-    assert waited == 1
+async def test_calls_and_429s_are_counted_by_route_never_by_id(place: Place) -> None:
+    ok = {"platform": "discord", "method": POST, "outcome": "ok"}
+    meter(place.client)
+    meter(place.client)  # once is enough: never counted twice
+    calls, waits = count("owui_bridge_platform_calls_total", **ok), waited_out()
+    target = place.client.get_partial_messageable(int(place.channel))
+    place.fake.rate_limit_next(POST, retry_after=0.1)  # one 429, waited out by discord.py
+    await asyncio.gather(*(target.send(f"m{n}") for n in range(8)))
+
+    assert count("owui_bridge_platform_calls_total", **ok) - calls == 8
+    assert waited_out() - waits == 1
     labels = {
         s.labels.get("method", "")
         for f in REGISTRY.collect()
         if f.name.startswith("owui_bridge_platform")
         for s in f.samples
     }
-    assert not [m for m in labels if channel in m]  # ids never become label values
+    assert not [m for m in labels if place.channel in m]  # ids never become label values
