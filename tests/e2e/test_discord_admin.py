@@ -59,6 +59,7 @@ class Admin:
     quiet: str
     ada: str
     grace: str
+    mallory: str  # a member the operator denied (BRIDGE_DENIED_USERS)
 
     # -- people act -------------------------------------------------------------
 
@@ -159,11 +160,12 @@ async def admin(
         quiet = fake.add_channel(guild, "quiet")
         ada = fake.add_user(name="ada", global_name="Ada")
         grace = fake.add_user(name="grace", global_name="Grace")
-        for person in (ada, grace):
+        mallory = fake.add_user(name="mallory", global_name="Mallory")
+        for person in (ada, grace, mallory):
             fake.add_member(guild, person)
         config_file = tmp / "bridge.toml"
         config_file.write_text(config(support, quiet))  # a Discord id as a TOML number too
-        settings = settings_for(openwebui, tmp / "discord-admin.db")
+        settings = settings_for(openwebui, tmp / "discord-admin.db", bridge_denied_users=[mallory])
         discord_settings = DiscordSettings(
             bot_token=SecretStr(TOKEN),
             api_url=fake.api_url,
@@ -180,7 +182,16 @@ async def admin(
                 await adapter.start()
                 try:
                     yield Admin(
-                        openwebui, fake, runtime, guild, general, support, quiet, ada, grace
+                        openwebui,
+                        fake,
+                        runtime,
+                        guild,
+                        general,
+                        support,
+                        quiet,
+                        ada,
+                        grace,
+                        mallory,
                     )
                 finally:
                     await adapter.stop()
@@ -246,6 +257,7 @@ async def test_thumbs_become_one_rating_per_person_in_open_webui(admin: Admin) -
     [shown] = await admin.answered(thread, [expected_reply(asked(text))])
     answer_id = (await admin.history(thread))["currentId"]
     try:
+        fake.react(shown.id, admin.mallory, "👍")  # denied by the operator: not a rating
         fake.react(shown.id, admin.ada, "👍")
         fake.react(shown.id, admin.ada, "👎")  # she changes her mind: the latest wins
         await admin.feedbacks_become(answer_id, [(admin.ada, -1)])
