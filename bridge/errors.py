@@ -11,6 +11,7 @@
     ├── PlatformRateLimited    the chat platform asked us to slow down beyond our patience
     ├── PlatformFailed         the chat platform refused to show the answer
     ├── ReplyStopped           the person stopped the answer from the platform (not a failure)
+    ├── FileUnavailable        a file sent with a question cannot be fetched from its platform
     └── QuestionRefused        the question is not taken (access, limits, bounds); never stored
 
 Third-party errors are translated where they enter (the Open WebUI client,
@@ -97,3 +98,14 @@ class QuestionRefused(BridgeError):
         super().__init__(reason)
         self.reason = reason
         self.notice = notice
+
+
+class FileUnavailable(BridgeError):
+    """Raised by ``Platform.download``: the file cannot be fetched (not allowed, expired,
+    gone). ``reason`` is the short phrase the thread's note shows ("the link expired")."""
+
+    user_message = "A file sent with this message could not be read."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -27,6 +27,18 @@ class ContextMessage:
 
 
 @dataclass(frozen=True)
+class FileRef:
+    """A file sent with a question, as its platform describes it (nothing downloaded yet)."""
+
+    id: str  # the platform's file id (Slack file id, Discord attachment id): one upload per thread
+    name: str
+    mimetype: str = ""  # "" when the platform does not say
+    size: int = 0  # bytes as the platform reports them (0: not said)
+    url: str = ""  # where the adapter downloads it from; never carries a token
+    problem: str = ""  # why it cannot be read, when the adapter knows before downloading
+
+
+@dataclass(frozen=True)
 class PlatformEvent:
     event_id: str  # the platform's delivery id: duplicates of one delivery share it
     thread: ThreadKey
@@ -42,6 +54,7 @@ class PlatformEvent:
     # The bot joins a thread it was not in: ``Platform.prepare`` fetches the earlier messages.
     needs_context: bool = False
     attachments: int = 0  # files sent with the question (not read yet)
+    files: tuple[FileRef, ...] = ()  # files sent with the question, read by the turn
     # The channel the per-channel rules and the Open WebUI folder follow: a thread's
     # parent channel ("" = ``thread.channel``). ``direct``: a DM (one folder per platform).
     place: str = ""
@@ -73,6 +86,7 @@ class PlatformEvent:
         raw: dict[str, Any] = json.loads(data)
         raw["thread"] = ThreadKey(**raw["thread"])
         raw["context"] = tuple(ContextMessage(**m) for m in raw.get("context") or ())
+        raw["files"] = tuple(FileRef(**f) for f in raw.get("files") or ())
         if raw.get("regenerates") and not raw.get("question_message_id"):
             # Stored before the field existed: the id was "<question>~<delivery>".
             raw["question_message_id"] = str(raw["message_id"]).partition("~")[0]

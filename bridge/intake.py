@@ -229,6 +229,12 @@ class Bridge:
         """Write the ratings people gave so far now, settled or not (shutdown, tests)."""
         await self._ratings.flush()
 
+    async def edit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
+        raise NotImplementedError("edited questions")
+
+    async def retract(self, key: ThreadKey, message_id: str) -> bool:
+        raise NotImplementedError("deleted questions")
+
     async def stop(self, key: ThreadKey) -> bool:
         """Stop the answer under way in the thread (a command such as /stop): the thread
         keeps what was shown, marked stopped. False when nothing is being answered."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bridge.events import PlatformEvent, ThreadKey
+from bridge.events import FileRef, PlatformEvent, ThreadKey
 from bridge.policy import AccessPolicy, Asker
 
 if TYPE_CHECKING:
@@ -20,6 +20,16 @@ class Capabilities:
 
     max_message_length: int  # characters one platform message may hold
     min_update_interval: float  # seconds between two updates of one reply
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """A file the answer brings to the thread (a generated image, a long code block)."""
+
+    name: str
+    mimetype: str
+    data: bytes
+    title: str = ""  # what the platform shows as the file's title ("" = its name)
 
 
 class ReplyHandle(Protocol):
@@ -44,6 +54,12 @@ class ReplyHandle(Protocol):
 
     async def fail(self, message: str) -> None: ...
 
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Post ``files`` with the answer, after ``finish``: Slack into the thread,
+        Discord as attachments of the answer's message. Raises
+        ``bridge.errors.PlatformFailed`` when the platform refuses them."""
+        ...
+
 
 # The reply saves the ids of the platform messages it occupies (in order) through
 # this callback each time the list changes, so a restart can edit them in place.
@@ -66,6 +82,11 @@ class Platform(Protocol):
         earlier thread messages when ``needs_context``. Runs inside the turn (after it
         is queued), so slow look-ups cannot reorder questions; must not raise for a
         failed look-up (fall back to ids)."""
+        ...
+
+    def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        """The bytes of ``file`` in chunks as they arrive (never all held at once); raises
+        ``bridge.errors.FileUnavailable`` when the platform will not give it."""
         ...
 
     def reply(
@@ -98,6 +119,19 @@ class Intake(Protocol):
 
     def rules(self, channel: str) -> ChannelRules:
         """How ``channel`` behaves (``respond_to``, ``suggested_prompts``, …)."""
+        ...
+
+    async def edit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
+        """The question ``event.message_id`` now reads ``event.text`` (and ``event.files``);
+        ``event.event_id`` is the edit's own delivery id, so a repeated edit changes
+        nothing. Queued: answered in its new form; the thread's newest answered question:
+        a new branch in the chat and the answer replaced in place; older: a note.
+        Raises ``QuestionRefused`` like ``submit``."""
+        ...
+
+    async def retract(self, key: ThreadKey, message_id: str) -> bool:
+        """The question ``message_id`` was deleted on the platform: not answered if still
+        queued (True); an answered one stays in the chat as it is (False)."""
         ...
 
     async def act(self, action: Action) -> Acted:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TextIO
 
-from bridge.events import PlatformEvent
-from bridge.reply import Capabilities, ReplyHandle, SaveMessageIds
+from bridge.errors import FileUnavailable
+from bridge.events import FileRef, PlatformEvent
+from bridge.reply import Capabilities, OutFile, ReplyHandle, SaveMessageIds
 
 # A terminal has no length limit and no rate limit; a short interval keeps output smooth.
 CONSOLE = Capabilities(max_message_length=1_000_000, min_update_interval=0.05)
@@ -30,6 +31,9 @@ class ConsoleReply:
         self._show(text)
         self._out.write("\n")
         self._out.flush()
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        pass
 
     async def fail(self, message: str) -> None:
         if self._printed:
@@ -60,6 +64,9 @@ class Unseen:
     async def finish(self, text: str) -> None:
         pass
 
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        pass
+
     async def fail(self, message: str) -> None:
         pass
 
@@ -75,6 +82,10 @@ class Console:
         self._out = out
         self._err = err
         self.asked: set[str] = set()  # message ids typed in this session
+
+    async def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        raise FileUnavailable("files are not read here yet")
+        yield b""  # an async generator
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         return event

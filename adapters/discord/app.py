@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import aiohttp
@@ -59,8 +59,8 @@ from adapters.web import WebServer
 from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.channels import RespondTo
 from bridge.config import ConfigError
-from bridge.errors import QuestionRefused
-from bridge.events import PlatformEvent, ThreadKey
+from bridge.errors import FileUnavailable, QuestionRefused
+from bridge.events import FileRef, PlatformEvent, ThreadKey
 from bridge.policy import Asker
 from bridge.reply import Capabilities, Intake, SaveMessageIds
 
@@ -287,6 +287,10 @@ class DiscordAdapter:
             log.warning("cannot reply to message %s: %s", message_id, type(exc).__name__)
 
     # -- one turn ---------------------------------------------------------------------
+
+    async def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        raise FileUnavailable("files are not read here yet")
+        yield b""  # an async generator
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         """Names, readable text, the thread a mention opens, the thread so far, and

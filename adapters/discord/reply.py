@@ -47,7 +47,7 @@ import discord
 from adapters.discord.budget import Skipped, skippable
 from bridge.errors import PlatformFailed, PlatformRateLimited
 from bridge.parts import NoticePlace, Part, notice_place
-from bridge.reply import SaveMessageIds
+from bridge.reply import OutFile, SaveMessageIds
 from bridge.split import split_message
 
 log = logging.getLogger(__name__)
@@ -297,6 +297,9 @@ class DiscordReply:
                 return
             await self._landing(lambda: self._show(text), "final text")
             self._state = _Done(self._editing().parts)
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        pass
 
     async def fail(self, message: str) -> None:
         async with self._lock:

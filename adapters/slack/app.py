@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -51,8 +51,8 @@ from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_me
 from adapters.web import WebServer
 from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.config import ConfigError
-from bridge.errors import QuestionRefused
-from bridge.events import ContextMessage, PlatformEvent, ThreadKey, order_key
+from bridge.errors import FileUnavailable, QuestionRefused
+from bridge.events import ContextMessage, FileRef, PlatformEvent, ThreadKey, order_key
 from bridge.policy import Asker
 from bridge.reply import Capabilities, Intake, SaveMessageIds
 
@@ -352,6 +352,10 @@ class SlackAdapter:
             place=message.channel,
             direct=message.is_direct,
         )
+
+    async def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        raise FileUnavailable("files are not read here yet")
+        yield b""  # an async generator
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         """Names, readable text, the place, a link to the thread and the thread so far.

@@ -61,7 +61,7 @@ from adapters.slack.posts import MARKERS, UNCERTAIN, UNCERTAIN_STREAM, lost
 from adapters.slack.text import neutralise_mentions
 from bridge.errors import PlatformFailed, ReplyStopped
 from bridge.parts import Part, notice_place
-from bridge.reply import SaveMessageIds
+from bridge.reply import OutFile, SaveMessageIds
 
 __all__ = ["CALL_ERRORS", "SlackOutput", "SlackReply", "Target"]
 
@@ -195,6 +195,9 @@ class SlackReply:
                 ) from exc
             self._state = _Done()
             await self._clear_status()
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        pass
 
     async def fail(self, message: str) -> None:
         async with self._lock:

@@ -22,20 +22,21 @@ from bridge.delivery import STOPPED_EARLY
 from bridge.errors import (
     AnswerFailed,
     AnswerTimedOut,
+    FileUnavailable,
     PlatformRateLimited,
     QuestionRefused,
     ReplyStopped,
     RequestRejected,
     TurnInterrupted,
 )
-from bridge.events import PlatformEvent, ThreadKey
+from bridge.events import FileRef, PlatformEvent, ThreadKey
 from bridge.intake import Bridge
 from bridge.openwebui.filing import Filing
 from bridge.openwebui.flows import Placement, flow_for
 from bridge.openwebui.organise import Rater
 from bridge.options import CoreOptions
 from bridge.policy import AccessPolicy, Asker, Limits
-from bridge.reply import Capabilities, SaveMessageIds
+from bridge.reply import Capabilities, OutFile, SaveMessageIds
 from bridge.results import TurnResult
 from bridge.store import Conversation, Turn, TurnStatus
 from storage.sqlite import SqliteStore, open_store
@@ -89,6 +90,9 @@ class Reply:
         self.final = text
         self.platform.finished.append(self.message_id)
 
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        pass
+
     async def fail(self, message: str) -> None:
         self.endings += 1
         self.failure = message
@@ -107,6 +111,10 @@ class RecordingPlatform:
 
     def reply_to(self, message_id: str) -> Reply:
         return self.replies.setdefault(message_id, Reply(self, message_id))
+
+    async def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        raise FileUnavailable("files are not read here yet")
+        yield b""  # an async generator
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         self.prepared.append(event.message_id)

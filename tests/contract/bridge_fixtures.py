@@ -19,10 +19,11 @@ import httpx
 from adapters.runtime import Runtime, open_runtime
 from bridge.actions import Act, Acted, Action, Outcome
 from bridge.config import Settings, load_settings
-from bridge.events import PlatformEvent, ThreadKey
+from bridge.errors import FileUnavailable
+from bridge.events import FileRef, PlatformEvent, ThreadKey
 from bridge.intake import Bridge
 from bridge.openwebui.organise import Rater
-from bridge.reply import Capabilities, SaveMessageIds
+from bridge.reply import Capabilities, OutFile, SaveMessageIds
 from bridge.results import TurnResult
 from tests.harness.openwebui import RunningOpenWebUI
 
@@ -60,6 +61,9 @@ class RecordingReply:
         assert self.final is None and self.failure is None, "reply ended twice"
         self.final = text
 
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        pass
+
     async def fail(self, message: str) -> None:
         assert self.final is None and self.failure is None, "reply ended twice"
         self.failure = message
@@ -77,6 +81,10 @@ class RecordingPlatform:
     def __init__(self) -> None:
         self.replies: dict[str, RecordingReply] = {}
         self.given_ids: dict[str, tuple[str, ...]] = {}  # ids each attempt was handed
+
+    async def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        raise FileUnavailable("files are not read here yet")
+        yield b""  # an async generator
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         return event
