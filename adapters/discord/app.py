@@ -56,7 +56,6 @@ from adapters.discord.steering import Steering
 from adapters.discord.text import readable, thread_name
 from adapters.discord.threads import ReplyPlaces, Threads
 from adapters.web import WebServer
-from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.channels import RespondTo
 from bridge.config import ConfigError
 from bridge.errors import FileUnavailable, QuestionRefused
@@ -235,7 +234,7 @@ class DiscordAdapter:
                 return None
             self._names.keep(parsed)
             try:
-                queued = await self._bridge.submit(
+                await self._bridge.submit(
                     PlatformEvent(
                         event_id=parsed.delivery_id,
                         thread=key,
@@ -245,7 +244,6 @@ class DiscordAdapter:
                         text=parsed.question,
                         order=inbound.order_of(parsed),
                         needs_context=decision.needs_context,
-                        attachments=parsed.attachments,
                         place=place,
                         direct=direct,
                     ),
@@ -254,8 +252,6 @@ class DiscordAdapter:
             except QuestionRefused as refused:
                 self._names.drop(parsed.id)
                 return refused.notice
-        if queued is not None and parsed.attachments and parsed.question.strip():
-            return ATTACHMENTS_IGNORED  # answered, but the files are not read
         return None
 
     def _respond_to(self, parsed: inbound.DiscordMessage, place: str) -> RespondTo:

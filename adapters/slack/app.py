@@ -49,7 +49,6 @@ from adapters.slack.screening import EVENTS_PATH, EventsEndpoint
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
 from adapters.web import WebServer
-from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.config import ConfigError
 from bridge.errors import FileUnavailable, QuestionRefused
 from bridge.events import ContextMessage, FileRef, PlatformEvent, ThreadKey, order_key
@@ -286,8 +285,7 @@ class SlackAdapter:
         finally:
             place.done()
         if notice is not None:
-            # The attachments notice goes with the answer; a refusal where it was asked.
-            self._notices.post(message, notice, in_thread=notice == ATTACHMENTS_IGNORED)
+            self._notices.post(message, notice, in_thread=False)
 
     async def _queue(
         self, message: SlackMessage, key: ThreadKey, asker: Asker | None
@@ -306,8 +304,6 @@ class SlackAdapter:
         if taken is not None and message.is_dm and decision.needs_context:
             # The first question of a DM thread: in Slack's assistant view, its title.
             self._assistant.title(message.channel, message.thread, event.text)
-        if taken is not None and message.files and event.text.strip():
-            return ATTACHMENTS_IGNORED
         return None
 
     async def _decide(self, message: SlackMessage, key: ThreadKey) -> inbound.Decision:
@@ -348,7 +344,6 @@ class SlackAdapter:
             text=strip_bot_mention(message.text, self.identity.user_id),
             order=order_key(message.ts),
             needs_context=decision.needs_context,
-            attachments=message.files,
             place=message.channel,
             direct=message.is_direct,
         )
