@@ -8,11 +8,17 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES
+from prometheus_client import REGISTRY
 
+from adapters.discord import budget
 from adapters.discord.app import DiscordAdapter
 from adapters.discord.files import GONE, link_expired
+from adapters.discord.metered import meter
 from bridge.errors import FileUnavailable
 from bridge.events import FileRef
+from bridge.reply import OutFile
+from tests.adapters.discord.conftest import Place
 from tests.adapters.discord.discord_world import World, discord_world, next_event
 from tests.fakes.discord_cdn import CHUNK, FakeFile
 from tests.fakes.discord_server import BOT_USER_ID
@@ -94,3 +100,63 @@ def test_a_link_past_its_expiry_is_not_fetched() -> None:
     link = "https://cdn.discordapp.com/attachments/1/2/a.png?ex=65d903de&is=65c68ede&hm=ab&"
     assert link_expired(link, now=0x65D903DE + 1) and not link_expired(link, now=0x65D903DE - 1)
     assert not link_expired("https://cdn.discordapp.com/attachments/1/2/a.png")
+
+
+# -- an answer's files ----------------------------------------------------------------
+
+EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"
+FETCH = "GET /channels/{channel_id}/messages/{message_id}"
+
+
+def calls(method: str) -> float:
+    labels = {"platform": "discord", "method": method, "outcome": "ok"}
+    return REGISTRY.get_sample_value("owui_bridge_platform_calls_total", labels) or 0.0
+
+
+async def test_attach_puts_an_image_on_the_answers_last_message(place: Place) -> None:
+    meter(place.client)
+    budget.attach(place.client)
+    edits, fetches = calls(EDIT), calls(FETCH)
+    reply = place.reply()
+    await reply.start()
+    await reply.finish("a" * 1500 + "\n\n" + "b" * 1500)  # two messages
+    first, last = place.fake.bot_messages(place.channel)
+    await reply.attach([OutFile("chart.png", "image/png", PNG)])
+    await reply.attach([OutFile("data.csv", "text/csv", b"x,y\n1,2\n")])
+    assert place.fake.attached(first) == []
+    assert place.fake.attached(last) == [("chart.png", PNG), ("data.csv", b"x,y\n1,2\n")]
+    assert last.content == "b" * 1500  # the answer's text stays as it is
+    assert [m.id for m in place.fake.bot_messages(place.channel)] == [first.id, last.id]
+    # Through the metered, budgeted REST client like every other call.
+    assert (calls(EDIT) - edits, calls(FETCH) - fetches) == (2, 2)
+
+
+async def test_too_many_files_attach_what_fits_and_name_the_rest(place: Place) -> None:
+    reply = place.reply()
+    await reply.start()
+    await reply.finish("here are your files")
+    files = [OutFile(f"f{n}.txt", "text/plain", f"file {n}".encode()) for n in range(12)]
+    await reply.attach(files)
+    answer, note = place.fake.bot_messages(place.channel)
+    assert [name for name, _ in place.fake.attached(answer)] == [f"f{n}.txt" for n in range(10)]
+    assert note.content == "⚠️ 2 files could not be attached (Discord's limits): f10.txt, f11.txt"
+
+
+async def test_files_over_the_size_limit_are_left_out_with_a_note(place: Place) -> None:
+    fake = place.fake
+    guild = fake.guild_of(place.channel)
+    assert guild is not None
+    reply = place.reply()
+    await reply.start()
+    await reply.finish("two pictures")
+    huge = OutFile("huge.png", "image/png", bytes(DEFAULT_FILE_SIZE_LIMIT_BYTES + 1))
+    # Over the limit the bot knows of: never sent. Over a lower one Discord applies: a 413,
+    # and the file goes again without the last one.
+    fake.set_attachment_size_limit(guild, len(PNG) + 10)
+    await reply.attach([OutFile("small.png", "image/png", PNG), huge, OutFile("b.png", "", PNG)])
+    answer, note = fake.bot_messages(place.channel)
+    assert fake.attached(answer) == [("small.png", PNG)]
+    assert answer.content == "two pictures"
+    assert note.content == "⚠️ 2 files could not be attached (Discord's limits): b.png, huge.png"
+    refused = [c for c in fake.calls if c.key == EDIT and len(c.files) == 2]
+    assert len(refused) == 1  # small.png and b.png, refused with 40005; huge.png never sent
