@@ -357,7 +357,10 @@ class DiscordReply:
             if not parts:
                 raise PlatformFailed("no answer message to attach files to")
             last = parts[-1].id
-            left = await self._landing(lambda: self._channel.attach(last, files), "files")
+            try:
+                left = await self._landing(lambda: self._channel.attach(last, files), "files")
+            except MessageGone as exc:  # a person deleted the answer's last message
+                raise PlatformFailed(f"no message {last} to attach files to") from exc
             if left:
                 line = discord_files.not_attached(left, self._limit)
                 await self._landing(lambda: self._channel.send(line, self._nonce("f")), "note")

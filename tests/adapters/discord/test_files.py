@@ -15,7 +15,7 @@ from adapters.discord import budget
 from adapters.discord.app import DiscordAdapter
 from adapters.discord.files import GONE, link_expired
 from adapters.discord.metered import meter
-from bridge.errors import FileUnavailable
+from bridge.errors import FileUnavailable, PlatformFailed
 from bridge.events import FileRef
 from bridge.reply import OutFile
 from tests.adapters.discord.conftest import Place
@@ -160,3 +160,14 @@ async def test_files_over_the_size_limit_are_left_out_with_a_note(place: Place) 
     assert note.content == "⚠️ 2 files could not be attached (Discord's limits): b.png, huge.png"
     refused = [c for c in fake.calls if c.key == EDIT and len(c.files) == 2]
     assert len(refused) == 1  # small.png and b.png, refused with 40005; huge.png never sent
+
+
+async def test_attach_to_a_deleted_answer_is_a_platform_failure(place: Place) -> None:
+    reply = place.reply()
+    await reply.start()
+    await reply.finish("soon gone")
+    (answer,) = place.fake.bot_messages(place.channel)
+    place.fake.delete(answer.id)
+    with pytest.raises(PlatformFailed):
+        await reply.attach([OutFile("chart.png", "image/png", PNG)])
+    assert place.fake.bot_messages(place.channel) == []  # nothing posted instead
