@@ -20,6 +20,11 @@ as ``/new`` or ``/stop``), ``react`` / ``unreact`` (MESSAGE_REACTION_ADD / _REMO
 in ``reactions``; the Add Reactions permission is not checked), ``rename_channel``
 (CHANNEL_UPDATE) and ``rename_guild`` (GUILD_UPDATE).
 
+Files (``tests.fakes.discord_cdn``): ``user_says(files=[FakeFile(...)])`` attaches them, served
+from signed links on this server (``cdn.expire_links()`` ages every link past its expiry); the
+bot's multipart creates and edits store theirs, within ten files and the guild's
+``set_attachment_size_limit`` (413, 40005); ``attached(message)`` is what a person sees on it.
+
 Pointing discord.py 2.7.1 at the fake (read from client.py, gateway.py, http.py):
 
 - REST: ``discord.http.Route.BASE = fake.api_url``. It is a class attribute read when each
