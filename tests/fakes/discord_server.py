@@ -1537,25 +1537,28 @@ class FakeDiscord:
         if isinstance(listed, list):
             wanted = {str(a.get("id")) for a in listed if isinstance(a, dict)}
             kept = [a for a in existing if str(a["id"]) in wanted]
-            names = {str(a.get("id")): a.get("filename") for a in listed if isinstance(a, dict)}
+            named = {str(a.get("id")): a for a in listed if isinstance(a, dict)}
         else:
-            kept, names = list(existing), {}
+            kept, named = list(existing), {}
         if len(kept) + len(files) > MAX_FILES:
             raise DiscordError(400, 50035, "Invalid Form Body", too_many_files())
         guild_id = self.guild_of(channel_id)
         limit = self._guild(guild_id).attachment_size_limit if guild_id else DEFAULT_SIZE_LIMIT
         if sum(len(f.data) for f in files) > limit:
             raise DiscordError(413, 40005, "Request entity too large")
-        added = [
-            self.cdn.store(
+        added: list[JSON] = []
+        for n, f in enumerate(files):
+            entry = named.get(str(n), {})
+            stored = self.cdn.store(
                 self.next_id(),
                 channel_id,
-                str(names.get(str(n)) or f.name),
+                str(entry.get("filename") or f.name),
                 f.data,
                 f.content_type,
             )
-            for n, f in enumerate(files)
-        ]
+            if entry.get("description"):
+                stored["description"] = entry["description"]  # the file's alt text
+            added.append(stored)
         return kept + added
 
     def _edit(self, message: Message, body: Any) -> Message:

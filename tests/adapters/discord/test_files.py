@@ -5,7 +5,7 @@ CDN, and an answer's files land as attachments of its last message."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES
@@ -171,3 +171,22 @@ async def test_attach_to_a_deleted_answer_is_a_platform_failure(place: Place) ->
     with pytest.raises(PlatformFailed):
         await reply.attach([OutFile("chart.png", "image/png", PNG)])
     assert place.fake.bot_messages(place.channel) == []  # nothing posted instead
+
+
+async def test_the_adapters_reply_attaches_in_the_questions_thread(
+    world: World, adapter: DiscordAdapter
+) -> None:
+    fake = world.fake
+    fake.user_says(world.general, world.ada, f"{MENTION} draw a chart")
+    event = await adapter.prepare(await next_event(world, 1))  # opens the thread
+
+    async def save(ids: Sequence[str]) -> None:
+        pass
+
+    reply = adapter.reply(event, (), save)
+    await reply.start()
+    await reply.finish("Here it is.")
+    await reply.attach([OutFile("chart.png", "image/png", PNG, title="a chart")])
+    (answer,) = fake.bot_messages(event.thread.channel)
+    assert (answer.content, fake.attached(answer)) == ("Here it is.", [("chart.png", PNG)])
+    assert answer.attachments[0]["description"] == "a chart"  # the file's title as alt text
