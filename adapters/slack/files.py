@@ -16,6 +16,7 @@ drops it when a redirect leaves the host) and never into a log or an error.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -143,10 +144,11 @@ class SlackFiles:
                         response.content_type,
                     )
                     raise FileUnavailable(reason)
+                outcome = "ok"  # Slack gives the file (the core may stop reading early)
                 async for chunk in response.content.iter_chunked(CHUNK):
                     yield chunk
-            outcome = "ok"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            outcome = "error"
             # The exception's text may hold the URL, never the header: logged by type only.
             log.warning("download of Slack file %s failed: %s", file.id, type(exc).__name__)
             raise FileUnavailable(FAILED) from None
@@ -183,9 +185,24 @@ async def upload(
     ``PlatformFailed`` when Slack refuses."""
     if not files:
         return
-    items = [{"file": f.data, "filename": f.name, "title": f.title or f.name} for f in files]
+    items = [
+        {
+            "file": f.data,
+            "filename": _with_extension(f),
+            "title": f.title or f.name,
+            "alt_txt": f.title or None,  # what a screen reader says of an image
+        }
+        for f in files
+    ]
     try:
         await client.files_upload_v2(file_uploads=items, channel=channel, thread_ts=thread_ts)
     except (*CALL_ERRORS, SlackRequestError) as exc:
         what = describe(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
         raise PlatformFailed(f"slack refused {len(files)} file(s) in {channel}: {what}") from exc
+
+
+def _with_extension(file: OutFile) -> str:
+    """Slack tells a file's type by its name: "chart" of image/png goes as "chart.png"."""
+    if "." in file.name.rsplit("/", 1)[-1]:
+        return file.name
+    return file.name + (mimetypes.guess_extension(file.mimetype) or "")

@@ -76,8 +76,11 @@ async def test_a_png_with_text_reaches_the_core_described_and_downloads_exactly(
         "",
     )
     assert file.url.endswith(f"{TEAM_ID}-{shot.id}/download/shot.png") and TOKEN not in file.url
+    downloads = metrics.PLATFORM_CALLS.labels("slack", "files.download", "ok")
+    before = downloads._value.get()
     assert b"".join(await read(slack, file)) == PNG
     assert fake.file_store.downloads == [(shot.id, True)]  # with the bot token
+    assert downloads._value.get() == before + 1  # counted in /metrics like other calls
     # The question is answered with its file: no "attachments are not read" notice.
     await asyncio.sleep(0.2)
     assert fake.ephemerals == []
@@ -191,12 +194,15 @@ async def test_an_answers_image_is_posted_into_its_thread(
     await reply.start()
     await reply.finish("Here is your cat.")
     cat = b"\x89PNG\r\n\x1a\n" + b"meow" * 5000
-    await reply.attach([OutFile("cat.png", "image/png", cat, title="A cat")])
+    await reply.attach(
+        [OutFile("cat.png", "image/png", cat, title="A cat"), OutFile("chart", "image/png", cat)]
+    )
     thread = event.thread.thread
     answer, image = fake.bot_replies("C1", thread)
+    # Both in one message; a name without an extension gets its type's, as Slack needs.
+    assert [fake.file_store.files[f].name for f in image.files] == ["cat.png", "chart.png"]
     assert answer.text == "Here is your cat."
-    (file_id,) = image.files
-    stored = fake.file_store.files[file_id]
+    stored = fake.file_store.files[image.files[0]]
     assert (stored.data, stored.title, stored.name, stored.mimetype) == (
         cat,
         "A cat",
