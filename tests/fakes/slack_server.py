@@ -41,6 +41,13 @@ Reactions: ``react`` / ``unreact`` change a message's reactions and return the
 ``open_assistant_thread`` starts one (its ``assistant_thread_started`` event);
 ``assistant.threads.setSuggestedPrompts`` / ``setTitle`` are kept in ``suggested`` and
 ``titles``.
+
+Files (``slack_files.py``): ``add_file`` makes a file a person shares (``user_says(files=…)``
+takes them, or plain names); its bytes are served at ``url_private_download`` only for the bot
+token with ``files:read``, else Slack's sign-in page. Slack Connect, deleted, expired, hidden
+and external files behave as on Slack. ``files.getUploadURLExternal`` → POST →
+``files.completeUploadExternal`` shares an upload as a bot message (``Message.files``) in the
+channel or thread; ``file_data`` gives its bytes.
 """
 
 from __future__ import annotations
