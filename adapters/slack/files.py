@@ -47,6 +47,7 @@ CONNECT = "it was shared from another organisation and Slack does not let the bo
 NO_LINK = "Slack gave no link to it"
 GONE = "Slack no longer has it (deleted or expired)"
 NOT_ALLOWED = "Slack did not let the bot read it (the app needs the files:read scope)"
+FORBIDDEN = "Slack did not let the bot read it"
 FAILED = "the download from Slack failed"
 NOT_SLACK = "its link does not point to Slack"
 
@@ -168,7 +169,7 @@ def _refused(response: aiohttp.ClientResponse, file: FileRef) -> str:
     if response.status in (404, 410):
         return GONE
     if response.status in (401, 403):
-        return NOT_ALLOWED
+        return FORBIDDEN
     if response.status != 200:
         return FAILED
     expects_html = file.mimetype.startswith("text/html")

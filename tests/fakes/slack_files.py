@@ -59,6 +59,7 @@ class StoredFile:
     connect: bool = False
     info_refused: bool = False
     removed: bool = False
+    forbidden: bool = False  # its URL answers 403 (unverified when Slack does)
     hold: asyncio.Event | None = None
     served_chunks: int = 0  # chunks written by the last download
 
@@ -182,6 +183,8 @@ class FileStore:
                 text="<html><body>File not found</body></html>",
                 content_type="text/html",
             )
+        if stored.forbidden:
+            return web.Response(status=403, text="Forbidden")
         response = web.StreamResponse(
             headers={
                 "Content-Type": stored.mimetype,

@@ -888,6 +888,8 @@ async def test_removed_and_hidden_files_are_not_served(fake: FakeSlack) -> None:
     for obj in body["event"]["files"]:
         assert (await _get(obj["url_private_download"], BOT_TOKEN))[0] == 404
     assert body["event"]["files"][1]["mode"] == "hidden_by_limit"
+    hidden.mode, hidden.forbidden = "hosted", True
+    assert (await _get(body["event"]["files"][1]["url_private_download"], BOT_TOKEN))[0] == 403
 
 
 async def test_slack_connect_files_need_files_info(fake: FakeSlack, client: AsyncWebClient) -> None:

@@ -12,7 +12,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.slack.app import SlackAdapter
-from adapters.slack.files import CHUNK, CONNECT, DELETED, GONE, HIDDEN, NOT_ALLOWED, NOT_SLACK
+from adapters.slack.files import (
+    CHUNK,
+    CONNECT,
+    DELETED,
+    FORBIDDEN,
+    GONE,
+    HIDDEN,
+    NOT_ALLOWED,
+    NOT_SLACK,
+)
 from bridge import metrics
 from bridge.channels import ChannelRules, Channels
 from bridge.errors import FileUnavailable, PlatformFailed
@@ -148,6 +157,9 @@ async def test_files_slack_will_not_give_say_why(
     with pytest.raises(FileUnavailable) as exc:
         await read(slack, by_id[expired.id])
     assert exc.value.reason == NOT_ALLOWED and TOKEN not in str(exc.value)
+    expired.forbidden = True
+    fake.scopes.append("files:read")
+    assert await unavailable(slack, by_id[expired.id]) == FORBIDDEN
     assert TOKEN not in caplog.text
 
 
