@@ -12,7 +12,8 @@ at once, and the events still queue one at a time in delivery order
 (``notices``). Each channel's ``respond_to`` rule decides what is a question
 there (``inbound.decide``). Reactions on answers (``reacting``), assistant
 threads (``assistant``) and channel renames (``places``) are acknowledged at
-once; their work runs in the background (``chores``).
+once; their work runs in the background (``chores``). Files sent with a question
+travel as Slack describes them and are downloaded when the core asks (``files``).
 
 In HTTP mode every request is screened before Bolt parses it (``screening``).
 Every Web API call of the process goes through one HTTP session (``client``).
@@ -358,9 +359,10 @@ class SlackAdapter:
         return self._files.download(file)
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
-        """Names, readable text, the place, a link to the thread and the thread so far.
-        An event that already has its author's name was prepared before: only what
-        it lacks of the place is filled in."""
+        """Names, readable text, the place, a link to the thread, the thread so far and
+        the details of Slack Connect files (``files.info``). An event that already has
+        its author's name was prepared before: only what it lacks of the place (and its
+        files) is filled in."""
         place = await self._place(event)
         files = await self._files.resolve(event.files)  # Slack Connect files: files.info
         if files != event.files:
