@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.slack.app import SlackAdapter
+from adapters.slack.app import SCOPES, Identity, SlackAdapter
 from adapters.slack.files import (
     CHUNK,
     CONNECT,
@@ -243,3 +243,8 @@ async def test_an_upload_slack_refuses_fails_the_attach(
         await reply.attach([OutFile("dog.png", "image/png", b"woof")])
     assert "missing_scope" in str(exc.value)
     assert [m.text for m in fake.bot_replies("C1", event.thread.thread)] == ["Here is your dog."]
+
+
+def test_a_token_without_the_file_scopes_is_told_what_to_add() -> None:
+    older = frozenset(s for s in SCOPES if not s.startswith("files:"))
+    assert Identity("UBOT", TEAM_ID, older).missing_scopes == ["files:read", "files:write"]
