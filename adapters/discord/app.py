@@ -35,6 +35,7 @@ from discord import app_commands
 from adapters.discord import budget, inbound
 from adapters.discord.commands import Commands
 from adapters.discord.facts import AskerFacts, parent_channel
+from adapters.discord.files import download
 from adapters.discord.gateway import (
     connect,
     connected,
@@ -58,7 +59,7 @@ from adapters.discord.threads import ReplyPlaces, Threads
 from adapters.web import WebServer
 from bridge.channels import RespondTo
 from bridge.config import ConfigError
-from bridge.errors import FileUnavailable, QuestionRefused
+from bridge.errors import QuestionRefused
 from bridge.events import FileRef, PlatformEvent, ThreadKey
 from bridge.policy import Asker
 from bridge.reply import Capabilities, Intake, SaveMessageIds
@@ -108,6 +109,8 @@ class DiscordAdapter:
         self._in_channel: dict[str, str] = {}
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
+        # CDN downloads: a session of their own (no bot token on a file link).
+        self._downloads: aiohttp.ClientSession | None = None
         self._facts = AskerFacts(self.client, bridge.access)
         self._steering = Steering(
             bridge, self.client, self._facts, name_of=self._names.name_of, tell=self._tell_under
@@ -186,6 +189,9 @@ class DiscordAdapter:
         await self.stop()
         if not self.client.is_closed():
             await self.client.close()
+        downloads, self._downloads = self._downloads, None
+        if downloads is not None:
+            await downloads.close()
 
     async def ready(self) -> bool:
         """Readiness: the gateway is connected and the bot is taking questions."""
@@ -244,6 +250,7 @@ class DiscordAdapter:
                         text=parsed.question,
                         order=inbound.order_of(parsed),
                         needs_context=decision.needs_context,
+                        files=parsed.files,
                         place=place,
                         direct=direct,
                     ),
@@ -285,8 +292,11 @@ class DiscordAdapter:
     # -- one turn ---------------------------------------------------------------------
 
     async def download(self, file: FileRef) -> AsyncIterator[bytes]:
-        raise FileUnavailable("files are not read here yet")
-        yield b""  # an async generator
+        """``file``'s bytes from Discord's CDN as they arrive (``adapters.discord.files``)."""
+        if self._downloads is None or self._downloads.closed:
+            self._downloads = aiohttp.ClientSession()
+        async for chunk in download(self._downloads, file):
+            yield chunk
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         """Names, readable text, the thread a mention opens, the thread so far, and

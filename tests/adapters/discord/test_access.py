@@ -1,7 +1,6 @@
 """What a person sees when the bridge does not take their question on Discord: a
-reply with the notice (or nothing), no thread opened, nothing queued; and the
-acknowledgement that files are not read. The core is the stand-in judging with
-the real admission rules."""
+reply with the notice (or nothing), no thread opened, nothing queued. The core is
+the stand-in judging with the real admission rules."""
 
 from __future__ import annotations
 
