@@ -121,7 +121,8 @@ class Timed:
 async def first_text(
     runtime: Runtime, timed: Timed, file: FileRef, data: bytes
 ) -> tuple[float, float, float]:
-    """(upload s, processing s, question → first text s) for one question."""
+    """(upload s, processing s, question → first text s) for one question; the last is
+    negative (the time to the failure) when no text came."""
     platform_of(runtime).served[file.id] = data
     timed.spans.clear()
     reply = RecordingReply()
@@ -132,8 +133,9 @@ async def first_text(
     statuses = [s for s in timed.spans if s[0] == "status"]
     upload = sum(end - begin for _, begin, end in uploads)
     processing = (statuses[-1][2] - uploads[-1][2]) if statuses and uploads else 0.0
-    shown = (reply.first_text_at or time.monotonic()) - start
-    return upload, processing, shown
+    if reply.first_text_at is None:  # e.g. the model server refused a request this big
+        return upload, processing, -(time.monotonic() - start)
+    return upload, processing, reply.first_text_at - start
 
 
 async def requests_per_turn(runtime: Runtime) -> dict[str, int]:
@@ -173,9 +175,14 @@ async def measure(server: RunningOpenWebUI) -> None:
                     upload, processing, shown = await first_text(
                         runtime, timed, replace(ref, id=f"{ref.id}{run}"), data
                     )
+                    ended = (
+                        f"first text after {shown:.2f} s"
+                        if shown >= 0
+                        else f"no text: the turn failed after {-shown:.2f} s"
+                    )
                     print(
                         f"{server.version:<8} {label} run {run + 1}: upload {upload:.2f} s,"
-                        f" processing {processing:.2f} s, first text after {shown:.2f} s"
+                        f" processing {processing:.2f} s, {ended}"
                     )
     print(f"{server.version:<8} Open WebUI requests per follow-up turn: {counts}")
 
