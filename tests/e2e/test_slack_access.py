@@ -12,6 +12,7 @@ chat, no model request, no row in the database, no log line).
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import stat
 import uuid
@@ -349,7 +350,8 @@ async def test_seven_at_once_in_one_thread_five_are_taken(world: World) -> None:
 
 async def test_bare_mentions_get_a_hint_and_files_are_read(world: World) -> None:
     bare = await world.refused_say("UFILE", "")  # just "<@UBOT>"
-    report = world.fake.add_file("report.txt", b"quarterly numbers\n", mimetype="text/plain")
+    secret = f"quarterly-{uuid.uuid4().hex[:8]}"
+    report = world.fake.add_file("report.txt", secret.encode(), mimetype="text/plain")
     with_file = await world.say("UFILE", "summarise this", files=[report])
     # With a document Open WebUI wraps the question in its retrieval prompt, so the
     # test model's answer is not the plain echo: wait for any finished answer.
@@ -363,6 +365,8 @@ async def test_bare_mentions_get_a_hint_and_files_are_read(world: World) -> None
     assert world.notices("UFILE") == [(CHANNEL, None, HINT)]
     [answer] = [m.text for m in world.replies(with_file)]
     assert "was not read" not in answer
+    # The file's text reached the model through Open WebUI's file handling.
+    assert any(secret in json.dumps(r.get("body")) for r in world.model.recorded())
     assert world.replies(bare) == []
     assert world.stored(bare) == {"turns": 0, "deliveries": 0, "conversations": 0}
 
