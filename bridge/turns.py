@@ -280,6 +280,7 @@ class TurnRunner:
                 session_id=(self._live.session_id if self._live else None) or str(uuid.uuid4()),
                 title_generation=self._options.title_generation,
                 knowledge_ids=rules.knowledge_ids,
+                knowledge=await self._knowledge(rules.knowledge_ids),
                 filter_ids=rules.filter_ids,
                 features=dict(rules.features),
                 system_prompt=rules.system_prompt,
@@ -345,6 +346,18 @@ class TurnRunner:
             if found is _Found.UNSTARTED:
                 return await self._flow.restart(sent)
             return Started(chat_id, request.model)
+
+    async def _knowledge(self, ids: Sequence[str]) -> tuple[dict[str, Any], ...]:
+        """The channel's collections as the web UI sends them; one that cannot be read
+        goes by its id alone (the answer still comes)."""
+        found: list[dict[str, Any]] = []
+        for knowledge_id in ids:
+            try:
+                found.append(await self._client.knowledge(knowledge_id))
+            except BridgeError as exc:
+                log.warning("knowledge %s not read: %s", knowledge_id, exc)
+                found.append({"id": knowledge_id})
+        return tuple(found)
 
     async def _placement(self, conversation: Conversation, event: PlatformEvent) -> Placement:
         """Where a new chat goes from its creation; filing's trouble never holds up an answer."""

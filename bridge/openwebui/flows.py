@@ -57,6 +57,10 @@ class TurnRequest:
     session_id: str
     title_generation: bool = True
     knowledge_ids: tuple[str, ...] = ()
+    # The collections as Open WebUI describes them (``GET /api/v1/knowledge/{id}``), sent
+    # whole as the web UI sends them: 0.6.15 in full-context mode reads the documents
+    # only from their ``data.file_ids``. Empty: the bare ids.
+    knowledge: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
     filter_ids: tuple[str, ...] = ()
     features: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +91,9 @@ class TurnRequest:
             "variables": self.variables,
             "filter_ids": list(self.filter_ids),
         }
-        if self.knowledge_ids:
+        if self.knowledge:
+            payload["files"] = [{**k, "type": "collection"} for k in self.knowledge]
+        elif self.knowledge_ids:
             payload["files"] = [{"type": "collection", "id": k} for k in self.knowledge_ids]
         if self.chat_id:
             payload["chat_id"] = self.chat_id
