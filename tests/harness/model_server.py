@@ -34,6 +34,9 @@ stored as having thought for S seconds. What it stores differs by version:
 ``expected_reply`` is always the answer alone, reasoning left out;
 ``expected_reasoning`` is the reasoning text.
 
+``POST /v1/images/generations`` (image generation pointed here) answers ``IMAGE_PNG``
+as ``b64_json``.
+
 Every request is recorded (``recorded()``); ``chat_requests()`` gives the
 ``messages`` each chat completion (background tasks left out) carried.
 
@@ -44,7 +47,10 @@ instantly with harmless JSON, whatever directives the chat history contains.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
+import zlib
 import re
 import threading
 import time
@@ -62,6 +68,26 @@ DEFAULT_DELAY = 0.01
 WORDS_PER_CHUNK = 3
 STALL_CHUNKS = 3
 DEFAULT_THINK = 1.0
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A small solid-colour PNG (what ``/v1/images/generations`` returns)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+IMAGE_PNG = _png(8, 8, (0, 128, 128))
 
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?:=([^\]]*))?\]\]")
 
@@ -205,6 +231,7 @@ class ModelServer:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/images/generations", self._images)
         app.router.add_get("/_requests", self._get_requests)
         app.router.add_delete("/_requests", self._clear_requests)
         return app
@@ -247,6 +274,15 @@ class ModelServer:
     async def _clear_requests(self, request: web.Request) -> web.Response:
         self.requests.clear()
         return web.json_response({"status": True})
+
+    async def _images(self, request: web.Request) -> web.Response:
+        """OpenAI image generation: ``n`` copies of ``IMAGE_PNG`` as ``b64_json``."""
+        body = await request.json()
+        self._record(request, body, "image")
+        count = max(1, int(body.get("n") or 1))
+        encoded = base64.b64encode(IMAGE_PNG).decode()
+        data = [{"b64_json": encoded, "revised_prompt": body.get("prompt", "")}] * count
+        return web.json_response({"created": int(time.time()), "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
