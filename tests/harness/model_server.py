@@ -49,11 +49,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
-import zlib
 import re
+import struct
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
