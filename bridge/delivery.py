@@ -148,8 +148,8 @@ class Delivery:
 
     async def attach(self, files: Sequence[OutFile]) -> bool:
         """Post ``files`` with the finished answer. When the platform refuses them, the
-        answer stays and ends with one short line saying so (``finish`` once more, the
-        only call a reply takes after ``finish``); never raises."""
+        answer stays and one short notice says so (the reply's ``fail``, which puts it
+        below the answer's last message or in a message of its own); never raises."""
         if not files:
             return True
         try:
@@ -158,7 +158,7 @@ class Delivery:
         except Exception as exc:
             log.warning("could not attach %d file(s) to an answer: %s", len(files), exc)
         try:
-            await self._handle.finish(f"{self._shown.rstrip()}\n\n{ATTACH_FAILED}")
+            await self._handle.fail(ATTACH_FAILED)
         except Exception as exc:
             log.debug("noting a failed attach: %s", exc)
         return False
@@ -194,9 +194,7 @@ class Delivery:
 
 STOPPED = "_(stopped)_"
 STOPPED_EARLY = "Stopped before the new answer was written."
-ATTACH_FAILED = (
-    "_(the files of this answer could not be posted here; they are in the Open WebUI chat)_"
-)
+ATTACH_FAILED = "The files of this answer could not be posted here; the Open WebUI chat has them."
 
 
 def stopped_text(shown: str) -> str:

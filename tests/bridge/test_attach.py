@@ -1,5 +1,6 @@
 """Files with a finished answer: handed to the reply after ``finish``; a platform that
-refuses them leaves the answer whole with one short line saying so."""
+refuses them leaves the answer whole, with one short notice (the reply's ``fail``,
+which shows it below the answer) saying so."""
 
 from __future__ import annotations
 
@@ -66,5 +67,5 @@ async def test_a_refused_attach_keeps_the_answer_and_says_so_once() -> None:
     assert reply.calls[1:] == [
         ("finish", "The answer."),
         ("attach", (PNG,)),
-        ("finish", f"The answer.\n\n{ATTACH_FAILED}"),
+        ("fail", ATTACH_FAILED),
     ]
