@@ -492,7 +492,9 @@ class TurnRunner:
     ) -> None:
         """Finalise the stored answer, check the tree, and show the stored text (long
         code blocks as files, its sources below it), then its images and code files."""
-        chat = await self._flow.finalise(chat_id, assistant_id)
+        # As the web UI does, the answer keeps the images its live events announced.
+        announced = [f for f in live_files if f.get("type") == "image"]
+        chat = await self._flow.finalise(chat_id, assistant_id, files=announced)
         message = tree.message_in(chat, assistant_id) or {}
         stored = tree.message_text(message)
         result.tree_problems = tree.problems(tree.history_of(chat))

@@ -124,3 +124,6 @@ async def test_a_generated_image_reaches_the_thread_as_an_image(
     (image,) = reply.attached[0]
     assert image.mimetype == "image/png" and image.name.endswith(".png")
     assert image.data == IMAGE_PNG
+    # The Open WebUI chat shows the image on the answer, as the web UI would have it.
+    files = history["messages"][history["currentId"]].get("files") or []
+    assert [f["type"] for f in files] == ["image"], files
