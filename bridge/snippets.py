@@ -102,7 +102,9 @@ def extract(text: str, limit: int, *, final: bool = True) -> Snippets:
             files.append(OutFile(name, "text/plain", (code + "\n").encode(), title=name))
             out.append(f"{indent}_(code: {len(code):,} characters, in the attached `{name}`)_")
         else:
-            out.append(f"{indent}_(code: {len(code):,} characters so far, attached when done)_")
+            out.append(
+                f"{indent}_(code: {len(code):,} characters so far; a file once the answer is done)_"
+            )
         index = end + 1
     return Snippets("\n".join(out), tuple(files))
 

@@ -513,7 +513,8 @@ class TurnRunner:
             self._client, [*images.image_refs(message, live_files), *linked]
         )
         if fetched.missing:
-            delivery.note(f"_({fetched.missing} image(s) of this answer could not be read.)_")
+            count = "1 image" if fetched.missing == 1 else f"{fetched.missing} images"
+            delivery.note(f"_({count} of this answer could not be read from Open WebUI.)_")
         await delivery.finish(text)
         await delivery.attach([*fetched.files, *code.files])
 

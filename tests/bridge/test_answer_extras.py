@@ -78,3 +78,19 @@ async def test_no_footer_where_the_channel_turns_sources_off(
     await (await submit(s, question("q1")))
     assert s.platform.replies["q1"].final == "Plain [1]."
     assert attached == {}
+
+
+async def test_an_image_open_webui_cannot_give_is_counted_above_the_answer(
+    make: BridgeMaker, attached: dict[str, Any]
+) -> None:
+    s = await make()
+    missing = {"type": "image", "url": "/api/v1/files/gone/content"}
+    s.fake.on_completion = lambda answer: (
+        answer.message.update(files=[missing]),
+        answer.finish("Here is your picture."),
+    )
+    await (await submit(s, question("q1")))
+    assert s.platform.replies["q1"].final == (
+        "_(1 image of this answer could not be read from Open WebUI.)_\n\nHere is your picture."
+    )
+    assert attached == {}

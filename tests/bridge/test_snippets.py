@@ -57,7 +57,7 @@ def test_names_follow_the_language_and_never_repeat() -> None:
 def test_a_block_still_streaming_shows_a_pointer_and_no_file_yet() -> None:
     code = "x = 1\n" * 600
     out = extract(f"Start\n```py\n{code}", 3000, final=False)
-    assert out.text == "Start\n_(code: 3,600 characters so far, attached when done)_"
+    assert out.text == "Start\n_(code: 3,600 characters so far; a file once the answer is done)_"
     assert out.files == ()
     # The final text of an answer whose fence was never closed still sends the file.
     final = extract(f"Start\n```py\n{code}", 3000)
