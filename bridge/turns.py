@@ -502,7 +502,10 @@ class TurnRunner:
             log.error("chat %s tree problems after turn: %s", chat_id, result.tree_problems)
         result.answer = stored
         limit = delivery.capabilities.max_message_length
-        shown, linked = images.unlink_relative_images(stored)
+        # What the thread shows of it (its reasoning made one line) is what may hold a
+        # long code block; the reply renders the text once more, which changes nothing.
+        visible = display.visible_text(stored, self._options.reasoning)
+        shown, linked = images.unlink_relative_images(visible)
         code = snippets.extract(shown, snippets.threshold(delivery.capabilities))
         text = code.text
         if rules is None or rules.show_sources:
