@@ -289,7 +289,9 @@ class DiscordAdapter:
                 known = await self._bridge.knows_thread(key)
                 respond_to = self._respond_to(parsed, place)
                 decision = inbound.decide(parsed, known_thread=known, respond_to=respond_to)
-                if not decision.answer:
+                # A question that opened its thread stays one without its mention.
+                kept = known and respond_to != "off" and inbound.is_question(parsed)
+                if not (decision.answer or kept):
                     return
                 self._names.delivered(parsed, nickname=isinstance(message.author, discord.Member))
                 self._names.keep(parsed)  # the edited text's names, for its turn

@@ -217,3 +217,14 @@ async def test_a_deleted_queued_question_is_not_counted_as_waiting(s: Setup) -> 
     assert await s.bridge.retract(question("q2").thread, "q2")
     assert pending.cancelled()
     await asyncio.sleep(0)
+
+
+async def test_a_question_deleted_while_answered_stops_its_answer(s: Setup) -> None:
+    s.fake.hold()
+    pending = await submit(s, question("q1"))
+    a1 = await s.fake.next_held()
+    a1.write("half an answer")
+    await until(lambda: bool(s.platform.replies["q1"].updates))
+    assert await s.bridge.retract(question("q1").thread, "q1") is True
+    assert (await pending).status is TurnStatus.STOPPED
+    assert a1.stopped

@@ -54,6 +54,16 @@ async def test_an_answered_question_edited_is_answered_again_in_place(
         assert path == [asked("what is the plan for Monday?"), asked("and on Tuesday?")]
 
 
+async def test_an_edit_that_drops_the_mention_still_edits_the_question(
+    openwebui: RunningOpenWebUI, make: Make
+) -> None:
+    async with make() as h:
+        question = h.mention("what is the plan?")
+        await h.answers(question.id, [expected_reply(asked("what is the plan?"))])
+        h.fake.user_edits(question.id, "what is the plan, bot?")
+        await h.answers(question.id, [expected_reply(asked("what is the plan, bot?"))])
+
+
 async def test_a_question_edited_while_queued_is_answered_as_edited(
     openwebui: RunningOpenWebUI, make: Make
 ) -> None:
