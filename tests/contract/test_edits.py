@@ -159,3 +159,29 @@ async def _queued_behind_a_slow_answer(runtime: Runtime, thread: str) -> asyncio
     pending = await submit(runtime, slow, reply)
     await wait_for_text(reply)
     return pending
+
+
+async def test_a_question_edited_while_answered_is_stopped_and_answered_as_edited(
+    openwebui: RunningOpenWebUI, make_bridge: BridgeFactory
+) -> None:
+    async with make_bridge() as runtime:
+        reply = RecordingReply()
+        asked = event("the old wording [[words=200]] [[delay=0.05]]", "t-edit-running")
+        first = await submit(runtime, asked, reply)
+        await wait_for_text(reply)
+        pending = await runtime.bridge.edit(replace(asked, event_id="e-r", text="the new one"))
+        assert pending is not None
+        assert (await first).status is TurnStatus.STOPPED
+        result = await pending
+        assert result.status is TurnStatus.DONE and result.chat_id
+        [edit_turn_id] = [k for k in platform_of(runtime).replies if k != asked.message_id]
+        assert platform_of(runtime).given_ids[edit_turn_id] == (reply.message_id,)  # in place
+        assert platform_of(runtime).replies[edit_turn_id].final == expected_reply("the new one")
+        assert await runtime.client.running_tasks(result.chat_id) == []
+
+        history = history_of(fetch_chat(openwebui, result.chat_id))
+        assert treecheck.problems(history) == []
+        path = treecheck.branch(history)
+        assert [m["content"] for m in path if m["role"] == "user"] == ["the new one"]
+        roots = [m for m in history["messages"].values() if m.get("parentId") is None]
+        assert len(roots) == 2  # the stopped question and its edit, side by side
