@@ -228,3 +228,29 @@ async def test_a_question_deleted_while_answered_stops_its_answer(s: Setup) -> N
     assert await s.bridge.retract(question("q1").thread, "q1") is True
     assert (await pending).status is TurnStatus.STOPPED
     assert a1.stopped
+
+
+async def test_an_edit_cut_off_by_a_restart_is_finished_in_place(
+    make_bridge: BridgeMaker,
+) -> None:
+    old = await make_bridge()
+    assert (await (await submit(old, question("q1")))).status is TurnStatus.DONE
+    [answered] = await old.turns()
+    await old.store.set_reply_ids(answered.id, ["reply-q1"])
+    old.fake.hold()
+    assert await old.bridge.edit(edit("q1", "q1 edited", "ev-edit")) is not None
+    held = await old.fake.next_held()
+    await old.bridge.drain(0)  # the bridge stops while the edit's answer is written
+    held.finish("the edited answer")
+
+    new = await make_bridge()
+    new.fake.auto()
+    assert await new.bridge.resume("test") == 1
+    await until(lambda: new.bridge.idle, timeout=5)
+    [_, edit_turn] = await new.turns()
+    assert edit_turn.status is TurnStatus.DONE
+    assert new.platform.given_ids[edit_turn.platform_message_id] == ("reply-q1",)
+    assert new.platform.replies[edit_turn.platform_message_id].final == "the edited answer"
+    history = new.fake.history(await new.chat_id())
+    assert history["currentId"] == edit_turn.assistant_message_id
+    tree_ok(new, await new.chat_id())
