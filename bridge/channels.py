@@ -44,6 +44,7 @@ class ChannelEntry(BaseModel):
     update_interval: float | None = Field(None, gt=0, le=60)
     respond_to: RespondTo | None = None
     suggested_prompts: list[str] | None = None
+    show_sources: bool | None = None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -63,11 +64,12 @@ class ChannelRules:
     update_interval: float | None = None  # None: the platform's own interval
     respond_to: RespondTo = "mentions"
     suggested_prompts: tuple[str, ...] = ()
+    show_sources: bool = True  # the sources footer under answers
 
     def merged(self, entry: ChannelEntry) -> ChannelRules:
         """These rules with what ``entry`` sets."""
         values: dict[str, Any] = {}
-        for name in ("model", "system_prompt", "update_interval", "respond_to"):
+        for name in ("model", "system_prompt", "update_interval", "respond_to", "show_sources"):
             value = getattr(entry, name)
             if value is not None:
                 values[name] = value
@@ -110,6 +112,8 @@ def load_channels(settings: Settings, raw: Mapping[str, Any] | None = None) -> C
         defaults = replace(defaults, knowledge_ids=tuple(settings.openwebui_knowledge_ids))
     if settings.openwebui_filter_ids:
         defaults = replace(defaults, filter_ids=tuple(settings.openwebui_filter_ids))
+    if settings.bridge_show_sources is not None:
+        defaults = replace(defaults, show_sources=settings.bridge_show_sources)
 
     by_id: dict[str, ChannelRules] = {}
     names: dict[str, str] = {}

@@ -113,6 +113,11 @@ class Settings(EnvFirstSettings):
     bridge_show_reasoning: Literal["summary", "hide"] = Field(
         "summary", validation_alias=AliasChoices("BRIDGE_SHOW_REASONING", "bridge_show_reasoning")
     )
+    # The sources footer under answers Open WebUI grounds in documents or the web
+    # (None: on, unless ``[defaults]`` says otherwise).
+    bridge_show_sources: bool | None = Field(
+        None, validation_alias=AliasChoices("BRIDGE_SHOW_SOURCES", "bridge_show_sources")
+    )
     # How long delivery ids are remembered for de-duplication (platform retries come
     # within minutes; a week is generous). Seconds, or a number with s, m, h or d.
     bridge_event_retention: float = Field(

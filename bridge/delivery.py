@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bridge.errors import ReplyStopped
-from bridge.reply import Capabilities, ReplyHandle
+from bridge.reply import Capabilities, OutFile, ReplyHandle
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Delivery:
         replacing: bool = False,  # a regenerate: its messages hold the answer it replaces
     ) -> None:
         self._handle = handle
+        self.capabilities = capabilities
         self._replacing = replacing
         self._interval = capabilities.min_update_interval
         self._render = render
@@ -145,6 +146,23 @@ class Delivery:
         await self._handle.finish(final)
         self._shown = final
 
+    async def attach(self, files: Sequence[OutFile]) -> bool:
+        """Post ``files`` with the finished answer. When the platform refuses them, the
+        answer stays and one short notice says so (the reply's ``fail``, which puts it
+        below the answer's last message or in a message of its own); never raises."""
+        if not files:
+            return True
+        try:
+            await self._handle.attach(files)
+            return True
+        except Exception as exc:
+            log.warning("could not attach %d file(s) to an answer: %s", len(files), exc)
+        try:
+            await self._handle.fail(ATTACH_FAILED)
+        except Exception as exc:
+            log.debug("noting a failed attach: %s", exc)
+        return False
+
     async def end_stopped(self) -> None:
         """The person stopped the answer: keep what the thread shows."""
         await self._halt()
@@ -176,6 +194,7 @@ class Delivery:
 
 STOPPED = "_(stopped)_"
 STOPPED_EARLY = "Stopped before the new answer was written."
+ATTACH_FAILED = "The files of this answer could not be posted here; the Open WebUI chat has them."
 
 
 def stopped_text(shown: str) -> str:

@@ -44,6 +44,9 @@ class ReplyHandle(Protocol):
     person stopped the answer from the platform (e.g. Slack's stop button).
     ``fail`` always shows its one message, even when ending a stream fails: it
     edits the reply's message where one exists instead of posting a new one.
+
+    After ``finish`` the core may call ``attach`` once and, when that raises, ``fail``
+    once with a short notice, shown below the answer (the answer stays).
     """
 
     async def start(self) -> None: ...

@@ -17,7 +17,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import Any, NamedTuple
 
-from bridge import display, metrics
+from bridge import display, metrics, snippets, sources
 from bridge.channels import ChannelRules
 from bridge.delivery import Delivery
 from bridge.errors import (
@@ -30,7 +30,7 @@ from bridge.errors import (
 )
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.logcontext import chat_known, turn_context
-from bridge.openwebui import tree
+from bridge.openwebui import images, tree
 from bridge.openwebui.client import OpenWebUIClient
 from bridge.openwebui.filing import Filing
 from bridge.openwebui.flows import ChatCreated, Placement, Started, TurnFlow, TurnRequest
@@ -182,7 +182,13 @@ class TurnRunner:
         delivery = Delivery(
             platform.reply(event, reply_ids, save_ids),
             capabilities,
-            lambda text: display.visible_text(text, self._options.reasoning),
+            lambda text: (
+                snippets.extract(
+                    display.visible_text(text, self._options.reasoning),
+                    snippets.threshold(capabilities),
+                    final=False,
+                ).text
+            ),
             replacing=bool(replaces and reply_ids),
         )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
@@ -279,6 +285,7 @@ class TurnRunner:
                 session_id=(self._live.session_id if self._live else None) or str(uuid.uuid4()),
                 title_generation=self._options.title_generation,
                 knowledge_ids=rules.knowledge_ids,
+                knowledge=await self._knowledge(rules.knowledge_ids),
                 filter_ids=rules.filter_ids,
                 features=dict(rules.features),
                 system_prompt=rules.system_prompt,
@@ -312,11 +319,11 @@ class TurnRunner:
             # chat: the live deltas before this moment are gone, and a finished answer
             # sends no more events at all.
             live = None if cut_off else events
-            await self._follow(chat_id, answer_id, delivery, result, live)
+            live_files = await self._follow(chat_id, answer_id, delivery, result, live)
         finally:
             if self._live:
                 self._live.unsubscribe(answer_id)
-        await self._deliver(chat_id, answer_id, delivery, result)
+        await self._deliver(chat_id, answer_id, delivery, result, rules, live_files)
 
     async def _start(
         self, request: TurnRequest, created: ChatCreated, result: TurnResult
@@ -344,6 +351,18 @@ class TurnRunner:
             if found is _Found.UNSTARTED:
                 return await self._flow.restart(sent)
             return Started(chat_id, request.model)
+
+    async def _knowledge(self, ids: Sequence[str]) -> tuple[dict[str, Any], ...]:
+        """The channel's collections as the web UI sends them; one that cannot be read
+        goes by its id alone (the answer still comes)."""
+        found: list[dict[str, Any]] = []
+        for knowledge_id in ids:
+            try:
+                found.append(await self._client.knowledge(knowledge_id))
+            except BridgeError as exc:
+                log.warning("knowledge %s not read: %s", knowledge_id, exc)
+                found.append({"id": knowledge_id})
+        return tuple(found)
 
     async def _placement(self, conversation: Conversation, event: PlatformEvent) -> Placement:
         """Where a new chat goes from its creation; filing's trouble never holds up an answer."""
@@ -458,8 +477,9 @@ class TurnRunner:
         delivery: Delivery,
         result: TurnResult,
         events: asyncio.Queue[Event] | None,
-    ) -> None:
-        """Follow the answer to its end, unless the person stops it on the platform."""
+    ) -> list[dict[str, Any]]:
+        """Follow the answer to its end, unless the person stops it on the platform;
+        returns the files the live events announced."""
 
         async def on_text(text: str) -> None:
             if result.first_text_at is None:
@@ -475,22 +495,50 @@ class TurnRunner:
                 task.cancel()
         if not follow.cancelled() and follow.done():
             result.increments = follow.result().increments
-            return
+            return follow.result().files
         await asyncio.gather(follow, return_exceptions=True)
         await self._follower.stop(chat_id)
         raise ReplyStopped(f"answer {assistant_id} stopped on the platform")
 
     async def _deliver(
-        self, chat_id: str, assistant_id: str, delivery: Delivery, result: TurnResult
+        self,
+        chat_id: str,
+        assistant_id: str,
+        delivery: Delivery,
+        result: TurnResult,
+        rules: ChannelRules | None = None,
+        live_files: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Finalise the stored answer, check the tree, and show the stored text."""
-        chat = await self._flow.finalise(chat_id, assistant_id)
-        stored = tree.message_text(tree.message_in(chat, assistant_id) or {})
+        """Finalise the stored answer, check the tree, and show the stored text (long
+        code blocks as files, its sources below it), then its images and code files."""
+        # As the web UI does, the answer keeps the images its live events announced.
+        announced = [f for f in live_files if f.get("type") == "image"]
+        chat = await self._flow.finalise(chat_id, assistant_id, files=announced)
+        message = tree.message_in(chat, assistant_id) or {}
+        stored = tree.message_text(message)
         result.tree_problems = tree.problems(tree.history_of(chat))
         if result.tree_problems:
             log.error("chat %s tree problems after turn: %s", chat_id, result.tree_problems)
         result.answer = stored
-        await delivery.finish(stored)
+        limit = delivery.capabilities.max_message_length
+        # What the thread shows of it (its reasoning made one line) is what may hold a
+        # long code block; the reply renders the text once more, which changes nothing.
+        visible = display.visible_text(stored, self._options.reasoning)
+        shown, linked = images.unlink_relative_images(visible)
+        code = snippets.extract(shown, snippets.threshold(delivery.capabilities))
+        text = code.text
+        if rules is None or rules.show_sources:
+            text = sources.with_footer(
+                text, sources.footer(message.get("sources"), max_chars=limit // 2)
+            )
+        fetched = await images.fetch(
+            self._client, [*images.image_refs(message, live_files), *linked]
+        )
+        if fetched.missing:
+            count = "1 image" if fetched.missing == 1 else f"{fetched.missing} images"
+            delivery.note(f"_({count} of this answer could not be read from Open WebUI.)_")
+        await delivery.finish(text)
+        await delivery.attach([*fetched.files, *code.files])
 
     async def _close_answer(self, result: TurnResult, assistant_id: str) -> None:
         """Leave no answer half-open after a stop or failure, and learn whether it

@@ -35,6 +35,7 @@ from discord import app_commands
 from adapters.discord import budget, changes, inbound
 from adapters.discord.commands import Commands
 from adapters.discord.facts import AskerFacts, parent_channel
+from adapters.discord.files import download
 from adapters.discord.gateway import (
     connect,
     connected,
@@ -56,10 +57,9 @@ from adapters.discord.steering import Steering
 from adapters.discord.text import readable, thread_name
 from adapters.discord.threads import ReplyPlaces, Threads
 from adapters.web import WebServer
-from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.channels import RespondTo
 from bridge.config import ConfigError
-from bridge.errors import FileUnavailable, QuestionRefused
+from bridge.errors import QuestionRefused
 from bridge.events import FileRef, PlatformEvent, ThreadKey
 from bridge.policy import Asker
 from bridge.reply import Capabilities, Intake, SaveMessageIds
@@ -109,6 +109,8 @@ class DiscordAdapter:
         self._in_channel: dict[str, str] = {}
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
+        # CDN downloads: a session of their own (no bot token on a file link).
+        self._downloads: aiohttp.ClientSession | None = None
         self._facts = AskerFacts(self.client, bridge.access)
         self._steering = Steering(
             bridge, self.client, self._facts, name_of=self._names.name_of, tell=self._tell_under
@@ -195,6 +197,9 @@ class DiscordAdapter:
         await self.stop()
         if not self.client.is_closed():
             await self.client.close()
+        downloads, self._downloads = self._downloads, None
+        if downloads is not None:
+            await downloads.close()
 
     async def ready(self) -> bool:
         """Readiness: the gateway is connected and the bot is taking questions."""
@@ -243,7 +248,7 @@ class DiscordAdapter:
                 return None
             self._names.keep(parsed)
             try:
-                queued = await self._bridge.submit(
+                await self._bridge.submit(
                     PlatformEvent(
                         event_id=parsed.delivery_id,
                         thread=key,
@@ -253,7 +258,7 @@ class DiscordAdapter:
                         text=parsed.question,
                         order=inbound.order_of(parsed),
                         needs_context=decision.needs_context,
-                        attachments=parsed.attachments,
+                        files=parsed.files,
                         place=place,
                         direct=direct,
                     ),
@@ -262,8 +267,6 @@ class DiscordAdapter:
             except QuestionRefused as refused:
                 self._names.drop(parsed.id)
                 return refused.notice
-        if queued is not None and parsed.attachments and parsed.question.strip():
-            return ATTACHMENTS_IGNORED  # answered, but the files are not read
         return None
 
     async def _on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -304,7 +307,7 @@ class DiscordAdapter:
                     text=parsed.question,
                     order=inbound.order_of(parsed),
                     needs_context=decision.needs_context,
-                    attachments=parsed.attachments,
+                    files=parsed.files,
                     place=place,
                     direct=direct,
                 )
@@ -372,8 +375,11 @@ class DiscordAdapter:
     # -- one turn ---------------------------------------------------------------------
 
     async def download(self, file: FileRef) -> AsyncIterator[bytes]:
-        raise FileUnavailable("files are not read here yet")
-        yield b""  # an async generator
+        """``file``'s bytes from Discord's CDN as they arrive (``adapters.discord.files``)."""
+        if self._downloads is None or self._downloads.closed:
+            self._downloads = aiohttp.ClientSession()
+        async for chunk in download(self._downloads, file):
+            yield chunk
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         """Names, readable text, the thread a mention opens, the thread so far, and

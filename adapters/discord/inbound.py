@@ -16,8 +16,9 @@ mention objects, the cached channel) into a plain ``DiscordMessage``;
 
 Bots (the bridge itself included), webhooks and system messages are never
 questions. Neither is a message with no text and no files, unless it mentions
-the bot: that bare mention (and a message with files only) goes to the core,
-which refuses it with a hint. Edits and deletions never reach here (no
+the bot: that bare mention goes to the core, which refuses it with a hint. A
+message with files and no text is a question like one with text (its files are
+``FileRef``s, see ``adapters.discord.files``). Edits and deletions never reach here (no
 listener for them).
 """
 
@@ -28,9 +29,10 @@ from enum import Enum
 
 import discord
 
+from adapters.discord.files import file_refs
 from adapters.discord.text import Names, strip_leading_mention
 from bridge.channels import RespondTo
-from bridge.events import PlatformEvent, ThreadKey, order_key
+from bridge.events import FileRef, PlatformEvent, ThreadKey, order_key
 
 PLATFORM = "discord"
 # MessageType.default and MessageType.reply: a person writing; every other type
@@ -77,7 +79,7 @@ class DiscordMessage:
     mentions_bot: bool = False  # the bot's user or its own role is mentioned
     bot_mention_ids: frozenset[str] = frozenset()  # ids that mean the bot: user, own role
     names: Names = field(default_factory=Names)
-    attachments: int = 0  # files sent with the message
+    files: tuple[FileRef, ...] = ()  # the message's attachments
 
     @property
     def question(self) -> str:
@@ -104,7 +106,7 @@ def is_question(message: DiscordMessage) -> bool:
         not message.from_bot
         and message.webhook_id is None
         and message.type in QUESTION_TYPES
-        and (bool(message.question.strip()) or message.attachments > 0 or message.mentions_bot)
+        and (bool(message.question.strip()) or bool(message.files) or message.mentions_bot)
     )
 
 
@@ -197,7 +199,7 @@ def from_message(message: discord.Message, bot_id: int) -> DiscordMessage:
         mentions_bot=bool(mentioned & bot_ids),
         bot_mention_ids=frozenset(bot_ids),
         names=names_of(message),
-        attachments=len(message.attachments),
+        files=file_refs(message.attachments),
     )
 
 

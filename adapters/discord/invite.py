@@ -6,13 +6,15 @@ import discord
 
 SCOPES = ("bot", "applications.commands")
 # View channels, send messages, send messages in threads, create public threads,
-# read message history: 309237713920 (deploy/discord/README.md states the number).
+# read message history, attach files (an answer's images and files):
+# 309237746688 (deploy/discord/README.md states the number).
 PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
     send_messages_in_threads=True,
     create_public_threads=True,
     read_message_history=True,
+    attach_files=True,
 )
 INTENT_FIX = (
     "enable it in the Discord Developer Portal → your application → Bot → "

@@ -29,6 +29,11 @@ budget, and go again through failures on the way (``final_retry_delays``) and
 through Discord's 429s (for ``final_patience`` seconds); ``finish`` lands the
 final text or raises ``PlatformFailed`` / ``PlatformRateLimited``. Every message
 goes out with mentions disabled.
+
+``attach`` (after ``finish``) puts the answer's files on its last message, beside
+the attachments it has: what fits within ten files and the guild's upload limit
+(``adapters.discord.files.fit``; a 413 from Discord takes one file off and tries
+again), and one short line under the answer naming the rest.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +50,7 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 import discord
 
+from adapters.discord import files as discord_files
 from adapters.discord.budget import Skipped, skippable
 from bridge.errors import PlatformFailed, PlatformRateLimited
 from bridge.parts import NoticePlace, Part, notice_place
@@ -67,6 +74,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 UNKNOWN_MESSAGE = 10008  # Discord's JSON error code: the message does not exist (any more)
 # Discord's JSON error code: no more edits of a message over an hour old, for now.
 OLD_MESSAGE_EDITS_LIMITED = 30046
+REQUEST_TOO_LARGE = 40005  # Discord's JSON error code: the upload is over the size limit
 
 
 def nonce_base(message_id: str) -> str:
@@ -116,6 +124,15 @@ class Channel(Protocol):
 
     async def delete(self, message_id: str) -> None: ...
 
+    async def attach(self, message_id: str, files: Sequence[OutFile]) -> list[OutFile]:
+        """Add what fits of ``files`` to the message's attachments (keeping those it has);
+        the files left out."""
+        ...
+
+
+class UploadTooLarge(PlatformFailed):
+    """Discord refused an upload as over the size limit (413, code 40005)."""
+
 
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
@@ -133,6 +150,8 @@ def translated(what: str) -> Iterator[None]:
     except discord.HTTPException as exc:
         if exc.code == OLD_MESSAGE_EDITS_LIMITED:
             raise MessageFrozen(what) from exc
+        if exc.code == REQUEST_TOO_LARGE:
+            raise UploadTooLarge(f"{what}: over the upload size limit") from exc
         if exc.status == 429:  # after discord.py's five tries
             raise RateLimited(what, _retry_after(exc)) from exc
         raise PlatformFailed(f"{what}: {exc.status} ({exc.code}: {exc.text})") from exc
@@ -195,6 +214,36 @@ class DiscordChannel:
     async def delete(self, message_id: str) -> None:
         with translated(f"deleting {message_id} in {self._channel.id}"):
             await self._channel.get_partial_message(int(message_id)).delete()
+
+    async def attach(self, message_id: str, files: Sequence[OutFile]) -> list[OutFile]:
+        what = f"attaching files to {message_id} in {self._channel.id}"
+        with translated(what):
+            # An edit's attachments are all the message keeps: its own come first.
+            message = await self._channel.fetch_message(int(message_id))
+        kept = list(message.attachments)
+        # A retry after an edit whose answer was lost: what it added is there already.
+        there = {(a.filename, a.size) for a in kept}
+        files = [f for f in files if (f.name, len(f.data)) not in there]
+        guild = self._channel.guild
+        limit = (
+            guild.filesize_limit
+            if guild is not None
+            else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        )
+        chosen = discord_files.fit(files, discord_files.MAX_FILES - len(kept), limit)
+        go, left = list(chosen.go), list(chosen.left)
+        while go:
+            uploads = [
+                discord.File(io.BytesIO(f.data), f.name, description=f.title or None) for f in go
+            ]
+            try:
+                with translated(what):
+                    await message.edit(attachments=[*kept, *uploads])
+                return left
+            except UploadTooLarge:
+                # The limit is lower than the guild says (or counts the whole request).
+                left.insert(0, go.pop())
+        return left
 
 
 # -- states ---------------------------------------------------------------------------
@@ -299,7 +348,22 @@ class DiscordReply:
             self._state = _Done(self._editing().parts)
 
     async def attach(self, files: Sequence[OutFile]) -> None:
-        pass
+        """``files`` on the answer's last message; a line under it names those that did
+        not fit. Raises ``PlatformFailed`` when Discord refuses them."""
+        if not files:
+            return
+        async with self._lock:
+            parts = self._state.parts
+            if not parts:
+                raise PlatformFailed("no answer message to attach files to")
+            last = parts[-1].id
+            try:
+                left = await self._landing(lambda: self._channel.attach(last, files), "files")
+            except MessageGone as exc:  # a person deleted the answer's last message
+                raise PlatformFailed(f"no message {last} to attach files to") from exc
+            if left:
+                line = discord_files.not_attached(left, self._limit)
+                await self._landing(lambda: self._channel.send(line, self._nonce("f")), "note")
 
     async def fail(self, message: str) -> None:
         async with self._lock:

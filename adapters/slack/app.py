@@ -12,7 +12,8 @@ at once, and the events still queue one at a time in delivery order
 (``notices``). Each channel's ``respond_to`` rule decides what is a question
 there (``inbound.decide``). Reactions on answers (``reacting``), assistant
 threads (``assistant``) and channel renames (``places``) are acknowledged at
-once; their work runs in the background (``chores``).
+once; their work runs in the background (``chores``). Files sent with a question
+travel as Slack describes them and are downloaded when the core asks (``files``).
 
 In HTTP mode every request is screened before Bolt parses it (``screening``).
 Every Web API call of the process goes through one HTTP session (``client``).
@@ -40,6 +41,7 @@ from adapters.slack.client import SlackHttp
 from adapters.slack.client import make_client as make_client  # where tests and check find it
 from adapters.slack.facts import Facts, describe
 from adapters.slack.features import Recipient, Refusals
+from adapters.slack.files import SlackFiles
 from adapters.slack.inbound import SlackMessage
 from adapters.slack.notices import Notices
 from adapters.slack.places import Places, thread_link
@@ -49,9 +51,8 @@ from adapters.slack.screening import EVENTS_PATH, EventsEndpoint
 from adapters.slack.settings import SlackSettings
 from adapters.slack.text import decode_inbound, mentioned_user_ids, strip_bot_mention
 from adapters.web import WebServer
-from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.config import ConfigError
-from bridge.errors import FileUnavailable, QuestionRefused
+from bridge.errors import QuestionRefused
 from bridge.events import ContextMessage, FileRef, PlatformEvent, ThreadKey, order_key
 from bridge.policy import Asker
 from bridge.reply import Capabilities, Intake, SaveMessageIds
@@ -70,6 +71,8 @@ SCOPES = (
     "groups:read",  # the same for private channels
     "mpim:read",  # a group DM told from a channel (reactions do not say which)
     "reactions:read",  # 👍 👎 ⏹ 🔁 on answers
+    "files:read",  # files sent with questions (files.info, url_private_download)
+    "files:write",  # images and files an answer brings, posted into its thread
 )
 # Needed only when BRIDGE_ALLOWED_ROLES names user groups (usergroups.users.list).
 ROLES_SCOPE = "usergroups:read"
@@ -140,6 +143,7 @@ class SlackAdapter:
             max_message_length=self._output.limit, min_update_interval=settings.update_interval
         )
         self._facts = Facts(self.client)
+        self._files = SlackFiles(self.client, self._http, settings.api_url)
         self._places = Places(self.client)
         self._notices = Notices(self._quick)
         self._chores = Chores()
@@ -290,8 +294,7 @@ class SlackAdapter:
         finally:
             place.done()
         if notice is not None:
-            # The attachments notice goes with the answer; a refusal where it was asked.
-            self._notices.post(message, notice, in_thread=notice == ATTACHMENTS_IGNORED)
+            self._notices.post(message, notice)  # a refusal, where it was asked
 
     async def _on_change(self, change: changes.Edited | changes.Deleted) -> None:
         """A person edited or deleted a message: the core decides what it changes. An
@@ -340,8 +343,6 @@ class SlackAdapter:
         if taken is not None and message.is_dm and decision.needs_context:
             # The first question of a DM thread: in Slack's assistant view, its title.
             self._assistant.title(message.channel, message.thread, event.text)
-        if taken is not None and message.files and event.text.strip():
-            return ATTACHMENTS_IGNORED
         return None
 
     async def _decide(self, message: SlackMessage, key: ThreadKey) -> inbound.Decision:
@@ -382,20 +383,24 @@ class SlackAdapter:
             text=strip_bot_mention(message.text, self.identity.user_id),
             order=order_key(message.ts),
             needs_context=decision.needs_context,
-            attachments=message.files,
+            files=message.files,
             place=message.channel,
             direct=message.is_direct,
         )
 
-    async def download(self, file: FileRef) -> AsyncIterator[bytes]:
-        raise FileUnavailable("files are not read here yet")
-        yield b""  # an async generator
+    def download(self, file: FileRef) -> AsyncIterator[bytes]:
+        """The file's bytes as Slack sends them, fetched with the bot token (``files``)."""
+        return self._files.download(file)
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
-        """Names, readable text, the place, a link to the thread and the thread so far.
-        An event that already has its author's name was prepared before: only what
-        it lacks of the place is filled in."""
+        """Names, readable text, the place, a link to the thread, the thread so far and
+        the details of Slack Connect files (``files.info``). An event that already has
+        its author's name was prepared before: only what it lacks of the place (and its
+        files) is filled in."""
         place = await self._place(event)
+        files = await self._files.resolve(event.files)  # Slack Connect files: files.info
+        if files != event.files:
+            place = replace(place, files=files)
         if event.author_name:
             return place
         # A turn stored before events were kept has no author: nothing to look up.

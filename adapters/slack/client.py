@@ -33,7 +33,10 @@ from bridge import metrics
 from bridge.config import ConfigError
 
 # Calls that create a message: repeated after a lost answer, they may make a second one.
-CREATES_MESSAGES = frozenset({"chat.postMessage", "chat.startStream"})
+# files.completeUploadExternal shares the files in a message.
+CREATES_MESSAGES = frozenset(
+    {"chat.postMessage", "chat.startStream", "files.completeUploadExternal"}
+)
 PLATFORM = "slack"
 TIMEOUT = 30  # seconds per call that must land
 QUICK_TIMEOUT = 10  # seconds per call tried once (intermediate updates, notices)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.slack.files import file_refs
 from bridge.channels import RespondTo
+from bridge.events import FileRef
 
 # Message subtypes that are still a person talking; every other subtype (edits,
 # deletions, joins, bot messages) is not a question.
@@ -21,7 +23,7 @@ class SlackMessage:
     text: str
     ts: str
     thread_ts: str | None
-    files: int = 0  # files sent with the message (not read yet)
+    files: tuple[FileRef, ...] = ()  # files sent with the message, as Slack describes them
     # The author's home team as the event tells it (Slack Connect sets it): a
     # free hint that the author is external, before any look-up.
     user_team: str | None = None
@@ -58,8 +60,7 @@ def parse(body: dict[str, Any]) -> SlackMessage | None:
     user, text, ts = event.get("user"), event.get("text"), event.get("ts")
     if not user or not ts:
         return None
-    # Empty text still counts: a bare mention gets a hint, files alone a notice.
-    files = event.get("files")
+    # Empty text still counts: a bare mention gets a hint; files alone are a question.
     channel = str(event.get("channel") or "")
     channel_type = event.get("channel_type") or ("im" if channel.startswith("D") else "channel")
     return SlackMessage(
@@ -70,7 +71,7 @@ def parse(body: dict[str, Any]) -> SlackMessage | None:
         text=str(text or ""),
         ts=str(ts),
         thread_ts=event.get("thread_ts"),
-        files=len(files) if isinstance(files, list) else 0,
+        files=file_refs(event.get("files")),
         user_team=_text(event.get("user_team") or event.get("source_team")),
         enterprise=_text(body.get("enterprise_id") or body.get("context_enterprise_id")),
     )
@@ -109,6 +110,10 @@ def decide(
         return Decision(True, needs_context=message.thread_ts is not None)
     if mentions(message, bot_user_id):
         return Decision(True, needs_context=message.thread_ts is not None)
-    if respond_to == "all" and message.thread_ts is None and message.text.strip():
+    if (
+        respond_to == "all"
+        and message.thread_ts is None
+        and (message.text.strip() or message.files)
+    ):
         return Decision(True)  # a new top-level message opens its own thread
     return Decision(False)

@@ -57,6 +57,7 @@ from adapters.slack.calls import (
     fitting,
 )
 from adapters.slack.features import STREAMING_NOT_FOR_THIS_REPLY, STREAMING_NOT_HERE
+from adapters.slack.files import upload
 from adapters.slack.posts import MARKERS, UNCERTAIN, UNCERTAIN_STREAM, lost
 from adapters.slack.text import neutralise_mentions
 from bridge.errors import PlatformFailed, ReplyStopped
@@ -197,7 +198,8 @@ class SlackReply:
             await self._clear_status()
 
     async def attach(self, files: Sequence[OutFile]) -> None:
-        pass
+        """The answer's files (generated images, long code) as files in its thread."""
+        await upload(self._out.client, self._to.channel, self._to.thread_ts, files)
 
     async def fail(self, message: str) -> None:
         async with self._lock:

@@ -455,6 +455,27 @@ class OpenWebUIClient:
         for task_id in await self.running_tasks(chat_id):
             await self.request("POST", f"/api/tasks/stop/{task_id}", json={})
 
+    async def content(self, path: str, max_bytes: int) -> tuple[bytes, str]:
+        """The raw body of ``path`` (a file's content) and its content type; raises
+        ``ValueError`` past ``max_bytes``. One attempt: a caller shows a note instead."""
+        token = self._token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            async with self._http.stream("GET", self.base_url + path, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._result("GET", path, response)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ValueError(f"{path}: larger than {max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks), response.headers.get("content-type", "")
+        except httpx.TransportError as exc:
+            raise OpenWebUIUnavailable(f"GET {path}: {type(exc).__name__}") from None
+
     # -- transport ----------------------------------------------------------
 
     async def request(

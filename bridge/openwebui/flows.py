@@ -18,7 +18,7 @@ then has neither to move nor to link it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,6 +57,10 @@ class TurnRequest:
     session_id: str
     title_generation: bool = True
     knowledge_ids: tuple[str, ...] = ()
+    # The collections as Open WebUI describes them (``GET /api/v1/knowledge/{id}``), sent
+    # whole as the web UI sends them: 0.6.15 in full-context mode reads the documents
+    # only from their ``data.file_ids``. Empty: the bare ids.
+    knowledge: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
     filter_ids: tuple[str, ...] = ()
     features: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +91,9 @@ class TurnRequest:
             "variables": self.variables,
             "filter_ids": list(self.filter_ids),
         }
-        if self.knowledge_ids:
+        if self.knowledge:
+            payload["files"] = [{**k, "type": "collection"} for k in self.knowledge]
+        elif self.knowledge_ids:
             payload["files"] = [{"type": "collection", "id": k} for k in self.knowledge_ids]
         if self.chat_id:
             payload["chat_id"] = self.chat_id
@@ -117,24 +123,38 @@ class TurnFlow(Protocol):
         ...
 
     async def finalise(
-        self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
+        self,
+        chat_id: str,
+        assistant_message_id: str,
+        *,
+        cut_short: bool = False,
+        files: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """Make the stored answer complete; returns the final chat object. ``cut_short``:
-        the answer ended early (stopped, failed, cut off) and may lack ``done``."""
+        the answer ended early (stopped, failed, cut off) and may lack ``done``.
+        ``files``: what the live ``files`` events announced, stored on the answer where
+        the client writes the history (0.6.x keeps them nowhere else)."""
         ...
 
 
 async def mark_done(
-    client: OpenWebUIClient, chat_id: str, message_id: str, stored: dict[str, Any] | None = None
+    client: OpenWebUIClient,
+    chat_id: str,
+    message_id: str,
+    stored: dict[str, Any] | None = None,
+    *,
+    files: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The chat with ``message_id`` marked ``done`` (the whole history written back if
-    it was not). ``stored``: the chat as just read, if it was."""
+    it was not), with ``files`` on it if it has none. ``stored``: the chat as just
+    read, if it was."""
     if stored is None:
         stored = await client.get_chat(chat_id)
     message = tree.message_in(stored, message_id)
-    if message is None or message.get("done") is True:
+    add = {"files": list(files)} if files and message and not message.get("files") else {}
+    if message is None or (message.get("done") is True and not add):
         return stored
-    history = tree.with_message(tree.history_of(stored), message_id, done=True)
+    history = tree.with_message(tree.history_of(stored), message_id, done=True, **add)
     # Only history keys are sent: 0.6.x merges top-level chat keys.
     await client.update_chat(chat_id, tree.history_fields(history))
     return _with_history(stored, history)
@@ -222,9 +242,15 @@ class ServerManagedFlow:
         return await self.start(request, _chat_exists)
 
     async def finalise(
-        self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
+        self,
+        chat_id: str,
+        assistant_message_id: str,
+        *,
+        cut_short: bool = False,
+        files: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        # The server marks finished answers done, and a failed one carries its error.
+        # The server marks finished answers done, and a failed one carries its error;
+        # it stores the files its events announce itself.
         chat = await self._client.get_chat(chat_id)
         message = tree.message_in(chat, assistant_message_id)
         if not cut_short or message is None or message.get("done") is True:
@@ -295,9 +321,14 @@ class ClientTreeFlow:
         return Started(chat_id, model)
 
     async def finalise(
-        self, chat_id: str, assistant_message_id: str, *, cut_short: bool = False
+        self,
+        chat_id: str,
+        assistant_message_id: str,
+        *,
+        cut_short: bool = False,
+        files: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        return await mark_done(self._client, chat_id, assistant_message_id)
+        return await mark_done(self._client, chat_id, assistant_message_id, files=files)
 
 
 def flow_for(client: OpenWebUIClient) -> TurnFlow:

@@ -32,6 +32,8 @@ class AnswerState:
     done: bool = False
     error: str | None = None
     increments: int = field(default=0)
+    # Files the live events announced (0.6.15 stores generated images nowhere else).
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def apply_event(self, event: Event) -> None:
         kind = event.get("type")
@@ -51,6 +53,8 @@ class AnswerState:
                 self.done = True
             if data.get("done") is True:
                 self.done = True
+        elif kind in ("files", "chat:message:files"):
+            self.files.extend(f for f in data.get("files") or [] if isinstance(f, dict))
         elif kind == "chat:message:error":
             self.error = _error_text(data.get("error")) or "error"
             self.done = True

@@ -184,3 +184,21 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(ConfigError, match="--config"):
         load_channels(load_settings(), read_config_file(missing))
+
+
+def test_sources_footer_on_by_default_off_by_environment_or_per_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (*ENV, "BRIDGE_SHOW_SOURCES"):
+        monkeypatch.delenv(name, raising=False)
+    raw = {"channels": [{"id": "C1", "show_sources": False}, {"id": "C2"}]}
+    channels = load_channels(load_settings(), raw)
+    assert channels.rules("C1").show_sources is False
+    assert channels.rules("C2").show_sources is True
+    assert channels.rules("elsewhere").show_sources is True
+    monkeypatch.setenv("BRIDGE_SHOW_SOURCES", "false")
+    raw = {"channels": [{"id": "C1", "show_sources": True}, {"id": "C2"}]}
+    channels = load_channels(load_settings(), raw)
+    assert channels.rules("elsewhere").show_sources is False
+    assert channels.rules("C2").show_sources is False
+    assert channels.rules("C1").show_sources is True

@@ -45,6 +45,7 @@ class RecordingReply:
     # Like a platform message: its id is saved with the turn once text shows.
     save_ids: SaveMessageIds | None = None
     message_id: str = ""
+    attached: list[list[OutFile]] = field(default_factory=list)  # each attach call
 
     async def start(self) -> None:
         self.started = True
@@ -62,7 +63,8 @@ class RecordingReply:
         self.final = text
 
     async def attach(self, files: Sequence[OutFile]) -> None:
-        pass
+        assert self.final is not None, "files come after the final text"
+        self.attached.append(list(files))
 
     async def fail(self, message: str) -> None:
         assert self.final is None and self.failure is None, "reply ended twice"

@@ -4,6 +4,7 @@ end to end through each real Open WebUI version."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from bridge.config import load_settings
 from tests.harness.env import clean_env
 from tests.harness.model_server import (
+    IMAGE_PNG,
     TITLE,
     Directives,
     ModelServer,
@@ -392,3 +394,23 @@ def test_processes_the_tests_start_never_see_the_developers_services(
         assert env["PATH"] == os.environ["PATH"]
     assert server["OPENAI_API_BASE_URL"] == "http://127.0.0.1:1/v1"
     assert server["DATA_DIR"] == str(tmp_path)
+
+
+async def test_model_server_cites_sources_and_draws_images() -> None:
+    server = ModelServer()
+    await server.start()
+    rag = (
+        "### Task:\nRespond to the user query using the provided context.\n<context>\n"
+        '<source id="1" name="b">Water is dry.</source>\n'
+        '<source id="2" name="a">The sky is teal.</source>\n</context>\n\nWhat? [[cite]]'
+    )
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            url = f"{server.url}/chat/completions"
+            # Not taken for a background task: answered, each source cited by its number.
+            cited, _ = await _stream_text(client, url, rag)
+            assert cited == f"{expected_reply('What?')} Water is dry [1]. The sky is teal [2]."
+            drawn = await client.post(f"{server.url}/images/generations", json={"prompt": "x"})
+            assert base64.b64decode(drawn.json()["data"][0]["b64_json"]) == IMAGE_PNG
+    finally:
+        await server.stop()

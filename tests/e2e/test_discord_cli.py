@@ -26,7 +26,7 @@ from tests.harness.openwebui import RunningOpenWebUI
 TOKEN = "cli-discord-token"
 INVITE = (
     f"https://discord.com/oauth2/authorize?client_id={APP_ID}"
-    "&scope=bot%20applications.commands&permissions=309237713920"
+    "&scope=bot%20applications.commands&permissions=309237746688"
 )
 
 # What the operator reads when the intent is off, written out here (not imported).

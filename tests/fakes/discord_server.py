@@ -20,6 +20,11 @@ as ``/new`` or ``/stop``), ``react`` / ``unreact`` (MESSAGE_REACTION_ADD / _REMO
 in ``reactions``; the Add Reactions permission is not checked), ``rename_channel``
 (CHANNEL_UPDATE) and ``rename_guild`` (GUILD_UPDATE).
 
+Files (``tests.fakes.discord_cdn``): ``user_says(files=[FakeFile(...)])`` attaches them, served
+from signed links on this server (``cdn.expire_links()`` ages every link past its expiry); the
+bot's multipart creates and edits store theirs, within ten files and the guild's
+``set_attachment_size_limit`` (413, 40005); ``attached(message)`` is what a person sees on it.
+
 Pointing discord.py 2.7.1 at the fake (read from client.py, gateway.py, http.py):
 
 - REST: ``discord.http.Route.BASE = fake.api_url``. It is a class attribute read when each
@@ -66,18 +71,26 @@ import fnmatch
 import hashlib
 import json
 import math
+import mimetypes
 import re
 import time
 import uuid
 import zlib
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.discord_cdn import (
+    DEFAULT_SIZE_LIMIT,
+    MAX_FILES,
+    Cdn,
+    FakeFile,
+    too_many_files,
+)
 from tests.fakes.gates import Gates
 from tests.fakes.polling import wait_until
 
@@ -165,6 +178,7 @@ class Call(NamedTuple):
     body: Any
     query: dict[str, str]
     at: float
+    files: tuple[FakeFile, ...] = ()  # a multipart body's ``files[n]`` parts, in order
 
     @property
     def key(self) -> str:
@@ -265,6 +279,8 @@ class _Guild:
     roles: dict[str, JSON] = field(default_factory=dict)
     members: dict[str, JSON] = field(default_factory=dict)  # user id: {nick, roles, joined_at}
     channels: list[str] = field(default_factory=list)  # ids, threads included
+    # Bytes the files of one message may take (the guild's ``attachment_size_limit``).
+    attachment_size_limit: int = DEFAULT_SIZE_LIMIT
 
 
 @dataclass
@@ -378,6 +394,7 @@ class FakeDiscord:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.cdn = Cdn()  # attachment bytes and their signed links
         self.add_user(BOT_USER_ID, BOT_NAME, bot=True)
 
     # -- lifecycle ------------------------------------------------------------
@@ -451,12 +468,16 @@ class FakeDiscord:
             app.router.add_route(method, API_PREFIX + route, self._rest(route, handler))
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest("/{tail}", _not_found))
         app.router.add_get("/gateway", self._gateway)
+        cdn_path = "/attachments/{channel_id}/{attachment_id}/{filename}"
+        app.router.add_get(cdn_path, self.cdn.serve)
+        app.router.add_get("/media" + cdn_path, self.cdn.serve)
         # A short shutdown timeout: open WebSockets must not hold stop() for a minute.
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.cdn.base_url = f"http://127.0.0.1:{self.port}"
         return self
 
     async def stop(self) -> None:
@@ -785,6 +806,14 @@ class FakeDiscord:
             key=lambda m: int(m.id),
         )
 
+    def attached(self, message: Message) -> list[tuple[str, bytes]]:
+        """The files a person sees on ``message``: (file name, bytes), in order."""
+        return [(a["filename"], self.cdn.data(a["id"])) for a in message.attachments]
+
+    def set_attachment_size_limit(self, guild: Id, size: int) -> None:
+        """The bytes one message's files may take in ``guild`` (10 MiB unboosted)."""
+        self._guild(str(guild)).attachment_size_limit = size
+
     def bot_messages(self, channel: Id, *, as_user: Id | None = None) -> list[Message]:
         return [m for m in self.channel_view(channel, as_user=as_user) if m.by_bot]
 
@@ -856,6 +885,7 @@ class FakeDiscord:
         flags: int = 0,
         message_id: Id | None = None,
         attachments: int = 0,
+        files: Sequence[FakeFile] = (),
     ) -> Message:
         """A person (or bot, or webhook) posts ``content``: store it, dispatch MESSAGE_CREATE.
 
@@ -863,7 +893,8 @@ class FakeDiscord:
         ``<@&id>``, ``@everyone``). ``mentions_bot=True`` puts the bot in ``mentions`` even
         without ``<@BOT_USER_ID>`` in the text (a reply that pings), ``False`` keeps it out.
         ``webhook=True`` posts as a webhook (``webhook_id`` set, no member). ``attachments``
-        files (small text files) come with it. Nothing is delivered when no client is
+        files (small text files) come with it, and ``files`` as given (served by ``cdn``,
+        read back with ``attached``). Nothing is delivered when no client is
         connected, as with Discord. Guild messages carry the author's ``member`` (nick,
         roles) as Discord's do.
         """
@@ -889,7 +920,9 @@ class FakeDiscord:
             mention_everyone=everyone,
             reference=str(reply_to) if reply_to is not None else None,
         )
-        message.attachments = [self._attachment(cid, i) for i in range(attachments)]
+        message.attachments = [self._attachment(cid, i) for i in range(attachments)] + [
+            self.cdn.store(self.next_id(), cid, f.name, f.data, f.content_type) for f in files
+        ]
         self._store(message, None)
         self._dispatch_message("MESSAGE_CREATE", message)
         return message
@@ -1102,9 +1135,11 @@ class FakeDiscord:
         self, route: str, handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def serve(request: web.Request) -> web.Response:
-            body = await _read_body(request)
+            body, files = await _read_body(request)
             path = request.path.removeprefix(API_PREFIX)
-            call = Call(request.method, path, route, body, dict(request.query), time.monotonic())
+            call = Call(
+                request.method, path, route, body, dict(request.query), time.monotonic(), files
+            )
             self.calls.append(call)
             keys = (call.key, f"{call.method} {call.path}")
             if not await self._pass_gates(call, keys, request):
@@ -1492,6 +1527,7 @@ class FakeDiscord:
         message.mentions, message.mention_roles, message.mention_everyone = _pinged(
             content, body.get("allowed_mentions")
         )
+        message.attachments = self._uploaded(cid, [], body, call.files)
         self._store(message, body.get("allowed_mentions"))
         self._dispatch_message("MESSAGE_CREATE", message)
         return self._message_shape(message)
@@ -1512,7 +1548,48 @@ class FakeDiscord:
                     "Try again later",
                 )
             message.old_edits += 1
+        if call.files or (isinstance(call.body, dict) and "attachments" in call.body):
+            body = call.body if isinstance(call.body, dict) else {}
+            kept = self._uploaded(message.channel_id, message.attachments, body, call.files)
+            kept_ids = {a["id"] for a in kept}
+            self.cdn.forget([a["id"] for a in message.attachments if a["id"] not in kept_ids])
+            message.attachments = kept
         return self._message_shape(self._edit(message, call.body))
+
+    def _uploaded(
+        self, channel_id: str, existing: list[JSON], body: JSON, files: Sequence[FakeFile]
+    ) -> list[JSON]:
+        """A message's attachments after a create or edit: the existing ones the body's
+        ``attachments`` lists (all of them when it has none: new files are added, as the
+        docs say of edits) and the uploaded ``files[n]``, named as ``attachments`` names
+        them. Over ``MAX_FILES`` or the guild's size limit: Discord's errors, nothing kept."""
+        listed = body.get("attachments")
+        if isinstance(listed, list):
+            wanted = {str(a.get("id")) for a in listed if isinstance(a, dict)}
+            kept = [a for a in existing if str(a["id"]) in wanted]
+            named = {str(a.get("id")): a for a in listed if isinstance(a, dict)}
+        else:
+            kept, named = list(existing), {}
+        if len(kept) + len(files) > MAX_FILES:
+            raise DiscordError(400, 50035, "Invalid Form Body", too_many_files())
+        guild_id = self.guild_of(channel_id)
+        limit = self._guild(guild_id).attachment_size_limit if guild_id else DEFAULT_SIZE_LIMIT
+        if sum(len(f.data) for f in files) > limit:
+            raise DiscordError(413, 40005, "Request entity too large")
+        added: list[JSON] = []
+        for n, f in enumerate(files):
+            entry = named.get(str(n), {})
+            stored = self.cdn.store(
+                self.next_id(),
+                channel_id,
+                str(entry.get("filename") or f.name),
+                f.data,
+                f.content_type,
+            )
+            if entry.get("description"):
+                stored["description"] = entry["description"]  # the file's alt text
+            added.append(stored)
+        return kept + added
 
     def _edit(self, message: Message, body: Any) -> Message:
         body = body if isinstance(body, dict) else {}
@@ -1538,6 +1615,7 @@ class FakeDiscord:
 
     def _deleted(self, message: Message) -> None:
         message.deleted = True
+        self.cdn.forget([a["id"] for a in message.attachments])
         data: JSON = {"id": message.id, "channel_id": message.channel_id}
         guild_id = self.guild_of(message.channel_id)
         if guild_id:
@@ -1649,17 +1727,10 @@ class FakeDiscord:
         }
 
     def _attachment(self, channel_id: str, index: int) -> JSON:
-        aid = self.next_id()
         name = f"file{index + 1}.txt"
-        url = f"https://cdn.discordapp.com/attachments/{channel_id}/{aid}/{name}"
-        return {
-            "id": aid,
-            "filename": name,
-            "size": 12,
-            "url": url,
-            "proxy_url": url.replace("cdn.discordapp.com", "media.discordapp.net"),
-            "content_type": "text/plain; charset=utf-8",
-        }
+        return self.cdn.store(
+            self.next_id(), channel_id, name, b"hello world\n", "text/plain; charset=utf-8"
+        )
 
     def _member_shape(self, guild_id: str, user_id: str, *, with_user: bool) -> JSON:
         g = self._guild(guild_id)
@@ -1752,7 +1823,7 @@ class FakeDiscord:
             "mention_everyone": message.mention_everyone,
             "mentions": [self._mentioned_user(guild_id, u, gateway) for u in message.mentions],
             "mention_roles": list(message.mention_roles),
-            "attachments": copy.deepcopy(message.attachments),
+            "attachments": [self.cdn.signed(a) for a in copy.deepcopy(message.attachments)],
             "embeds": [],
             "pinned": False,
             "flags": message.flags,
@@ -2071,18 +2142,27 @@ async def _not_found(call: Call, match: dict[str, str]) -> JSON:
     raise DiscordError(404, 0, "404: Not Found")
 
 
-async def _read_body(request: web.Request) -> Any:
+async def _read_body(request: web.Request) -> tuple[Any, tuple[FakeFile, ...]]:
+    """The JSON body, and the files of a multipart one (``files[n]`` parts, by n)."""
     if not request.can_read_body:
-        return None
+        return None, ()
     if request.content_type == "application/json":
-        return await request.json()
+        return await request.json(), ()
     if request.content_type.startswith("multipart/"):
         # discord.py sends files as multipart with the JSON in "payload_json".
         form = await request.post()
         payload = form.get("payload_json")
-        return json.loads(payload) if isinstance(payload, str) else None
+        parts: dict[int, FakeFile] = {}
+        for name, value in form.items():
+            found = re.fullmatch(r"files\[(\d+)\]", name)
+            if found and isinstance(value, web.FileField):
+                # Discord works the type out itself; discord.py sends octet-stream.
+                kind = mimetypes.guess_type(value.filename)[0] or "application/octet-stream"
+                parts[int(found.group(1))] = FakeFile(value.filename, value.file.read(), kind)
+        files = tuple(parts[n] for n in sorted(parts))
+        return (json.loads(payload) if isinstance(payload, str) else None), files
     text = await request.text()
-    return json.loads(text) if text.strip() else None
+    return (json.loads(text) if text.strip() else None), ()
 
 
 def _for_session(event: str, data: JSON, intents: int) -> JSON:

@@ -17,6 +17,8 @@ Deviations and guesses are marked:
   (unverified: the fake also lets an app-level token call it).
 - ``conversations.*``: the page lists one scope per conversation type; the fake asks for the
   one matching the channel (``needed`` names that one; unverified against live Slack).
+- ``files.*``: Tier 4 for files.info, getUploadURLExternal and completeUploadExternal (their
+  pages). The bytes behind ``url_private_download`` need a token with ``files:read``.
 - "Special" tiers (``chat.postMessage`` about 1 message a second per channel, with short
   bursts; ``auth.test``, ``chat.getPermalink``, ``assistant.threads.setStatus``) have no
   per-minute number: the fake limits only chat.postMessage (per channel) among them.
@@ -80,6 +82,10 @@ RULES: Mapping[str, Rule] = {
     "conversations.info": _rule("bot user", 3, by_kind=_READ),
     "users.info": _rule("bot user", 4, "users:read"),
     "usergroups.users.list": _rule("bot user", 2, "usergroups:read"),
+    # files:read also lets a token fetch url_private(_download) (the file object's page).
+    "files.info": _rule("bot user", 4, "files:read"),
+    "files.getUploadURLExternal": _rule("bot user", 4, "files:write"),
+    "files.completeUploadExternal": _rule("bot user", 4, "files:write"),
 }
 
 # Per-minute limits of the methods with a numbered tier (chat.postMessage is per channel).

@@ -41,6 +41,13 @@ Reactions: ``react`` / ``unreact`` change a message's reactions and return the
 ``open_assistant_thread`` starts one (its ``assistant_thread_started`` event);
 ``assistant.threads.setSuggestedPrompts`` / ``setTitle`` are kept in ``suggested`` and
 ``titles``.
+
+Files (``slack_files.py``): ``add_file`` makes a file a person shares (``user_says(files=…)``
+takes them, or plain names); its bytes are served at ``url_private_download`` only for the bot
+token with ``files:read``, else Slack's sign-in page. Slack Connect, deleted, expired, hidden
+and external files behave as on Slack. ``files.getUploadURLExternal`` → POST →
+``files.completeUploadExternal`` shares an upload as a bot message (``Message.files``) in the
+channel or thread; ``file_data`` gives its bytes.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ import re
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -63,6 +70,7 @@ from tests.fakes import slack_delivery, slack_rules, slack_signing
 from tests.fakes.gates import Gates
 from tests.fakes.polling import wait_until
 from tests.fakes.slack_delivery import Answer, Attempt, Delivery
+from tests.fakes.slack_files import FileStore, StoredFile
 from tests.fakes.slack_rules import TIER_LIMITS
 
 JSON = dict[str, Any]
@@ -78,6 +86,8 @@ DEFAULT_SCOPES = (
     "channels:history",
     "channels:read",
     "chat:write",
+    "files:read",
+    "files:write",
     "groups:history",
     "groups:read",
     "im:history",
@@ -97,7 +107,7 @@ _PING = re.compile(
 )
 # Parameters Slack accepts as JSON strings in form-encoded bodies (slack_sdk sends them as JSON
 # objects when it posts JSON, as strings when it posts forms).
-_JSON_PARAMS = ("blocks", "chunks", "attachments", "metadata")
+_JSON_PARAMS = ("blocks", "chunks", "attachments", "metadata", "files")
 
 
 class Call(NamedTuple):
@@ -177,6 +187,7 @@ class Message:
     stream_parts: list[str] = field(default_factory=list)
     reactions: dict[str, list[str]] = field(default_factory=dict)  # name: users, in order
     metadata: JSON | None = None  # {"event_type", "event_payload"}, as the app last set it
+    files: list[str] = field(default_factory=list)  # ids of the files shown with it
 
     @property
     def bot(self) -> bool:
@@ -280,6 +291,7 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.add_user(BOT_USER_ID, "owui-bot", is_bot=True)
+        self.file_store = FileStore(TEAM_ID)  # files, their bytes, uploads (slack_files.py)
         self._handlers: dict[str, Handler] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._connections_open,
@@ -299,6 +311,11 @@ class FakeSlack:
             "users.info": self._users_info,
             "chat.postEphemeral": self._post_ephemeral,
             "usergroups.users.list": self._usergroup_users,
+            "files.info": lambda params: self.file_store.info(
+                _require(params, "file", "file_not_found")
+            ),
+            "files.getUploadURLExternal": self.file_store.upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
 
     # -- lifecycle ------------------------------------------------------------
@@ -315,12 +332,17 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files-pri/{key}/{name}", self._file)
+        app.router.add_get("/files-pri/{key}/download/{name}", self._file)
+        app.router.add_get("/signin", self.file_store.sign_in)
+        app.router.add_post("/upload/v1/{key}", self.file_store.receive)
         # A short shutdown timeout: open WebSockets must not hold stop() for a minute.
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.file_store.base = f"http://127.0.0.1:{self.port}"
         return self
 
     async def stop(self) -> None:
@@ -405,6 +427,17 @@ class FakeSlack:
     def add_usergroup(self, group_id: str, members: list[str]) -> None:
         """A user group (``S…``) and its members, for usergroups.users.list."""
         self.usergroups[group_id] = list(members)
+
+    def add_file(
+        self, name: str, data: bytes | None = None, *, mimetype: str | None = None, **options: Any
+    ) -> StoredFile:
+        """A file a person shares (pass it in ``user_says(files=[…])``). ``options``: see
+        ``slack_files.StoredFile`` (``mode``, ``connect``, ``info_refused``, ``removed``)."""
+        return self.file_store.add(name, data, mimetype=mimetype, **options)
+
+    def file_data(self, file_id: str) -> bytes:
+        """The bytes Slack holds for a file (an upload's, say)."""
+        return self.file_store.files[file_id].data
 
     def rate_limit_next(self, method: str, retry_after: int = 1, *, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with HTTP 429 + ``Retry-After``."""
@@ -711,6 +744,34 @@ class FakeSlack:
         if channel.startswith("D"):
             return "im"
         return self.channel_kinds.get(channel, "group" if channel.startswith("G") else "channel")
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """``url_private(_download)``: the bytes for a bot token holding files:read."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        authorised = (
+            bool(token)
+            and self._refusal("files.info", token, {}) is None
+            and slack_rules.token_kind(token) != slack_rules.APP
+        )
+        return await self.file_store.serve(request, authorised)
+
+    def _complete_upload(self, params: JSON) -> JSON:
+        body, done = self.file_store.complete(params, BOT_USER_ID)
+        channel = _opt_str(params, "channel_id") or _opt_str(params, "channels")
+        if done and channel:
+            # Shared: a message of the bot's in the channel (or thread) showing the files.
+            message = Message(
+                channel=channel,
+                ts=self._next_ts(),
+                user=BOT_USER_ID,
+                text=str(params.get("initial_comment") or ""),
+                thread_ts=_opt_str(params, "thread_ts"),
+                bot_id=BOT_ID,
+                files=[f.id for f in done],
+            )
+            message.versions.append(message.text)
+            self._messages[channel].append(message)
+        return body
 
     def _auth_test(self, params: JSON) -> JSON:
         return {
@@ -1039,6 +1100,11 @@ class FakeSlack:
             shape["subtype"] = message.subtype
         if message.blocks is not None:
             shape["blocks"] = message.blocks
+        if message.files:
+            shape["files"] = [
+                self.file_store.shape(self.file_store.files[f]) for f in message.files
+            ]
+            shape["upload"] = True
         if message.thread_ts is not None and message.thread_ts != message.ts:
             shape["thread_ts"] = message.thread_ts
             parent = self.message(message.channel, message.thread_ts)
@@ -1080,7 +1146,7 @@ class FakeSlack:
         thread_ts: str | None = None,
         channel_type: str | None = None,
         ts: str | None = None,
-        files: list[str] | None = None,
+        files: Sequence[str | StoredFile] | None = None,
         user_team: str | None = None,
     ) -> tuple[str, JSON, JSON | None]:
         """A person posts ``text``: store it and return what Slack would deliver.
@@ -1092,7 +1158,10 @@ class FakeSlack:
         another organisation's user (Slack Connect) carry it.
         """
         ts = self._claim_ts(ts)
+        stored = [self._stored(f, user) for f in files or ()]
+        files = stored or None
         message = Message(channel=channel, ts=ts, user=user, text=text, thread_ts=thread_ts)
+        message.files = [f.id for f in stored]
         message.versions.append(text)
         self._messages[channel].append(message)
         extra = {"files": files, "user_team": user_team}
@@ -1117,7 +1186,7 @@ class FakeSlack:
         channel_type: str | None = None,
         bot_id: str | None = None,
         subtype: str | None = None,
-        files: list[str] | None = None,
+        files: Sequence[str | StoredFile] | None = None,
         user_team: str | None = None,
     ) -> JSON:
         """An ``event_callback`` body carrying a ``message`` event (not stored).
@@ -1149,7 +1218,7 @@ class FakeSlack:
             event["bot_profile"] = {"id": bot_id, "app_id": event["app_id"], "team_id": TEAM_ID}
         if subtype is not None:
             event["subtype"] = subtype
-        _add_person(event, files, user_team)
+        _add_person(event, [self._event_file(f, user) for f in files or ()], user_team)
         self._add_thread(event, channel, thread_ts)
         return self.event_callback(event)
 
@@ -1161,7 +1230,7 @@ class FakeSlack:
         *,
         ts: str | None = None,
         thread_ts: str | None = None,
-        files: list[str] | None = None,
+        files: Sequence[str | StoredFile] | None = None,
         user_team: str | None = None,
     ) -> JSON:
         """An ``event_callback`` body carrying an ``app_mention`` (text should hold <@UBOT>)."""
@@ -1176,7 +1245,7 @@ class FakeSlack:
             "channel": channel,
             "event_ts": ts,
         }
-        _add_person(event, files, user_team)
+        _add_person(event, [self._event_file(f, user) for f in files or ()], user_team)
         self._add_thread(event, channel, thread_ts)
         return self.event_callback(event)
 
@@ -1249,6 +1318,12 @@ class FakeSlack:
             shape["bot_id"] = message.bot_id
         self._add_thread(shape, message.channel, message.thread_ts)
         return shape
+
+    def _stored(self, file: str | StoredFile, user: str | None) -> StoredFile:
+        return file if isinstance(file, StoredFile) else self.add_file(file, user=user or "U1")
+
+    def _event_file(self, file: str | StoredFile, user: str | None) -> JSON:
+        return self.file_store.event_shape(self._stored(file, user))
 
     def react(self, channel: str, ts: str, user: str, name: str) -> JSON:
         """``user`` adds reaction ``name`` (e.g. "+1", "repeat") to a message; returns the
@@ -1617,20 +1692,11 @@ async def _post_signed(
         return response.status, text, dict(response.headers)
 
 
-def _add_person(event: JSON, files: list[str] | None, user_team: str | None) -> None:
-    """What a person's event carries beyond text: files, and (Slack Connect) the
-    author's home team, which Slack also gives as ``team`` and ``source_team``."""
+def _add_person(event: JSON, files: list[JSON], user_team: str | None) -> None:
+    """What a person's event carries beyond text: files (Slack's file objects), and (Slack
+    Connect) the author's home team, which Slack also gives as ``team`` and ``source_team``."""
     if files:
-        event["files"] = [
-            {
-                "id": f"F{uuid.uuid4().hex[:10].upper()}",
-                "name": name,
-                "title": name,
-                "mimetype": "application/octet-stream",
-                "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}/{name}",
-            }
-            for name in files
-        ]
+        event["files"] = files
     if user_team is not None:
         event["team"] = event["user_team"] = event["source_team"] = user_team
 
@@ -1778,5 +1844,6 @@ __all__ = [
     "FakeSlack",
     "Message",
     "Status",
+    "StoredFile",
     "Suggested",
 ]

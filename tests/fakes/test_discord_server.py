@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from discord import app_commands
 
+from tests.fakes.discord_cdn import EXPIRED_TEXT, FakeFile
 from tests.fakes.discord_server import (
     APP_ID,
     BOT_USER_ID,
@@ -765,3 +767,70 @@ async def test_a_cut_call_is_a_network_error_and_is_not_applied(world: World) ->
         kept = await http.post(f"/channels/{world.general}/messages", json={"content": "kept"})
     assert kept.status_code == 200
     assert [m.content for m in world.fake.bot_messages(world.general)] == ["kept"]
+
+
+# -- attachments: the CDN, uploads on create and edit -------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 800  # ~200 KB: several CDN chunks
+
+
+async def test_attachments_are_served_by_signed_links_that_expire(world: World, bot: Bot) -> None:
+    fake = world.fake
+    said = fake.user_says(
+        world.general, world.ada, "look", files=[FakeFile("shot.png", PNG, "image/png")]
+    )
+    await _wait_messages(fake, bot, 1)
+    (attachment,) = bot.messages[0].attachments
+    assert (attachment.filename, attachment.content_type, attachment.size) == (
+        "shot.png",
+        "image/png",
+        len(PNG),
+    )
+    assert attachment.id == int(said.attachments[0]["id"])
+    assert await attachment.read() == PNG  # discord.py's own CDN fetch
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(attachment.proxy_url)).content == PNG
+        forged = attachment.url.replace("hm=", "hm=0")
+        assert (await http.get(forged)).status_code == 403
+        fake.cdn.expire_links()
+        expired = await http.get(attachment.url)
+        assert (expired.status_code, expired.text) == (404, EXPIRED_TEXT)
+        # Fetching the message again hands out a fresh link, as Discord does.
+        fresh = await bot.messages[0].channel.fetch_message(int(said.id))
+        assert (await http.get(fresh.attachments[0].url)).content == PNG
+        fake.delete(said.id)
+        assert (await http.get(fresh.attachments[0].url)).status_code == 404
+
+
+async def test_files_uploaded_on_create_and_edit_as_discord_py_sends_them(
+    world: World, bot: Bot
+) -> None:
+    fake = world.fake
+    channel = bot.client.get_channel(int(world.general))
+    assert isinstance(channel, discord.TextChannel)
+    sent = await channel.send("an answer", file=discord.File(io.BytesIO(PNG), "chart.png"))
+    shown = fake.message(sent.id)
+    assert shown is not None
+    assert fake.attached(shown) == [("chart.png", PNG)]
+    assert sent.attachments[0].content_type == "image/png"
+    first = sent.attachments[0]
+    notes = discord.File(io.BytesIO(b"notes"), "notes.txt")
+    edited = await sent.edit(attachments=[*sent.attachments, notes])
+    assert fake.attached(shown) == [("chart.png", PNG), ("notes.txt", b"notes")]
+    assert shown.content == "an answer" and edited.attachments[0].id == first.id
+    # Discord's limits: ten files a message, the guild's upload size.
+    many = [discord.File(io.BytesIO(b"x"), f"f{n}.txt") for n in range(9)]
+    with pytest.raises(discord.HTTPException) as too_many:
+        await sent.edit(attachments=[*edited.attachments, *many])
+    assert (too_many.value.status, too_many.value.code) == (400, 50035)
+    fake.set_attachment_size_limit(world.guild, len(PNG) - 1)
+    with pytest.raises(discord.HTTPException) as too_large:
+        await channel.send(file=discord.File(io.BytesIO(PNG), "big.png"))
+    assert (too_large.value.status, too_large.value.code) == (413, 40005)
+    assert [m.id for m in fake.bot_messages(world.general)] == [str(sent.id)]
+    assert len(fake.attached(shown)) == 2
+    # An edit listing no attachments removes them all; their links stop working.
+    await sent.edit(attachments=[])
+    assert fake.attached(shown) == []
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(first.url)).status_code == 404

@@ -841,3 +841,111 @@ async def test_socket_envelopes_not_acked_in_time_are_sent_again(fake: FakeSlack
     assert fake.envelope(second["envelope_id"]).acked_at is not None
     assert fake.envelope(first["envelope_id"]).acked_at is None
     assert [(a.retry_num, a.status) for a in fake.deliveries[-1].attempts] == [(0, None), (1, 200)]
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+async def _get(url: str, token: str | None = None) -> tuple[int, str, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return response.status, response.content_type, await response.read()
+
+
+async def test_a_shared_file_is_served_only_for_the_bot_token(fake: FakeSlack) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200
+    shot = fake.add_file("shot.png", png)
+    _, body, _ = fake.user_says("C1", "U1", "<@UBOT> look", files=[shot])
+    (obj,) = body["event"]["files"]
+    assert (obj["name"], obj["mimetype"], obj["filetype"], obj["size"], obj["mode"]) == (
+        "shot.png",
+        "image/png",
+        "png",
+        len(png),
+        "hosted",
+    )
+    url = obj["url_private_download"]
+    assert await _get(url, BOT_TOKEN) == (200, "image/png", png)
+    # No token, a wrong one, or one without files:read: Slack's sign-in page, not the file.
+    fake.valid_tokens = {BOT_TOKEN}
+    for token in (None, "xoxb-wrong"):
+        status, kind, page = await _get(url, token)
+        assert (status, kind) == (200, "text/html") and b"Sign in" in page
+    fake.scopes.remove("files:read")
+    assert (await _get(url, BOT_TOKEN))[1] == "text/html"
+    assert [authorised for _, authorised in fake.file_store.downloads] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+async def test_removed_and_hidden_files_are_not_served(fake: FakeSlack) -> None:
+    gone = fake.add_file("old.pdf", removed=True)
+    hidden = fake.add_file("older.pdf", mode="hidden_by_limit")
+    _, body, _ = fake.user_says("C1", "U1", "<@UBOT> x", files=[gone, hidden])
+    for obj in body["event"]["files"]:
+        assert (await _get(obj["url_private_download"], BOT_TOKEN))[0] == 404
+    assert body["event"]["files"][1]["mode"] == "hidden_by_limit"
+    hidden.mode, hidden.forbidden = "hosted", True
+    assert (await _get(body["event"]["files"][1]["url_private_download"], BOT_TOKEN))[0] == 403
+
+
+async def test_slack_connect_files_need_files_info(fake: FakeSlack, client: AsyncWebClient) -> None:
+    shared = fake.add_file("their.txt", connect=True)
+    private = fake.add_file("secret.txt", connect=True, info_refused=True)
+    _, body, _ = fake.user_says("C1", "UEXT", "<@UBOT> x", files=[shared, private])
+    assert body["event"]["files"][0] == {
+        "id": shared.id,
+        "mode": "file_access",
+        "file_access": "check_file_info",
+        "created": 0,
+        "timestamp": 0,
+        "user": "",
+    }
+    info = await client.files_info(file=shared.id)
+    assert info["file"]["name"] == "their.txt" and info["file"]["url_private_download"]
+    with pytest.raises(SlackApiError) as exc:
+        await client.files_info(file=private.id)
+    assert _error(exc) == "file_not_found"
+    fake.scopes.remove("files:read")
+    with pytest.raises(SlackApiError) as exc:
+        await client.files_info(file=shared.id)
+    assert _error(exc) == "missing_scope" and exc.value.response["needed"] == "files:read"
+
+
+async def test_files_upload_v2_shows_the_file_in_the_thread(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    thread, _, _ = fake.user_says("C1", "U1", "<@UBOT> draw a cat")
+    data = b"\x89PNG\r\n\x1a\n" + b"cat" * 10_000
+    done = await client.files_upload_v2(
+        channel="C1", thread_ts=thread, file=data, filename="cat.png", title="A cat"
+    )
+    (started,) = fake.calls_of("files.getUploadURLExternal")
+    assert started.params["length"] == str(len(data))
+    (shown,) = fake.bot_replies("C1", thread)
+    (file_id,) = shown.files
+    assert done["files"][0]["id"] == file_id
+    assert fake.file_data(file_id) == data
+    replies = await client.conversations_replies(channel="C1", ts=thread)
+    (obj,) = replies["messages"][1]["files"]
+    assert (obj["title"], obj["name"], obj["mimetype"]) == ("A cat", "cat.png", "image/png")
+    assert await _get(obj["url_private_download"], BOT_TOKEN) == (200, "image/png", data)
+
+
+async def test_uploads_need_files_write_and_the_bytes(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    started = await client.files_getUploadURLExternal(filename="a.txt", length=3)
+    with pytest.raises(SlackApiError) as exc:  # the bytes never went to upload_url
+        await client.files_completeUploadExternal(
+            files=[{"id": started["file_id"]}], channel_id="C1"
+        )
+    assert _error(exc) == "file_upload_not_completed"
+    assert fake.channel_view("C1") == []
+    fake.scopes.remove("files:write")
+    with pytest.raises(SlackApiError) as exc:
+        await client.files_upload_v2(channel="C1", content="hi", filename="a.txt")
+    assert _error(exc) == "missing_scope" and exc.value.response["needed"] == "files:write"

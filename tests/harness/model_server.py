@@ -17,6 +17,9 @@ Directives (all optional):
 ``[[code]]``      include a fenced code block in the reply
 ``[[think]]``     reason first: stream ``reasoning_text`` as ``delta.reasoning_content``
                   over 1 s, then the answer; ``[[think=S]]`` over S seconds
+``[[cite]]``      when Open WebUI put sources into the prompt (``<source id="n">``
+                  tags), end the reply with one sentence per source, cited with its
+                  marker as the RAG template asks: ``The sky is teal [1].``
 ``[[think_tags]]`` with ``[[think]]``: send the reasoning inside the content as
                   ``<think>…</think>`` instead (what many local models do)
 
@@ -34,6 +37,9 @@ stored as having thought for S seconds. What it stores differs by version:
 ``expected_reply`` is always the answer alone, reasoning left out;
 ``expected_reasoning`` is the reasoning text.
 
+``POST /v1/images/generations`` (image generation pointed here) answers ``IMAGE_PNG``
+as ``b64_json``.
+
 Every request is recorded (``recorded()``); ``chat_requests()`` gives the
 ``messages`` each chat completion (background tasks left out) carried.
 
@@ -44,10 +50,13 @@ instantly with harmless JSON, whatever directives the chat history contains.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
+import struct
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +71,26 @@ DEFAULT_DELAY = 0.01
 WORDS_PER_CHUNK = 3
 STALL_CHUNKS = 3
 DEFAULT_THINK = 1.0
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A small solid-colour PNG (what ``/v1/images/generations`` returns)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+IMAGE_PNG = _png(8, 8, (0, 128, 128))
 
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?:=([^\]]*))?\]\]")
 
@@ -78,6 +107,7 @@ class Directives:
     code: bool = False
     think: float | None = None  # seconds of reasoning before the answer
     think_tags: bool = False
+    cite: bool = False
 
 
 def parse_directives(text: str) -> tuple[Directives, str]:
@@ -88,7 +118,7 @@ def parse_directives(text: str) -> tuple[Directives, str]:
             values[name] = int(raw)
         elif name in ("delay", "first"):
             values[name] = float(raw)
-        elif name in ("hang", "stall", "code", "think_tags"):
+        elif name in ("hang", "stall", "code", "think_tags", "cite"):
             values[name] = True
         elif name == "think":
             values[name] = float(raw) if raw else DEFAULT_THINK
@@ -134,6 +164,29 @@ def chat_messages(recorded: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The ``messages`` of each chat completion in ``recorded``, in order;
     Open WebUI's background tasks (titles, tags…) left out."""
     return [list(r["body"].get("messages") or []) for r in recorded if r["kind"] == "chat"]
+
+
+# Content up to its closing tag, never across another opening one (the RAG template's
+# instructions show a bare ``<source id="1">`` before the real tags).
+_SOURCE_TAG = re.compile(r'<source id="(\d+)"[^>]*>((?:(?!<source\b).)*?)</source>', re.S)
+
+
+def source_tags(body: dict[str, Any]) -> list[tuple[int, str]]:
+    """The ``<source id="n">`` tags Open WebUI put into a chat's messages, in order."""
+    text = "\n".join(_content_text(m.get("content")) for m in body.get("messages") or [])
+    return [(int(n), content.strip()) for n, content in _SOURCE_TAG.findall(text)]
+
+
+def citations(sources: list[tuple[int, str]]) -> str:
+    """One sentence per source, with its marker (``[[cite]]``)."""
+    return "".join(f" {content.rstrip('.')} [{n}]." for n, content in sources if content)
+
+
+def rag_question(prompt: str) -> str:
+    """The question of a prompt Open WebUI wrapped in its RAG template (it starts with
+    "### Task:" like a background task, and ends with the question after the context)."""
+    question = prompt.rsplit("</context>", 1)[-1]
+    return question.replace("<user_query>", "").replace("</user_query>", "").strip()
 
 
 def task_reply(prompt: str) -> str | None:
@@ -205,6 +258,7 @@ class ModelServer:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/images/generations", self._images)
         app.router.add_get("/_requests", self._get_requests)
         app.router.add_delete("/_requests", self._clear_requests)
         return app
@@ -248,9 +302,21 @@ class ModelServer:
         self.requests.clear()
         return web.json_response({"status": True})
 
+    async def _images(self, request: web.Request) -> web.Response:
+        """OpenAI image generation: ``n`` copies of ``IMAGE_PNG`` as ``b64_json``."""
+        body = await request.json()
+        self._record(request, body, "image")
+        count = max(1, int(body.get("n") or 1))
+        encoded = base64.b64encode(IMAGE_PNG).decode()
+        data = [{"b64_json": encoded, "revised_prompt": body.get("prompt", "")}] * count
+        return web.json_response({"created": int(time.time()), "data": data})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         prompt = last_user_text(body)
+        sources = source_tags(body)
+        if "</context>" in prompt and sources:
+            prompt = rag_question(prompt)  # a chat with sources, not a background task
         task = task_reply(prompt)
         self._record(request, body, "task" if task is not None else "chat")
         model = str(body.get("model") or MODEL_IDS[0])
@@ -265,7 +331,8 @@ class ModelServer:
             await _wait_for_disconnect(request)
             return web.Response(status=499)
         thoughts = reasoning_text(question) if d.think is not None else None
-        return await self._respond(request, model, stream, reply_text(question, d), d, thoughts)
+        text = reply_text(question, d) + (citations(sources) if d.cite else "")
+        return await self._respond(request, model, stream, text, d, thoughts)
 
     async def _respond(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adapters.discord.settings import DiscordSettings
 from bridge.actions import Act, Acted, Action, Outcome
@@ -68,7 +68,7 @@ class Core:
 
     async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
         self.askers.append(asker)
-        verdict = self._admission.check(event, asker)
+        verdict = self._admission.check(_as_judged(event), asker)
         if verdict.refusal is not None:
             self.refused.append((event, verdict.refusal.value))
             raise QuestionRefused(verdict.refusal.value, verdict.notice)
@@ -123,6 +123,14 @@ class Core:
                 return Acted(Outcome.NOTHING)
             self.regenerated.append((action.message_id, action.event_id))
         return Acted(Outcome.DONE)
+
+
+def _as_judged(event: PlatformEvent) -> PlatformEvent:
+    """A file alone is a question (issue 16): judged as if its files were its text, as
+    the core's admission does once it reads files."""
+    if event.files and not event.text.strip():
+        return replace(event, text=" ".join(f.name for f in event.files))
+    return event
 
 
 @dataclass

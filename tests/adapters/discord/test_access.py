@@ -1,7 +1,6 @@
 """What a person sees when the bridge does not take their question on Discord: a
-reply with the notice (or nothing), no thread opened, nothing queued; and the
-acknowledgement that files are not read. The core is the stand-in judging with
-the real admission rules."""
+reply with the notice (or nothing), no thread opened, nothing queued. The core is
+the stand-in judging with the real admission rules."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import pytest
 
 from adapters.discord.app import DiscordAdapter
 from adapters.discord.commands import NEW_DMS_OFF, NEW_REFUSED
-from bridge.admission import ATTACHMENTS_IGNORED, Admission
+from bridge.admission import Admission
 from bridge.events import PlatformEvent, ThreadKey
 from bridge.policy import AccessPolicy, Asker, Limits, Refusal
 from tests.adapters.discord.discord_world import Core, World, discord_world, next_event
@@ -24,14 +23,14 @@ SEND = "POST /channels/{channel_id}/messages"
 DENIED = "99"  # a user id the policy of most tests denies
 
 
-def notice(refusal: Refusal, *, attachments: int = 0, direct: bool = False) -> str:
+def notice(refusal: Refusal, *, direct: bool = False) -> str:
     """The notice the real admission rules give for ``refusal`` (the first time)."""
     policy = {
         Refusal.DENIED_USER: AccessPolicy(denied_users=frozenset({"u"})),
         Refusal.DIRECT: AccessPolicy(allow_dms=False),
     }.get(refusal, AccessPolicy())
     key = ThreadKey("discord", "", "c", "c")
-    event = PlatformEvent("e", key, "m", "u", "", "", attachments=attachments)
+    event = PlatformEvent("e", key, "m", "u", "", "")
     who = Asker(workspace="", channel="c", user="u", direct=direct)
     verdict = Admission(policy, Limits()).check(event, who)
     assert verdict.refusal is refusal and verdict.notice is not None
@@ -95,22 +94,6 @@ async def test_a_bare_mention_gets_the_hint_and_opens_no_thread(
     asked = fake.user_says(world.general, world.ada, MENTION)
     assert await replies(world, asked) == [notice(Refusal.EMPTY)]
     assert fake.threads() == [] and world.core.events == []
-
-
-async def test_files_are_counted_and_acknowledged_once(
-    world: World, adapter: DiscordAdapter
-) -> None:
-    fake = world.fake
-    asked = fake.user_says(world.general, world.ada, f"{MENTION} summarise this", attachments=2)
-    event = await next_event(world, 1)
-    assert event.attachments == 2 and event.text == "summarise this"
-    assert await replies(world, asked) == [ATTACHMENTS_IGNORED]
-    only = fake.user_says(world.general, world.ada, MENTION, attachments=1)
-    assert await replies(world, only) == [notice(Refusal.ATTACHMENTS_ONLY, attachments=1)]
-    plain = fake.user_says(world.general, world.ada, f"{MENTION} no files")
-    await next_event(world, 2)
-    await asyncio.sleep(0.1)
-    assert fake.replies_to(plain.id) == []
 
 
 async def test_a_failed_notice_does_not_stop_the_listener(

@@ -295,7 +295,7 @@ async def test_check_reports_the_bot_the_invite_url_and_the_intent(world: World)
             "discord invite",
             True,
             f"https://discord.com/oauth2/authorize?client_id={APP_ID}"
-            "&scope=bot%20applications.commands&permissions=309237713920",
+            "&scope=bot%20applications.commands&permissions=309237746688",
         ),
         ("discord intent", True, "Message Content intent enabled"),
     ]

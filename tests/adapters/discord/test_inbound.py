@@ -19,9 +19,10 @@ from adapters.discord.inbound import (
     thread_key,
     thread_to_open,
 )
-from bridge.events import PlatformEvent, ThreadKey
+from bridge.events import FileRef, PlatformEvent, ThreadKey
 
 BOT = "900"
+PNG_REF = FileRef("77", "shot.png", "image/png", 10, "https://cdn.example/shot.png")
 ROLE = "901"  # the bot's own managed role
 
 
@@ -130,9 +131,9 @@ def test_not_a_question(message: DiscordMessage) -> None:
     [
         msg(content=f"<@{BOT}>"),  # a bare mention: the core answers with a hint
         msg(content=f"<@&{ROLE}>  "),
-        msg(kind=THREAD, content="", mentions_bot=False, attachments=1),  # files only
-        msg(kind=DM, guild_id="", content="", mentions_bot=False, attachments=2),
-        msg(content=f"<@{BOT}> read this", attachments=1),
+        msg(kind=THREAD, content="", mentions_bot=False, files=(PNG_REF,)),  # files only
+        msg(kind=DM, guild_id="", content="", mentions_bot=False, files=(PNG_REF, PNG_REF)),
+        msg(content=f"<@{BOT}> read this", files=(PNG_REF,)),
     ],
 )
 def test_bare_mentions_and_files_reach_the_core(message: DiscordMessage) -> None:

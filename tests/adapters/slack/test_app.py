@@ -28,7 +28,6 @@ from adapters.slack.app import (
 from adapters.slack.settings import SlackSettings
 from adapters.web import WebServer
 from bridge.actions import Act, Acted, Action, Outcome
-from bridge.admission import ATTACHMENTS_IGNORED
 from bridge.channels import ChannelRules, Channels
 from bridge.config import ConfigError
 from bridge.errors import QuestionRefused
@@ -409,25 +408,6 @@ async def test_channel_chatter_is_neither_judged_nor_noticed(
     assert core.lookups_before_submit == [] and fake.count("users.info") == 0
     await asyncio.sleep(0.2)
     assert fake.ephemerals == []
-
-
-async def test_attachments_are_counted_and_acknowledged_once(
-    fake: FakeSlack, adapter: tuple[SlackAdapter, FakeCore]
-) -> None:
-    slack, core = adapter
-    core.refuse[""] = "I can't read attachments yet."
-    thread, message, mention = fake.user_says("C1", "U1", "<@UBOT> read this", files=["a.log"])
-    await deliver(fake, slack, message, mention)
-    _, only_files, _ = fake.user_says("D1", "U1", "", files=["a.png", "b.png"])
-    await deliver(fake, slack, only_files)
-    await fake.wait_for(lambda: len(fake.ephemerals) == 2, what="the notices")
-    await asyncio.sleep(0.2)
-    assert [(e.attachments, e.text) for e in core.events] == [(1, "read this")]
-    assert [(e.channel, e.thread_ts, e.text) for e in fake.ephemerals] == [
-        ("C1", thread, ATTACHMENTS_IGNORED),  # in the thread its answer goes to
-        ("D1", None, "I can't read attachments yet."),  # the core's notice for files alone
-    ]
-    assert core.threads == {ThreadKey("slack", TEAM_ID, "C1", thread)}
 
 
 async def test_a_notice_slack_refuses_is_logged_not_raised(

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from adapters.slack.files import DELETED, EXTERNAL, HIDDEN, NO_LINK, unresolved
 from adapters.slack.inbound import decide, parse
+from bridge.events import FileRef
 
 BOT = "UBOT"
 
@@ -82,13 +84,58 @@ def test_empty_text_reaches_the_core_when_answered(
     assert decide(message, BOT, known_thread=known).answer is answer
 
 
-def test_files_are_counted() -> None:
-    files = [{"id": "F1", "name": "a.txt"}, {"id": "F2", "name": "b.png"}]
-    shared = parse(body(text=f"<@{BOT}> look", subtype="file_share", files=files))
-    mention = parse(body(type="app_mention", text=f"<@{BOT}> look", files=files))
+PNG = {
+    "id": "F1",
+    "name": "shot.png",
+    "title": "shot.png",
+    "mimetype": "image/png",
+    "filetype": "png",
+    "size": 2048,
+    "mode": "hosted",
+    "is_external": False,
+    "url_private": "https://files.slack.com/files-pri/T1-F1/shot.png",
+    "url_private_download": "https://files.slack.com/files-pri/T1-F1/download/shot.png",
+}
+
+
+def test_files_are_described_as_slack_gives_them() -> None:
+    shared = parse(body(text=f"<@{BOT}> look", subtype="file_share", files=[PNG]))
+    mention = parse(body(type="app_mention", text=f"<@{BOT}> look", files=[PNG]))
     plain = parse(body(text=f"<@{BOT}> look"))
     odd = parse(body(text=f"<@{BOT}> look", files="not a list"))
-    assert [m.files if m else None for m in (shared, mention, plain, odd)] == [2, 2, 0, 0]
+    png = FileRef("F1", "shot.png", "image/png", 2048, PNG["url_private_download"])
+    assert [m.files if m else None for m in (shared, mention, plain, odd)] == [
+        (png,),
+        (png,),
+        (),
+        (),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"mode": "tombstone"}, DELETED),
+        ({"mode": "hidden_by_limit"}, HIDDEN),
+        ({"mode": "external", "is_external": True}, EXTERNAL),
+        ({"url_private": None, "url_private_download": None}, NO_LINK),
+    ],
+)
+def test_a_file_slack_will_not_give_carries_its_reason(
+    changes: dict[str, Any], problem: str
+) -> None:
+    message = parse(body(subtype="file_share", files=[PNG | changes]))
+    assert message is not None
+    (file,) = message.files
+    assert (file.id, file.problem, file.url) == ("F1", problem, "")
+
+
+def test_a_slack_connect_file_waits_for_files_info() -> None:
+    stub = {"id": "F9", "mode": "file_access", "file_access": "check_file_info", "user": ""}
+    message = parse(body(subtype="file_share", files=[stub]))
+    assert message is not None
+    (file,) = message.files
+    assert (file.id, file.url, file.problem) == ("F9", "", "") and unresolved(file)
 
 
 def test_the_authors_team_and_org_as_the_event_gives_them() -> None:
@@ -112,6 +159,8 @@ def test_the_authors_team_and_org_as_the_event_gives_them() -> None:
         # …but not someone else's thread, an empty post, or a bot (parse drops bots).
         (body(text="more", thread_ts="1.0"), False, "all", False),
         (body(text="", subtype="file_share", files=[{}]), False, "all", False),
+        # …but a file alone is a question.
+        (body(text="", subtype="file_share", files=[PNG]), False, "all", True),
         (body(user=BOT, text="my own answer"), False, "all", False),
         (body(text="more", thread_ts="1.0"), True, "all", True),
         # "off": nothing, not a mention, not a thread the bot is in...
