@@ -303,9 +303,7 @@ class TurnRunner:
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
             if found in (_Found.ABSENT, _Found.UNSTARTED) and event.files and not regenerate:
-                platform = self._platforms[
-                    conversation.key.platform
-                ]  # notes: one per file left out
+                platform = self._platforms[conversation.key.platform]
                 files = await self.attachments.gather(
                     platform, conversation.id, event.files, conversation.model, delivery.note
                 )
