@@ -638,7 +638,9 @@ async def test_tiers_are_off_by_default(fake: FakeSlack, client: AsyncWebClient)
 
 async def test_tier_limits_per_method_and_window(fake: FakeSlack, client: AsyncWebClient) -> None:
     fake.enforce_tiers = True
-    fake.tier_window = 1.0  # Slack's counts, in one second instead of a minute
+    # Slack's counts in four seconds instead of a minute: room for a loaded machine to
+    # make the 75 calls inside one window.
+    fake.tier_window = 4.0
     fake.add_user("U1", "Ada")
     started = time.monotonic()
     for _ in range(20):  # Tier 2
@@ -646,7 +648,7 @@ async def test_tier_limits_per_method_and_window(fake: FakeSlack, client: AsyncW
     with pytest.raises(SlackApiError) as exc:
         await _stream(client)
     assert exc.value.response.status_code == 429 and _error(exc) == "ratelimited"
-    assert exc.value.response.headers["Retry-After"] == "1"
+    assert exc.value.response.headers["Retry-After"] in {"1", "2", "3", "4"}
     assert fake.rate_limited == [fake.calls[-1]]
     for _ in range(50):  # Tier 3, counted apart from chat.startStream
         await client.conversations_info(channel="C1")
@@ -662,7 +664,7 @@ async def test_tier_limits_per_method_and_window(fake: FakeSlack, client: AsyncW
     await client.chat_postMessage(channel="C2", text="other channel")
     assert len(fake.rate_limited) == 3 and len(fake.channel_view("C1")) == 3
     # Refused calls do not count: once the window has moved on, the method works again.
-    await asyncio.sleep(max(0.0, started + 1.05 - time.monotonic()))
+    await asyncio.sleep(max(0.0, started + 4.05 - time.monotonic()))
     await _stream(client)
     await client.chat_postMessage(channel="C1", text="x")
 
