@@ -487,7 +487,11 @@ class OpenWebUIClient:
         params: Mapping[str, str] | None = None,
         auth: bool = True,
         retry: bool = True,
+        files: Callable[[], Any] | None = None,
+        raw: bool = False,
     ) -> Any:
+        """``files``: the multipart parts, made afresh for each attempt (a retry re-reads
+        its file from the start); ``raw``: the answer's bytes, not JSON."""
         attempt = 0
         auth_retries = 0
         renewed = False
@@ -497,7 +501,12 @@ class OpenWebUIClient:
             try:
                 self.requests_sent += 1
                 response = await self._http.request(
-                    method, self.base_url + path, json=json, params=params, headers=headers
+                    method,
+                    self.base_url + path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    files=files() if files is not None else None,
                 )
             except httpx.TransportError as exc:
                 metrics.OPENWEBUI_REQUESTS.labels(method, "unreachable").inc()
@@ -536,6 +545,8 @@ class OpenWebUIClient:
                     renewed = True
                     await self._renew(generation)
                     continue
+            if raw and status < 400:
+                return response.content
             return self._result(method, path, response)
 
     async def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
