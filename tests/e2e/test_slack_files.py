@@ -25,10 +25,10 @@ from tests.e2e.files_kit import (
     marked_png,
     pdf,
     question_files,
-    refusing,  # noqa: F401  (a fixture)
     saw_image,
     uploads_named,
 )
+from tests.e2e.files_kit import refusing as refusing  # a fixture
 from tests.e2e.test_slack import ALICE, CHANNEL, DM, Harness, Make, chat_for
 from tests.fakes.slack_server import BOT_USER_ID, Message
 from tests.harness.model_server import IMAGE_PNG
