@@ -15,7 +15,7 @@ import asyncio
 import sqlite3
 import stat
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ import pytest
 from adapters.slack.app import SCOPES
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, search_chats
+from tests.contract.test_files import png
+from tests.fakes.slack_files import StoredFile
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
@@ -70,15 +72,12 @@ BUSY = (
     " Please ask again once they're answered."
 )
 HINT = "Put your question in the same message as the mention, and I'll answer it."
-FILES_ONLY = "I can't read attachments yet. Please paste the text you'd like me to answer."
 
 START_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 90.0
 SETTLE = 1.5  # seconds for anything wrongly started to show (chat, answer, notice)
 
 Model = ThreadedModelServer | RemoteModelServer
-
-ATTACHMENTS_IGNORED = "I can't read attachments yet, so this answers the text of your message."
 
 
 @dataclass
@@ -110,7 +109,7 @@ class World:
         channel: str = CHANNEL,
         thread: str | None = None,
         mention: bool = True,
-        files: list[str] | None = None,
+        files: Sequence[str | StoredFile] | None = None,
         user_team: str | None = None,
     ) -> Asked:
         """``user`` posts ``text`` plus a unique marker; Slack delivers every event
@@ -350,25 +349,29 @@ async def test_seven_at_once_in_one_thread_five_are_taken(world: World) -> None:
     await world.assert_left_no_trace(*turned_away)
 
 
-async def test_bare_mentions_get_a_hint_and_attachments_a_word(world: World) -> None:
+async def test_bare_mentions_get_a_hint_and_files_go_with_the_question(world: World) -> None:
     bare = await world.refused_say("UFILE", "")  # just "<@UBOT>"
-    with_file = await world.say("UFILE", "summarise this", files=["report.pdf"])
-    await world.answered(with_file)
-    only_file = await world.refused_say(
-        "UFILE", "", thread=with_file.ts, mention=False, files=["chart.png"]
-    )
-    await world.wait_notices("UFILE", 3)
+    notes = world.fake.add_file("notes.txt", b"The plan is on page two.\n", user="UFILE")
+    with_file = await world.say("UFILE", "summarise this", files=[notes])
+    # A file alone, later in the thread, is a question too.
+    chart = world.fake.add_file("chart.png", png(), user="UFILE")
+    only_file = await world.say("UFILE", "", thread=with_file.ts, mention=False, files=[chart])
+
+    def answered() -> bool:
+        finished = [m for m in world.replies(with_file) if m.stream_state != "streaming"]
+        return len(finished) >= 2
+
+    await world.fake.wait_for(answered, timeout=ANSWER_TIMEOUT, what="two answers")
+    await world.wait_notices("UFILE", 1)
     await asyncio.sleep(SETTLE)
 
-    assert world.notices("UFILE") == [
-        (CHANNEL, None, HINT),
-        (CHANNEL, with_file.ts, ATTACHMENTS_IGNORED),  # in the thread of its answer
-        (CHANNEL, with_file.ts, FILES_ONLY),
-    ]
-    assert [m.text for m in world.replies(with_file)] == [expected_reply(with_file.seen_as)]
+    assert world.notices("UFILE") == [(CHANNEL, None, HINT)]  # nothing said of the files
+    replies = world.replies(with_file)
+    assert len(replies) == 2 and not any("was not read" in m.text for m in replies)
+    assert world.chat_history(with_file) == [with_file.seen_as, only_file.seen_as]
     assert world.replies(bare) == []
     assert world.stored(bare) == {"turns": 0, "deliveries": 0, "conversations": 0}
-    assert world.stored(only_file)["turns"] == 0
+    assert world.stored(only_file)["turns"] == 1
 
 
 async def test_the_log_names_refusals_without_their_text(world: World) -> None:
