@@ -66,7 +66,6 @@ class Attachments:
         self._store = store
         self._bounds = bounds
         self._process_timeout = process_timeout
-        self.uploads = 0  # files uploaded by this process (bench, tests)
 
     async def gather(
         self,
@@ -128,7 +127,6 @@ class Attachments:
                 stored = await owui_files.upload(
                     self._client, file.name, mimetype_of(file), spool, image=image
                 )
-            self.uploads += 1
             entry = owui_files.chat_entry(self._client, stored, image=image)
             await self._store.save_upload(conversation_id, file.id, entry["id"], json.dumps(entry))
         if entry.get("type") != "image":

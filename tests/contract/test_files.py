@@ -113,13 +113,20 @@ async def test_a_png_reaches_the_model_as_image_input_and_shows_on_the_question(
     async with make_bridge() as runtime:
         e = with_files(event(f"what is in {marker}?", f"png-{marker}"), image)
         reply, result = await ask_with(runtime, e, {"P1": png()})
-    assert result.status.value == "done" and reply.final
-    [body] = [b for b in requests_with(model_server, marker) if b.get("stream")]
-    [asked] = [m for m in body["messages"] if marker in json.dumps(m)]
-    parts = [p for p in asked["content"] if p.get("type") == "image_url"]
-    assert [p["image_url"]["url"][:22] for p in parts] == ["data:image/png;base64,"]
+        # A follow-up still shows the model the picture asked about before (as the
+        # web UI sends every question's images with the conversation).
+        later, _ = await ask_with(runtime, event(f"and then {marker}", f"png-{marker}"), {})
+    assert result.status.value == "done" and reply.final and later.final
+    first, second = [b for b in requests_with(model_server, marker) if b.get("stream")]
+    for body in (first, second):
+        asked_first = f"what is in {marker}"
+        [asked] = [
+            m for m in body["messages"] if m["role"] == "user" and asked_first in json.dumps(m)
+        ]
+        parts = [p for p in asked["content"] if p.get("type") == "image_url"]
+        assert [p["image_url"]["url"][:22] for p in parts] == ["data:image/png;base64,"]
     assert result.chat_id is not None
-    [shown] = question_of(openwebui, result.chat_id, marker)["files"]
+    [shown] = question_of(openwebui, result.chat_id, f"what is in {marker}")["files"]
     assert shown["type"] == "image" and shown["name"] == "shot.png"
     # An admin can open it: the file is Open WebUI's, with the bytes sent.
     stored = await as_admin(openwebui, "GET", f"/api/v1/files/{shown['id']}")

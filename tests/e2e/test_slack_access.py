@@ -12,6 +12,7 @@ chat, no model request, no row in the database, no log line).
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import stat
 import uuid
@@ -351,12 +352,15 @@ async def test_seven_at_once_in_one_thread_five_are_taken(world: World) -> None:
 
 async def test_bare_mentions_get_a_hint_and_files_go_with_the_question(world: World) -> None:
     bare = await world.refused_say("UFILE", "")  # just "<@UBOT>"
-    notes = world.fake.add_file("notes.txt", b"The plan is on page two.\n", user="UFILE")
-    with_file = await world.say("UFILE", "summarise this", files=[notes])
+    secret = f"quarterly-{uuid.uuid4().hex[:8]}"
+    report = world.fake.add_file("report.txt", secret.encode(), mimetype="text/plain")
+    with_file = await world.say("UFILE", "summarise this", files=[report])
     # A file alone, later in the thread, is a question too.
     chart = world.fake.add_file("chart.png", png(), user="UFILE")
     only_file = await world.say("UFILE", "", thread=with_file.ts, mention=False, files=[chart])
 
+    # Open WebUI wraps a question with files in its own prompt, so the test model's
+    # answer is not the plain echo: wait for two finished answers.
     def answered() -> bool:
         finished = [m for m in world.replies(with_file) if m.stream_state != "streaming"]
         return len(finished) >= 2
@@ -365,10 +369,13 @@ async def test_bare_mentions_get_a_hint_and_files_go_with_the_question(world: Wo
     await world.wait_notices("UFILE", 1)
     await asyncio.sleep(SETTLE)
 
-    assert world.notices("UFILE") == [(CHANNEL, None, HINT)]  # nothing said of the files
+    # No "can't read attachments" any more: the files go to Open WebUI with the questions.
+    assert world.notices("UFILE") == [(CHANNEL, None, HINT)]
     replies = world.replies(with_file)
     assert len(replies) == 2 and not any("was not read" in m.text for m in replies)
     assert world.chat_history(with_file) == [with_file.seen_as, only_file.seen_as]
+    # The file's text reached the model through Open WebUI's file handling.
+    assert any(secret in json.dumps(r.get("body")) for r in world.model.recorded())
     assert world.replies(bare) == []
     assert world.stored(bare) == {"turns": 0, "deliveries": 0, "conversations": 0}
     assert world.stored(only_file)["turns"] == 1
