@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,13 @@ from tests.e2e.files_kit import (
     uploads_named,
 )
 from tests.e2e.files_kit import refusing as refusing  # a fixture
-from tests.e2e.test_discord import ADA, MENTION, Harness, Make
+from tests.e2e.test_discord import ADA, MENTION, Harness
 from tests.fakes.discord_cdn import FakeFile
 from tests.fakes.discord_server import Message
 from tests.harness.model_server import IMAGE_PNG
 from tests.harness.openwebui import RunningOpenWebUI
+
+Make = Callable[..., Any]  # test_discord.discord_bridge's keywords: bridge, channels
 
 
 @pytest.fixture
