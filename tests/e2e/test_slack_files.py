@@ -160,11 +160,12 @@ async def test_a_file_alone_is_answered(
     assert shown["name"] == "photo.png"
 
 
+@pytest.mark.parametrize("mode", test_slack.MODES)
 async def test_a_redelivered_message_uploads_its_file_once_and_gets_one_answer(
-    openwebui: RunningOpenWebUI, make: Make
+    openwebui: RunningOpenWebUI, make: Make, mode: str
 ) -> None:
     name = f"{unique('notes-')}.txt"
-    async with make("socket") as h:
+    async with make(mode) as h:
         ts = await ask(h, f"{MENTION} read {name}", [h.fake.add_file(name)], retries=True)
         assert len(await texts(h, CHANNEL, ts)) == 1
     assert await uploads_named(openwebui, name) == 1
