@@ -66,6 +66,9 @@ class PlatformEvent:
     # and the platform message that asked it (the turn's ``message_id`` is its own).
     regenerates: int = 0
     question_message_id: str = ""
+    # Set on an edit turn: the id of the turn whose question was edited after it was
+    # answered (or while it was); the new question goes beside it, the answer in its messages.
+    edits: int = 0
 
     @property
     def channel(self) -> str:

@@ -33,7 +33,15 @@ from bridge.policy import AccessPolicy, Asker, Refusal, judge
 from bridge.queue import ThreadQueue
 from bridge.reply import Platform
 from bridge.results import TurnResult
-from bridge.store import OPEN_STATUSES, Conversation, NewTurn, Store, ThreadBusy, Turn
+from bridge.store import (
+    OPEN_STATUSES,
+    Conversation,
+    NewTurn,
+    Store,
+    ThreadBusy,
+    Turn,
+    TurnStatus,
+)
 from bridge.turns import TurnRunner, event_of
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ REFUSED_MEMORY = 3600.0  # seconds a refused message's copies are recognised
 
 REGENERATE_LATEST_ONLY = "I can only write a new answer to the latest question in a thread."
 REGENERATE_UNDER_WAY = "I'm still writing this answer. Ask for another once it's done."
+EDIT_LATEST_ONLY = "Edits apply to the latest question; ask again to get an answer to this one."
 REGENERATE_THREAD_BUSY = "I'm still answering in this thread. Ask for another answer once I'm done."
 
 
@@ -229,11 +238,132 @@ class Bridge:
         """Write the ratings people gave so far now, settled or not (shutdown, tests)."""
         await self._ratings.flush()
 
-    async def edit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
-        raise NotImplementedError("edited questions")
+    async def edit(
+        self, event: PlatformEvent, asker: Asker | None = None
+    ) -> asyncio.Future[TurnResult] | None:
+        """The question ``event.message_id`` now reads ``event.text``. Still queued: its
+        stored event takes the new text (answered as edited). Being answered, or
+        answered, and the thread's newest question: the answer under way stops and an
+        edit turn answers the new text beside the old question, in the old answer's
+        messages. Older questions: refused with a note. A message refused before (too
+        long, say) is judged as a new question; any other message that was no question
+        here changes nothing (None), as does a repeated delivery. Judged like a
+        question (access, text, rate limit); raises ``QuestionRefused``."""
+        key = event.thread
+        async with self._admitting:
+            own_id = f"{event.message_id}~{event.event_id}"  # an edit turn's platform id
+            if await self._store.delivered(key, event.event_id, own_id):
+                log.info("duplicate edit %s ignored", event.event_id)
+                return None
+            conversation = await self._store.get_conversation(key)
+            turns = await self._store.turns(conversation.id) if conversation else []
+            asked = [t for t in turns if event_of(t, key).asked_in == event.message_id]
+            if conversation is not None and asked:
+                return await self._edit(event, asker, conversation, turns, asked[-1])
+            if not self._refused.pop((key, event.message_id), False):
+                return None  # no question the bridge took
+        return await self.submit(event, asker)
+
+    async def _edit(
+        self,
+        event: PlatformEvent,
+        asker: Asker | None,
+        conversation: Conversation,
+        turns: list[Turn],
+        target: Turn,
+    ) -> asyncio.Future[TurnResult] | None:
+        """``edit`` of a question the thread has; ``target`` is its newest turn (the
+        answer, a new answer, or an earlier edit). Runs under ``_admitting``."""
+        key = event.thread
+        verdict = self._admission.check(event, asker)
+        if verdict.refusal is not None:
+            self._refuse(event, verdict.refusal.value)
+            raise QuestionRefused(verdict.refusal.value, verdict.notice)
+        stored = event_of(target, key)
+        files = event.files or stored.files
+        if target.status is TurnStatus.QUEUED and not stored.regenerates:
+            edited = replace(stored, text=event.text, files=files)
+            if await self._store.update_queued_event(target.id, edited.to_json()):
+                await self._store.claim_event(key.platform, event.event_id)
+                self._admission.taken(event)
+                log.info("queued question %s edited", event.message_id)
+                return self._queue.watch(target.id)
+        if turns[-1].id != target.id:
+            self._refuse(event, "not the latest question")
+            raise QuestionRefused("not the latest question", EDIT_LATEST_ONLY)
+        running = self._turns.running(conversation.id)
+        if running is not None and running.turn_id == target.id:
+            running.delivery.stopped.set()  # stop and redo: the old text's answer is moot
+        again = replace(
+            stored,
+            event_id=event.event_id,
+            message_id=f"{event.message_id}~{event.event_id}",
+            question_message_id=stored.asked_in,
+            order=stored.order + "~",  # after the question it edits, before anything newer
+            author_id=event.author_id,
+            author_name=event.author_name,
+            text=event.text,
+            files=files,
+            context=(),
+            needs_context=False,
+            regenerates=0,
+            edits=target.id,
+        )
+        try:
+            new = await self._store.enqueue_turn(self._new_turn(again))
+        except ThreadBusy:
+            busy = self._admission.busy(event)
+            self._refuse(event, Refusal.BUSY.value)
+            raise QuestionRefused(Refusal.BUSY.value, busy.notice) from None
+        if new is None:
+            return None
+        self._admission.taken(event)
+        log.info("question %s edited after it was answered", event.message_id)
+        return self._queued(new.id, new.conversation_id)
+
+    def _refuse(self, event: PlatformEvent, reason: str) -> None:
+        """Count and log an edit not taken (never its text)."""
+        key = event.thread
+        log.info(
+            "refused edit of %s from %s in %s %s/%s: %s",
+            event.message_id,
+            event.author_id,
+            key.platform,
+            key.workspace,
+            key.channel,
+            reason,
+        )
+        metrics.REFUSALS.labels(key.platform, reason).inc()
 
     async def retract(self, key: ThreadKey, message_id: str) -> bool:
-        raise NotImplementedError("deleted questions")
+        """The question ``message_id`` was deleted on the platform. Queued: dropped, never
+        answered, nothing reaches Open WebUI (True). Being answered: the answer stops,
+        as with ⏹ (True). Answered: the chat keeps it as it is (False)."""
+        conversation = await self._store.get_conversation(key)
+        if conversation is None:
+            return False
+        async with self._admitting:
+            # Copies of the deleted message's delivery (Slack's second event kind) are no question.
+            self._refused[(key, message_id)] = True
+            dropped = False
+            for turn in await self._store.turns(conversation.id):
+                if event_of(turn, key).asked_in != message_id:
+                    continue
+                if await self._store.drop_queued_turn(turn.id):
+                    dropped = True
+                    self._queue.forget(turn.id)
+                    if turn.id in self._waiting:
+                        self._waiting.discard(turn.id)
+                        metrics.QUEUED.dec()
+                    log.info("queued question %s deleted: not answered", message_id)
+        running = self._turns.running(conversation.id)
+        if running is not None:
+            answering = await self._store.turn_by_id(running.turn_id)
+            if answering is not None and event_of(answering, key).asked_in == message_id:
+                running.delivery.stopped.set()
+                log.info("question %s deleted while being answered: stopped", message_id)
+                return True
+        return dropped
 
     async def stop(self, key: ThreadKey) -> bool:
         """Stop the answer under way in the thread (a command such as /stop): the thread

@@ -41,6 +41,13 @@ class ThreadQueue(Generic[R]):
         """A future for the result of a turn this process will run."""
         return self._waiters.setdefault(turn_id, asyncio.get_running_loop().create_future())
 
+    def forget(self, turn_id: int) -> None:
+        """A queued turn that will never run (its question was deleted): its watchers
+        see it cancelled."""
+        waiter = self._waiters.pop(turn_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
     def wake(self, conversation_id: int) -> None:
         """The conversation has a turn to run (recorded in the store already)."""
         if conversation_id in self._workers:

@@ -184,6 +184,21 @@ class Store(Protocol):
         self, conversation_id: int, platform_file_id: str, file_id: str, entry: str
     ) -> None: ...
 
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Record a delivery that makes no turn of its own (an edit of a queued question);
+        False when it was taken before."""
+        ...
+
+    async def update_queued_event(self, turn_id: int, event: str) -> bool:
+        """Replace the stored event of a turn still queued (its question was edited);
+        False when it has started (or is gone): nothing is written then."""
+        ...
+
+    async def drop_queued_turn(self, turn_id: int) -> bool:
+        """Forget a turn still queued (its question was deleted); False when it has
+        started (or is gone): nothing is written then."""
+        ...
+
     async def prune_events(self, older_than: float) -> int:
         """Forget deliveries recorded before ``older_than`` (epoch seconds)."""
         ...

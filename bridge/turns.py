@@ -168,9 +168,11 @@ class TurnRunner:
             await self._store.set_reply_ids(turn.id, ids)
 
         reply_ids = turn.reply_ids
-        if event.regenerates and not reply_ids:
-            # A new answer shows in the messages of the answer it replaces.
-            replaced = await self._store.turn_by_id(event.regenerates)
+        replaces = event.regenerates or event.edits
+        if replaces and not reply_ids:
+            # A new answer (or the answer to an edited question) shows in the messages
+            # of the answer it replaces.
+            replaced = await self._store.turn_by_id(replaces)
             reply_ids = replaced.reply_ids if replaced is not None else ()
             if reply_ids:
                 await save_ids(reply_ids)
@@ -191,7 +193,7 @@ class TurnRunner:
                     final=False,
                 ).text
             ),
-            replacing=bool(event.regenerates and reply_ids),
+            replacing=bool(replaces and reply_ids),
         )
         result = TurnResult(status=TurnStatus.RUNNING, chat_id=conversation.chat_id)
         self._running[conversation.id] = Running(turn.id, delivery)
@@ -273,6 +275,9 @@ class TurnRunner:
                 parent = question.get("parentId")
                 parent_id, content = (str(parent) if parent else None), tree.message_text(question)
                 files = tuple(question.get("files") or ())  # another answer reads them too
+            elif event.edits:
+                parent_id = await self._edited_parent(conversation, event, history)
+                content = question_text(event)
             else:
                 parent_id, content = self._parent_of(conversation, history), question_text(event)
             request = TurnRequest(
@@ -447,6 +452,20 @@ class TurnRunner:
         if current in messages:
             return str(current)
         return str(next(reversed(messages))) if messages else None
+
+    async def _edited_parent(
+        self, conversation: Conversation, event: PlatformEvent, history: dict[str, Any] | None
+    ) -> str | None:
+        """Where an edited question goes: beside the question it edits (under the same
+        parent, as the web UI's edit puts it); a question that never reached the chat
+        is asked as the thread's next one."""
+        edited = await self._store.turn_by_id(event.edits)
+        messages = (history or {}).get("messages") or {}
+        question = messages.get(edited.user_message_id) if edited is not None else None
+        if question is None:
+            return self._parent_of(conversation, history)
+        parent = question.get("parentId")
+        return str(parent) if parent else None
 
     def _fallback_model(self, conversation: Conversation) -> str | None:
         """The model a thread's turn falls back to when Open WebUI refuses its own as

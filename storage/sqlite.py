@@ -195,6 +195,31 @@ class SqliteStore:
             )
         return row is not None
 
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        async with self._lock:
+            claimed = await self._write(
+                "INSERT OR IGNORE INTO processed_events (platform, event_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (platform, event_id, time.time()),
+            )
+        return claimed == 1
+
+    async def update_queued_event(self, turn_id: int, event: str) -> bool:
+        async with self._lock:
+            changed = await self._write(
+                "UPDATE turns SET event = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (event, time.time(), turn_id, TurnStatus.QUEUED.value),
+            )
+        return changed == 1
+
+    async def drop_queued_turn(self, turn_id: int) -> bool:
+        async with self._lock:
+            changed = await self._write(
+                "DELETE FROM turns WHERE id = ? AND status = ?",
+                (turn_id, TurnStatus.QUEUED.value),
+            )
+        return changed == 1
+
     async def next_turn(self, conversation_id: int) -> Turn | None:
         async with self._lock:
             row = await self._fetchone(

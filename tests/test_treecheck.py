@@ -75,7 +75,7 @@ def test_sound_histories_pass(history: dict[str, Any]) -> None:
 BROKEN: dict[str, tuple[dict[str, Any], str]] = {
     "no messages mapping": ({"currentId": None}, "no messages"),
     "two roots": (
-        edit(lambda h: h["messages"]["q2"].update(parentId=None)),
+        edit(lambda h: h["messages"]["a2"].update(parentId=None)),
         "exactly one root",
     ),
     "no root (cycle)": (

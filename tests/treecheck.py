@@ -17,10 +17,11 @@ Message = dict[str, Any]
 def problems(history: Any, require_done: bool = True) -> list[str]:
     """Every way ``history`` would render wrongly; empty when it is sound.
 
-    Sound: exactly one root; every ``parentId`` exists and lists the message
-    among its ``childrenIds``; every child exists and points back; each message
-    is stored under its own id; ``currentId`` exists and the path from the root
-    to it alternates user, assistant (a system message may come first); with
+    Sound: exactly one root (or sibling first questions, as an edit makes); every
+    ``parentId`` exists and lists the message among its ``childrenIds``; every
+    child exists and points back; each message is stored under its own id;
+    ``currentId`` exists and the path from the root to it alternates user,
+    assistant (a system message may come first); with
     ``require_done``, every answer in the chat is ``done``."""
     if not isinstance(history, dict) or not isinstance(history.get("messages"), dict):
         return ["history has no messages mapping"]
@@ -53,8 +54,11 @@ def problems(history: Any, require_done: bool = True) -> list[str]:
             found.append(f"{key}: answer not done")
 
     roots = sorted(key for key, m in messages.items() if m.get("parentId") is None)
-    if len(roots) != 1:
-        found.append(f"expected exactly one root, found {len(roots)}: {roots}")
+    # Several roots are the web UI's edit of the first question: sibling questions.
+    if not roots or (len(roots) > 1 and any(messages[r].get("role") != "user" for r in roots)):
+        found.append(
+            f"expected exactly one root or sibling first questions, found {len(roots)}: {roots}"
+        )
 
     current = history.get("currentId")
     if current not in messages:

@@ -32,7 +32,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.discord import budget, inbound
+from adapters.discord import budget, changes, inbound
 from adapters.discord.commands import Commands
 from adapters.discord.facts import AskerFacts, parent_channel
 from adapters.discord.files import download
@@ -128,7 +128,15 @@ class DiscordAdapter:
             if self._accepting:
                 await self._steering.on_reaction(payload)
 
+        async def on_raw_message_edit(payload: discord.RawMessageUpdateEvent) -> None:
+            await self._on_edit(payload)
+
+        async def on_raw_message_delete(payload: discord.RawMessageDeleteEvent) -> None:
+            await self._on_delete(payload)
+
         self.client.event(on_message)
+        self.client.event(on_raw_message_edit)
+        self.client.event(on_raw_message_delete)
         self.client.event(on_raw_reaction_add)
         self.client.event(on_raw_reaction_remove)
         if web_server is not None:
@@ -261,6 +269,81 @@ class DiscordAdapter:
                 return refused.notice
         return None
 
+    async def _on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """A person edited a message: judged as the message would be (``respond_to``,
+        access), in delivery order with questions; the core decides what it changes.
+        A question stays one when the edit drops the mention (its thread is the bot's)."""
+        edit_id = changes.edit_id(payload)
+        if not self._accepting or self.client.user is None or edit_id is None:
+            return
+        message = payload.message
+        parsed = inbound.from_message(message, self.bot_id)
+        key = inbound.thread_key(parsed)
+        if key is None or parsed.from_bot:
+            return
+        notice = None
+        try:
+            asker = await self._facts.of_message(message, parsed)
+            if asker is None:
+                return
+            direct = parsed.kind is inbound.ChannelKind.DM
+            place = "" if direct else asker.channel or parsed.channel_id
+            async with self._order:
+                known = await self._bridge.knows_thread(key)
+                respond_to = self._respond_to(parsed, place)
+                decision = inbound.decide(parsed, known_thread=known, respond_to=respond_to)
+                # A question that opened its thread stays one without its mention.
+                kept = known and respond_to != "off" and inbound.is_question(parsed)
+                if not (decision.answer or kept):
+                    return
+                self._names.delivered(parsed, nickname=isinstance(message.author, discord.Member))
+                self._names.keep(parsed)  # the edited text's names, for its turn
+                event = PlatformEvent(
+                    event_id=edit_id,
+                    thread=key,
+                    message_id=parsed.id,
+                    author_id=parsed.author_id,
+                    author_name="",
+                    text=parsed.question,
+                    order=inbound.order_of(parsed),
+                    needs_context=decision.needs_context,
+                    files=parsed.files,
+                    place=place,
+                    direct=direct,
+                )
+                try:
+                    await self._bridge.edit(event, asker)
+                except QuestionRefused as refused:
+                    notice = refused.notice
+        except Exception:
+            log.exception("could not take the edit of Discord message %s", parsed.id)
+            return
+        if notice is not None:
+            await self._tell(message, notice)
+
+    async def _on_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A person deleted a message: a question still queued is not answered."""
+        if not self._accepting:
+            return
+        cached = payload.cached_message
+        if cached is not None and cached.author.bot:
+            return  # the bridge's own parts are its reply's business
+        channel, message = str(payload.channel_id), str(payload.message_id)
+        guild = str(payload.guild_id) if payload.guild_id else ""
+        # The message opened its own thread (a mention in a channel), or sits in a
+        # thread / DM whose conversation is keyed by the channel.
+        keys = [ThreadKey(inbound.PLATFORM, guild, channel, channel)]
+        if guild:
+            keys.insert(0, ThreadKey(inbound.PLATFORM, guild, message, message))
+        async with self._order:
+            for key in keys:
+                try:
+                    if await self._bridge.retract(key, message):
+                        return
+                except Exception:
+                    log.exception("could not take the deletion of Discord message %s", message)
+                    return
+
     def _respond_to(self, parsed: inbound.DiscordMessage, place: str) -> RespondTo:
         """The ``respond_to`` of the message's channel (a thread's parent); DMs follow
         ``BRIDGE_ALLOW_DMS`` instead. An uncached thread's parent is not known yet:
@@ -302,6 +385,16 @@ class DiscordAdapter:
         """Names, readable text, the thread a mention opens, the thread so far, and
         where the conversation lives (``place_name``, ``link``). An event that already
         has its author's name was prepared before."""
+        if event.edits:
+            # An edited question: its thread exists; names as the edit delivered them.
+            asker = await self._names.of_question(replace(event, message_id=event.asked_in))
+            return await self._placed(
+                replace(
+                    event,
+                    author_name=asker.author_name or event.author_id,
+                    text=readable(event.text, asker.names),
+                )
+            )
         if event.regenerates:
             # The question is in the chat already: only who asked it, if still known.
             seen = self._names.seen(inbound.question_message(event))
@@ -341,7 +434,7 @@ class DiscordAdapter:
             link = jump_url(key.workspace, key.channel)
         else:
             link = jump_url(key.workspace, in_channel, key.thread)  # the question
-            if inbound.thread_to_open(event) is not None:
+            if inbound.thread_to_open(event) is not None or event.edits:
                 # The question that started it (a regenerate finds its answer itself).
                 self._in_channel[key.thread] = in_channel
         return replace(event, place_name=place_name(guild_name, channel_name), link=link)
@@ -350,7 +443,7 @@ class DiscordAdapter:
         self, event: PlatformEvent, message_ids: Sequence[str], save_ids: SaveMessageIds
     ) -> DiscordReply:
         target = self._in_channel.pop(event.thread.thread, None)
-        reply_to = event.message_id if target is not None else None
+        reply_to = inbound.question_message(event) if target is not None else None
         if event.regenerates:
             # Where the replaced answer is: its thread, or the channel it could not be
             # opened in (then new parts reply to the question, as the first answer's did).
@@ -365,6 +458,7 @@ class DiscordAdapter:
             message_ids,
             save_ids,
             nonce_base=nonce_base(event.message_id),
-            # A regenerate shows the new answer in the old answer's messages.
-            replacing=bool(event.regenerates),
+            # A regenerate (or an edited question) shows the new answer in the old
+            # answer's messages.
+            replacing=bool(event.regenerates or event.edits),
         )

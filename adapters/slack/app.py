@@ -33,7 +33,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import assistant, inbound, reactions
+from adapters.slack import assistant, changes, inbound, reactions
 from adapters.slack.assistant import Assistant
 from adapters.slack.budget import SlackBudget
 from adapters.slack.chores import Chores
@@ -272,6 +272,10 @@ class SlackAdapter:
     # -- inbound ----------------------------------------------------------------
 
     async def _on_event(self, body: dict[str, Any]) -> None:
+        change = changes.parse(body)
+        if change is not None:
+            await self._on_change(change)
+            return
         message = inbound.parse(body)
         if message is None:
             return
@@ -291,6 +295,36 @@ class SlackAdapter:
             place.done()
         if notice is not None:
             self._notices.post(message, notice)  # a refusal, where it was asked
+
+    async def _on_change(self, change: changes.Edited | changes.Deleted) -> None:
+        """A person edited or deleted a message: the core decides what it changes. An
+        edit is judged as its message would be (``respond_to``, access), in delivery
+        order with questions; the thread's question stays one when the edit drops the
+        mention."""
+        place = self._order.place()
+        notice = None
+        try:
+            if isinstance(change, changes.Deleted):
+                await place.turn()
+                key = ThreadKey("slack", change.team, change.channel, change.thread)
+                await self._bridge.retract(key, change.ts)
+                return
+            message = change.message
+            key = ThreadKey("slack", message.team, message.channel, message.thread)
+            decision = await self._decide(message, key)
+            if not decision.answer:
+                return
+            asker = await self._facts.asker(message, self._bridge.access)
+            await place.turn()
+            event = replace(self._event(message, key, decision), event_id=change.edit_id)
+            try:
+                await self._bridge.edit(event, asker)
+            except QuestionRefused as refused:
+                notice = refused.notice
+        finally:
+            place.done()
+        if notice is not None:
+            self._notices.post(message, notice, in_thread=False)
 
     async def _queue(
         self, message: SlackMessage, key: ThreadKey, asker: Asker | None
@@ -443,9 +477,11 @@ class SlackAdapter:
             bot_user=self.identity.user_id,
             assistant=self._assistant.is_thread(event.thread.channel, event.thread.thread),
         )
-        # A regenerated answer rewrites the finished answer it replaces (no open stream).
+        # A regenerated answer (or an edited question's) rewrites the finished answer it
+        # replaces (no open stream).
+        replacing = bool(event.regenerates or event.edits)
         return SlackReply(
-            self._output, target, message_ids, save_ids, may_be_streaming=not event.regenerates
+            self._output, target, message_ids, save_ids, may_be_streaming=not replacing
         )
 
 

@@ -487,11 +487,9 @@ class OpenWebUIClient:
         params: Mapping[str, str] | None = None,
         auth: bool = True,
         retry: bool = True,
-        files: Callable[[], Any] | None = None,
-        raw: bool = False,
+        files: Callable[[], Any] | None = None,  # multipart parts, made afresh per attempt
+        raw: bool = False,  # the answer's bytes, not JSON
     ) -> Any:
-        """``files``: the multipart parts, made afresh for each attempt (a retry re-reads
-        its file from the start); ``raw``: the answer's bytes, not JSON."""
         attempt = 0
         auth_retries = 0
         renewed = False
@@ -545,9 +543,9 @@ class OpenWebUIClient:
                     renewed = True
                     await self._renew(generation)
                     continue
-            if raw and status < 400:
-                return response.content
-            return self._result(method, path, response)
+            return (
+                response.content if raw and status < 400 else self._result(method, path, response)
+            )
 
     async def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
         asked = retry_after_seconds(retry_after, self._clock())

@@ -95,11 +95,11 @@ class TurnRequest:
         }
         # Documents are read by Open WebUI's retrieval from the request's ``files``, beside
         # the channel's knowledge; images reach the model through ``messages``.
+        documents = [f for f in self.files if f.get("type") == "file"]
         if self.knowledge:
             collections = [{**k, "type": "collection"} for k in self.knowledge]
         else:
             collections = [{"type": "collection", "id": k} for k in self.knowledge_ids]
-        documents = [f for f in self.files if f.get("type") == "file"]
         if collections or documents:
             payload["files"] = [*collections, *documents]
         if self.chat_id:

@@ -210,7 +210,9 @@ def problems(history: History, *, require_done: bool = True) -> list[str]:
     messages: dict[str, Message] = history.get("messages") or {}
     found: list[str] = []
     roots = [mid for mid, m in messages.items() if m.get("parentId") is None]
-    if messages and len(roots) != 1:
+    # Several roots are the web UI's edit of the first question: sibling questions.
+    several = len(roots) > 1 and any(messages[r].get("role") != "user" for r in roots)
+    if messages and (not roots or several):
         found.append(f"expected one root, found {len(roots)}: {sorted(roots)}")
     for mid, message in messages.items():
         if message.get("id", mid) != mid:

@@ -23,6 +23,7 @@ from tests.contract.bridge_fixtures import (
     fetch_chat,
     history_of,
     platform_of,
+    regenerate,
     submit,
 )
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer
@@ -155,6 +156,24 @@ async def test_a_document_reaches_the_models_context(
     assert result.chat_id is not None
     [shown] = question_of(openwebui, result.chat_id, "what is the code?")["files"]
     assert shown["type"] == "file" and shown["name"] == file.name
+
+
+async def test_another_answer_reads_the_questions_files_again(
+    openwebui: RunningOpenWebUI, make_bridge: BridgeFactory, model_server: ModelServer
+) -> None:
+    secret = f"Regen{uuid.uuid4().hex[:8]}"
+    data = f"The code is {secret}\n".encode()
+    file = FileRef("D1", "plan.txt", "text/plain", len(data))
+    async with make_bridge() as runtime:
+        e = with_files(event("what is the code? again", f"regen-{secret}"), file)
+        reply, result = await ask_with(runtime, e, {"D1": data})
+        assert result.status.value == "done"
+        before = len(requests_with(model_server, secret))
+        acted = await regenerate(runtime, reply.message_id, f"ev-{secret}")
+        assert acted.answer is not None
+        assert (await acted.answer).status.value == "done"
+        assert platform_of(runtime).downloads == ["D1"]  # read once, sent twice
+    assert len(requests_with(model_server, secret)) > before
 
 
 async def test_an_image_to_a_model_that_cannot_see_is_noted(

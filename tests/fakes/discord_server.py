@@ -944,6 +944,36 @@ class FakeDiscord:
             raise KeyError(f"FakeDiscord: unknown message {message_id}")
         self._deleted(message)
 
+    def user_edits(self, message_id: Id, content: str) -> Message:
+        """The author edits their message to ``content``: MESSAGE_UPDATE with the whole
+        message, as Discord sends it (new content, mentions parsed again, and
+        ``edited_timestamp``)."""
+        message = self.message(message_id)
+        if message is None or message.deleted:
+            raise KeyError(f"FakeDiscord: no message {message_id}")
+        users, roles, everyone = _parse_mentions(content)
+        message.content = content
+        message.mentions = [u for u in users if u in self.users]
+        message.mention_roles = roles
+        message.mention_everyone = everyone
+        message.edited_at = time.time()
+        message.versions.append(content)
+        self._dispatch_message("MESSAGE_UPDATE", message)
+        return message
+
+    def embeds_resolved(self, message_id: Id) -> None:
+        """Discord resolves a link in a message into a preview: MESSAGE_UPDATE with the
+        embeds, the text and ``edited_timestamp`` as they were."""
+        message = self.message(message_id)
+        if message is None or message.deleted:
+            raise KeyError(f"FakeDiscord: no message {message_id}")
+        shape = self._message_shape(message, gateway=True)
+        shape["embeds"] = [{"type": "link", "url": "https://example.com", "title": "Example"}]
+        guild_id = self.guild_of(message.channel_id)
+        self._dispatch(
+            "MESSAGE_UPDATE", shape, intent=GUILD_MESSAGES if guild_id else DIRECT_MESSAGES
+        )
+
     def react(self, message_id: Id, user: Id, emoji: str) -> ReactionEvent:
         """``user`` adds the unicode ``emoji`` to a message: MESSAGE_REACTION_ADD (with
         the member in a server, and the message's author, as Discord sends them).

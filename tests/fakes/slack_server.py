@@ -1249,6 +1249,76 @@ class FakeSlack:
         self._add_thread(event, channel, thread_ts)
         return self.event_callback(event)
 
+    def user_edits(self, channel: str, ts: str, text: str) -> JSON:
+        """The author edits their message to read ``text``: store it and return Slack's
+        ``message_changed`` body (the message as it reads now, with ``edited``; the one
+        before in ``previous_message``; the event's own ts is the edit's)."""
+        message = self._reacted(channel, ts)
+        before = self._person_shape(message)
+        message.text = text
+        message.versions.append(text)
+        edited_ts = self._next_ts()
+        after = {**before, "text": text, "edited": {"user": message.user, "ts": edited_ts}}
+        return self._changed(channel, edited_ts, after, before)
+
+    def unfurl(self, channel: str, ts: str) -> JSON:
+        """Slack adds a link preview to a message: ``message_changed`` with the same
+        text, an ``attachments`` list, and no ``edited``."""
+        message = self._reacted(channel, ts)
+        before = self._person_shape(message)
+        after = {
+            **before,
+            "attachments": [{"from_url": "https://example.com", "title": "Example"}],
+        }
+        return self._changed(channel, self._next_ts(), after, before)
+
+    def user_deletes(self, channel: str, ts: str) -> JSON:
+        """The author deletes their message: Slack's ``message_deleted`` body."""
+        message = self._reacted(channel, ts)
+        before = self._person_shape(message)
+        message.deleted = True
+        event_ts = self._next_ts()
+        event: JSON = {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": channel,
+            "ts": event_ts,
+            "deleted_ts": ts,
+            "event_ts": event_ts,
+            "channel_type": _channel_type(channel),
+            "previous_message": before,
+        }
+        return self.event_callback(event)
+
+    def _changed(self, channel: str, ts: str, after: JSON, before: JSON) -> JSON:
+        event: JSON = {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": channel,
+            "ts": ts,
+            "event_ts": ts,
+            "channel_type": _channel_type(channel),
+            "message": after,
+            "previous_message": before,
+        }
+        return self.event_callback(event)
+
+    def _person_shape(self, message: Message) -> JSON:
+        """A person's message as ``message_changed`` / ``message_deleted`` carry it."""
+        shape: JSON = {
+            "type": "message",
+            "user": message.user,
+            "text": message.text,
+            "ts": message.ts,
+            "team": TEAM_ID,
+        }
+        if message.bot_id is not None:
+            shape["bot_id"] = message.bot_id
+        self._add_thread(shape, message.channel, message.thread_ts)
+        return shape
+
     def _stored(self, file: str | StoredFile, user: str | None) -> StoredFile:
         return file if isinstance(file, StoredFile) else self.add_file(file, user=user or "U1")
 

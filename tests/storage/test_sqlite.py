@@ -438,3 +438,44 @@ async def test_an_upload_is_kept_per_thread_across_a_reopen(db_path: Path) -> No
     assert await store.get_upload(other.conversation_id, "F1") is None  # another thread
     assert await store.get_upload(conversation.id, "F2") is None
     await store.close()
+
+
+async def test_a_queued_turns_event_is_replaced_only_while_it_waits(
+    store: SqliteStore, db_path: Path
+) -> None:
+    """An edited question: the stored event changes while queued, never once it ran."""
+    first = await store.enqueue_turn(new_turn("m1"))
+    assert first is not None
+    assert await store.update_queued_event(first.id, '{"m": "m1 edited"}')
+    assert raw(db_path, "SELECT event FROM turns WHERE id = ?", (first.id,)) == [
+        ('{"m": "m1 edited"}',)
+    ]
+    await store.mark_running(first.id)
+    assert not await store.update_queued_event(first.id, '{"m": "too late"}')
+    assert not await store.update_queued_event(999, '{"m": "no such turn"}')
+    assert raw(db_path, "SELECT event FROM turns WHERE id = ?", (first.id,)) == [
+        ('{"m": "m1 edited"}',)
+    ]
+
+
+async def test_a_queued_turn_is_dropped_only_while_it_waits(
+    store: SqliteStore, db_path: Path
+) -> None:
+    """A deleted question: its queued turn is gone; a started one stays."""
+    first = await store.enqueue_turn(new_turn("m1", order="1"))
+    second = await store.enqueue_turn(new_turn("m2", order="2"))
+    assert first is not None and second is not None
+    await store.mark_running(first.id)
+    assert not await store.drop_queued_turn(first.id)
+    assert await store.drop_queued_turn(second.id)
+    assert not await store.drop_queued_turn(second.id)
+    assert raw(db_path, "SELECT platform_message_id FROM turns") == [("m1",)]
+    # Its delivery stays claimed: a redelivery is still a duplicate.
+    assert await store.enqueue_turn(new_turn("m2-again", event_id="ev-m2")) is None
+
+
+async def test_a_delivery_without_a_turn_is_claimed_once(store: SqliteStore) -> None:
+    assert await store.claim_event("slack", "ev-edit")
+    assert not await store.claim_event("slack", "ev-edit")
+    assert await store.delivered(KEY, "ev-edit", "no-such-message")
+    assert await store.claim_event("discord", "ev-edit")  # per platform

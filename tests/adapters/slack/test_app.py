@@ -65,6 +65,8 @@ class FakeCore:
         self.regenerate_askers: list[str] = []
         self.regenerated: list[tuple[str, str]] = []
         self.not_latest: dict[str, str] = {}  # message ts → the refusal's notice
+        self.edits: list[tuple[PlatformEvent, Asker | None]] = []  # edited questions
+        self.retracted: list[tuple[ThreadKey, str]] = []  # deleted messages
 
     def register(self, platform: Platform) -> None:
         self.platforms.append(platform)
@@ -104,6 +106,16 @@ class FakeCore:
                 (action.message_id, action.person, action.vote, action.act is Act.UNRATE)
             )
         return Acted(Outcome.DONE)
+
+    async def edit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
+        if event.text in self.refuse:
+            raise QuestionRefused("refused", self.refuse[event.text])
+        self.edits.append((event, asker))
+        return object()
+
+    async def retract(self, key: ThreadKey, message_id: str) -> bool:
+        self.retracted.append((key, message_id))
+        return True
 
     async def submit(self, event: PlatformEvent, asker: Asker | None = None) -> object:
         self.lookups_before_submit.append(
