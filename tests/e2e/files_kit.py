@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import uuid
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,11 @@ Model = ThreadedModelServer | RemoteModelServer
 REFUSED = "exe"  # the extension Open WebUI is told to refuse (``refusing``)
 # What the admin allows meanwhile: everything the other tests on the shared servers send.
 ALLOWED = ["txt", "md", "pdf", "csv", "json", "py", "html", "png", "jpg", "jpeg", "gif", "webp"]
+
+
+def unique(prefix: str) -> str:
+    """``prefix`` and a marker of this run's own."""
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def marked_png(marker: str) -> bytes:

@@ -9,7 +9,6 @@ Open WebUI chat keeps on the question.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.e2e.files_kit import (
     pdf,
     question_files,
     saw_image,
+    unique,
     uploads_named,
 )
 from tests.e2e.files_kit import refusing as refusing  # a fixture
@@ -42,10 +42,6 @@ Make = Callable[..., Any]  # test_discord.discord_bridge's keywords: bridge, cha
 @pytest.fixture
 def make(openwebui: RunningOpenWebUI, tmp_path: Path) -> Make:
     return lambda **kw: test_discord.discord_bridge(openwebui, tmp_path, **kw)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def png_file(name: str, marker: str, padding: int = 0) -> FakeFile:

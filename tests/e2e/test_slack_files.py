@@ -1,6 +1,7 @@
-"""Files on Slack end to end: a real Bolt app (Socket Mode) and the local Slack server's
-files, the real core, real Open WebUI (its file handling and image generation), the
-model server's record of what the model was sent, real SQLite.
+"""Files on Slack end to end: a real Bolt app (Socket Mode; HTTP mode too for a
+redelivery) and the local Slack server's files, the real core, real Open WebUI (its
+file handling and image generation), the model server's record of what the model was
+sent, real SQLite.
 
 Judged by what a person sees in the thread, what the model received and what the
 Open WebUI chat keeps on the question.
@@ -9,7 +10,6 @@ Open WebUI chat keeps on the question.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tests.e2e.files_kit import (
     pdf,
     question_files,
     saw_image,
+    unique,
     uploads_named,
 )
 from tests.e2e.files_kit import refusing as refusing  # a fixture
@@ -40,10 +41,6 @@ MENTION = f"<@{BOT_USER_ID}>"
 @pytest.fixture
 def make(openwebui: RunningOpenWebUI, tmp_path: Path) -> Make:
     return lambda mode, **kw: test_slack.slack_bridge(openwebui, tmp_path, mode, **kw)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 async def ask(
