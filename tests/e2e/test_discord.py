@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from adapters.discord.app import DiscordAdapter, intents, make_client
 from adapters.discord.settings import DiscordSettings
 from adapters.runtime import Runtime, open_runtime
+from bridge.channels import load_channels
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.discord_server import BOT_USER_ID, FakeDiscord, Message, point_discord_py_at
@@ -84,7 +85,15 @@ class Harness:
 
 
 @asynccontextmanager
-async def discord_bridge(server: RunningOpenWebUI, tmp: Path) -> AsyncIterator[Harness]:
+async def discord_bridge(
+    server: RunningOpenWebUI,
+    tmp: Path,
+    *,
+    bridge: dict[str, Any] | None = None,
+    channels: Callable[[str], list[dict[str, Any]]] | None = None,
+) -> AsyncIterator[Harness]:
+    """``bridge``: core settings beyond the tests' own; ``channels``: ``[[channels]]``
+    made from #general's id."""
     async with FakeDiscord() as fake:
         guild = fake.add_guild("Lab")
         general = fake.add_channel(guild, "general")
@@ -102,7 +111,9 @@ async def discord_bridge(server: RunningOpenWebUI, tmp: Path) -> AsyncIterator[H
         )
         # discord.py's REST base and gateway are process-wide: restored afterwards.
         with point_discord_py_at(fake):
-            async with open_runtime(settings_for(server, tmp / "discord.db")) as runtime:
+            core = settings_for(server, tmp / "discord.db", **(bridge or {}))
+            rules = load_channels(core, {"channels": channels(general) if channels else []})
+            async with open_runtime(core, channels=rules) as runtime:
                 # The client ``owui-bridge run`` makes, with a short wait for servers.
                 client = make_client(intents(), guild_ready_timeout=0.05)
                 adapter = DiscordAdapter(

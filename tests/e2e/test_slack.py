@@ -18,6 +18,7 @@ import pytest
 from adapters.runtime import Runtime, open_runtime
 from adapters.slack.app import SCOPES, SlackAdapter
 from adapters.slack.settings import SlackSettings
+from bridge.channels import load_channels
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, settings_for
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
@@ -78,20 +79,29 @@ class Harness:
 
 @asynccontextmanager
 async def slack_bridge(
-    server: RunningOpenWebUI, tmp: Path, mode: str, **slack: Any
+    server: RunningOpenWebUI,
+    tmp: Path,
+    mode: str,
+    *,
+    bridge: dict[str, Any] | None = None,
+    channels: list[dict[str, Any]] | None = None,
+    **slack: Any,
 ) -> AsyncIterator[Harness]:
+    """``bridge``: core settings beyond the tests' own; ``channels``: ``[[channels]]``."""
     async with FakeSlack() as fake:
         fake.scopes = list(SCOPES)
         fake.add_user(ALICE, "Alice")
         fake.add_user(BOB, "Bob")
-        async with open_runtime(settings_for(server, tmp / "slack.db")) as runtime:
-            settings = SlackSettings(
+        settings = settings_for(server, tmp / "slack.db", **(bridge or {}))
+        rules = load_channels(settings, {"channels": channels or []})
+        async with open_runtime(settings, channels=rules) as runtime:
+            slack_settings = SlackSettings(
                 bot_token="xoxb-test",
                 api_url=fake.api_url,
                 **({"app_token": "xapp-test"} if mode == "socket" else {"signing_secret": SECRET}),
                 **({"update_interval": 0.2} | slack),
             )
-            adapter = SlackAdapter(runtime.bridge, settings)
+            adapter = SlackAdapter(runtime.bridge, slack_settings)
             await adapter.start()
             try:
                 if mode == "socket":

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import stat
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ import pytest
 from adapters.slack.app import SCOPES
 from tests import treecheck
 from tests.contract.bridge_fixtures import fetch_chat, history_of, search_chats
+from tests.contract.test_files import png
+from tests.fakes.slack_files import StoredFile
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack, Message
 from tests.harness.bridge_process import BridgeProcess, bridge_env
 from tests.harness.model_server import RemoteModelServer, ThreadedModelServer, expected_reply
@@ -108,7 +110,7 @@ class World:
         channel: str = CHANNEL,
         thread: str | None = None,
         mention: bool = True,
-        files: list[str] | None = None,
+        files: Sequence[str | StoredFile] | None = None,
         user_team: str | None = None,
     ) -> Asked:
         """``user`` posts ``text`` plus a unique marker; Slack delivers every event
@@ -348,27 +350,35 @@ async def test_seven_at_once_in_one_thread_five_are_taken(world: World) -> None:
     await world.assert_left_no_trace(*turned_away)
 
 
-async def test_bare_mentions_get_a_hint_and_files_are_read(world: World) -> None:
+async def test_bare_mentions_get_a_hint_and_files_go_with_the_question(world: World) -> None:
     bare = await world.refused_say("UFILE", "")  # just "<@UBOT>"
     secret = f"quarterly-{uuid.uuid4().hex[:8]}"
     report = world.fake.add_file("report.txt", secret.encode(), mimetype="text/plain")
     with_file = await world.say("UFILE", "summarise this", files=[report])
-    # With a document Open WebUI wraps the question in its retrieval prompt, so the
-    # test model's answer is not the plain echo: wait for any finished answer.
-    await world.fake.wait_for(
-        lambda: bool(world.fake.bot_replies(CHANNEL, with_file.ts)), timeout=60, what="answer"
-    )
+    # A file alone, later in the thread, is a question too.
+    chart = world.fake.add_file("chart.png", png(), user="UFILE")
+    only_file = await world.say("UFILE", "", thread=with_file.ts, mention=False, files=[chart])
+
+    # Open WebUI wraps a question with files in its own prompt, so the test model's
+    # answer is not the plain echo: wait for two finished answers.
+    def answered() -> bool:
+        finished = [m for m in world.replies(with_file) if m.stream_state != "streaming"]
+        return len(finished) >= 2
+
+    await world.fake.wait_for(answered, timeout=ANSWER_TIMEOUT, what="two answers")
     await world.wait_notices("UFILE", 1)
     await asyncio.sleep(SETTLE)
 
-    # No "can't read attachments" any more: the file goes to Open WebUI with the question.
+    # No "can't read attachments" any more: the files go to Open WebUI with the questions.
     assert world.notices("UFILE") == [(CHANNEL, None, HINT)]
-    [answer] = [m.text for m in world.replies(with_file)]
-    assert "was not read" not in answer
+    replies = world.replies(with_file)
+    assert len(replies) == 2 and not any("was not read" in m.text for m in replies)
+    assert world.chat_history(with_file) == [with_file.seen_as, only_file.seen_as]
     # The file's text reached the model through Open WebUI's file handling.
     assert any(secret in json.dumps(r.get("body")) for r in world.model.recorded())
     assert world.replies(bare) == []
     assert world.stored(bare) == {"turns": 0, "deliveries": 0, "conversations": 0}
+    assert world.stored(only_file)["turns"] == 1
 
 
 async def test_the_log_names_refusals_without_their_text(world: World) -> None:
