@@ -82,7 +82,8 @@ class Attachments:
         if len(files) > limit:
             left = files[limit:]
             names = ", ".join(f.name for f in left)
-            note(f"_{len(left)} more files were not read ({names}): at most {limit} per message._")
+            more = "1 more file was" if len(left) == 1 else f"{len(left)} more files were"
+            note(f"_{more} not read ({names}): at most {limit} per message._")
             files = files[:limit]
         sees_images: bool | None = None
         entries: list[dict[str, Any]] = []

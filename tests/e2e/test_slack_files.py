@@ -124,7 +124,7 @@ async def test_a_file_left_out_gets_its_note_and_the_text_is_answered(
             note = "_big.png was not read: it is larger than 1 MB._"
         elif case == "too many":
             files = [h.fake.add_file(f"{n}.png", marked_png(n)) for n in ("a", "b", "c")]
-            note = "_1 more files were not read (c.png): at most 2 per message._"
+            note = "_1 more file was not read (c.png): at most 2 per message._"
         else:
             refused = request.getfixturevalue("refusing")
             files = [h.fake.add_file(f"tool.{refused}", b"MZ\x90\x00 not a program")]
