@@ -129,6 +129,8 @@ async def open_runtime(
             reasoning=settings.bridge_show_reasoning,
             access=settings.access,
             limits=settings.limits,
+            max_file_mb=settings.bridge_max_file_mb,
+            max_files=settings.bridge_max_files,
         )
         # Folders, tags and the link back, for admins looking in Open WebUI.
         filing = ChatFiling(Organiser(client), store)

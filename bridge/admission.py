@@ -20,8 +20,6 @@ RATE_WINDOW = 60.0  # seconds the per-user rate limit counts over
 NOTICE_PERIOD = 3600.0  # a person refused for who they are hears it once an hour
 MEMORY_SIZE = 10_000  # people remembered by the limiter and the notice memory
 
-ATTACHMENTS_IGNORED = "I can't read attachments yet, so this answers the text of your message."
-
 _NOTICES: dict[Refusal, str] = {
     Refusal.DIRECT: "I don't answer direct messages. Please ask in a channel where I'm available.",
     Refusal.DENIED_USER: "Sorry, you don't have access to this assistant.",
@@ -41,9 +39,6 @@ _NOTICES: dict[Refusal, str] = {
         " Please ask again once they're answered."
     ),
     Refusal.EMPTY: "Put your question in the same message as the mention, and I'll answer it.",
-    Refusal.ATTACHMENTS_ONLY: (
-        "I can't read attachments yet. Please paste the text you'd like me to answer."
-    ),
 }
 
 
@@ -114,23 +109,26 @@ class Admission:
         return Verdict(Refusal.BUSY, self._notice(Refusal.BUSY, event, _person(event)))
 
     def taken(self, event: PlatformEvent) -> None:
-        """Count a stored question against its asker's rate limit."""
-        self._asked.add(_person(event))
+        """Count a stored question against its asker's rate limit, each file it brings
+        like one more question."""
+        for _ in range(1 + len(event.files)):
+            self._asked.add(_person(event))
 
     def _refusal(self, event: PlatformEvent, asker: Asker | None) -> Refusal | None:
         if asker is not None:
             refusal = judge(self.policy, asker)
             if refusal is not None:
                 return refusal
-        if not event.text.strip():
-            return Refusal.ATTACHMENTS_ONLY if event.attachments else Refusal.EMPTY
+        if not event.text.strip() and not event.files:  # a file alone is a question
+            return Refusal.EMPTY
         if len(event.text) > self.limits.max_question_chars:
             return Refusal.TOO_LONG
         return Refusal.RATE if self._over_rate(event) else None
 
     def _over_rate(self, event: PlatformEvent) -> bool:
         limit = self.limits.user_rate_limit
-        return bool(limit) and self._asked.count(_person(event)) >= limit
+        asked = self._asked.count(_person(event)) + len(event.files)
+        return bool(limit) and asked >= limit
 
     def _notice(self, refusal: Refusal, event: PlatformEvent, person: str) -> str | None:
         if refusal in SILENT:

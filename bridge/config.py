@@ -158,6 +158,12 @@ class Settings(EnvFirstSettings):
             "BRIDGE_MAX_QUEUED_PER_THREAD", "bridge_max_queued_per_thread"
         ),
     )
+    bridge_max_file_mb: int = Field(
+        20, ge=1, validation_alias=AliasChoices("BRIDGE_MAX_FILE_MB", "bridge_max_file_mb")
+    )
+    bridge_max_files: int = Field(
+        10, ge=0, validation_alias=AliasChoices("BRIDGE_MAX_FILES", "bridge_max_files")
+    )
     bridge_denied_notice: bool = Field(
         True, validation_alias=AliasChoices("BRIDGE_DENIED_NOTICE", "bridge_denied_notice")
     )

@@ -53,7 +53,6 @@ class PlatformEvent:
     order: str = ""
     # The bot joins a thread it was not in: ``Platform.prepare`` fetches the earlier messages.
     needs_context: bool = False
-    attachments: int = 0  # files sent with the question (not read yet)
     files: tuple[FileRef, ...] = ()  # files sent with the question, read by the turn
     # The channel the per-channel rules and the Open WebUI folder follow: a thread's
     # parent channel ("" = ``thread.channel``). ``direct``: a DM (one folder per platform).
@@ -90,6 +89,7 @@ class PlatformEvent:
         raw["thread"] = ThreadKey(**raw["thread"])
         raw["context"] = tuple(ContextMessage(**m) for m in raw.get("context") or ())
         raw["files"] = tuple(FileRef(**f) for f in raw.get("files") or ())
+        raw.pop("attachments", None)  # the old count, stored before files were read
         if raw.get("regenerates") and not raw.get("question_message_id"):
             # Stored before the field existed: the id was "<question>~<delivery>".
             raw["question_message_id"] = str(raw["message_id"]).partition("~")[0]

@@ -22,3 +22,6 @@ class CoreOptions:
     channels: Channels = field(default_factory=Channels)
     access: AccessPolicy = field(default_factory=AccessPolicy)
     limits: Limits = field(default_factory=Limits)
+    # Files sent with a question: size of one (MB) and how many per message.
+    max_file_mb: int = 20
+    max_files: int = 10

@@ -36,7 +36,6 @@ class Refusal(StrEnum):
     TOO_LONG = "question too long"
     BUSY = "thread busy"
     EMPTY = "no question"
-    ATTACHMENTS_ONLY = "attachments only"
 
 
 # Refusals the bot answers with silence whatever the settings: a workspace the

@@ -191,6 +191,14 @@ class Store(Protocol):
         started (or is gone): nothing is written then."""
         ...
 
+    async def get_upload(self, conversation_id: int, platform_file_id: str) -> str | None:
+        """The chat's file item (JSON) of a platform file already uploaded in this thread."""
+        ...
+
+    async def save_upload(
+        self, conversation_id: int, platform_file_id: str, file_id: str, entry: str
+    ) -> None: ...
+
     async def prune_events(self, older_than: float) -> int:
         """Forget deliveries recorded before ``older_than`` (epoch seconds)."""
         ...

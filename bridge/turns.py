@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from bridge import display, metrics, snippets, sources
+from bridge.attachments import Attachments, FileBounds
 from bridge.channels import ChannelRules
 from bridge.delivery import Delivery
 from bridge.errors import (
@@ -96,6 +97,9 @@ class TurnRunner:
             marks_done=self._marks_done,
             poll_interval=options.poll_interval,
             timeout=options.answer_timeout,
+        )
+        self.attachments = Attachments(
+            client, store, FileBounds(options.max_file_mb, options.max_files)
         )
         self._told_fallback: set[int] = set()  # conversations told their model is away
         self._running: dict[int, Running] = {}  # by conversation id
@@ -266,9 +270,11 @@ class TurnRunner:
             stored = (history or {}).get("messages") or {}
             question = stored.get(turn.user_message_id) if event.regenerates else None
             regenerate = question is not None
+            files: tuple[dict[str, Any], ...] = ()
             if question is not None:
                 parent = question.get("parentId")
                 parent_id, content = (str(parent) if parent else None), tree.message_text(question)
+                files = tuple(question.get("files") or ())  # another answer reads them too
             elif event.edits:
                 parent_id = await self._edited_parent(conversation, event, history)
                 content = question_text(event)
@@ -292,9 +298,12 @@ class TurnRunner:
                 regenerate=regenerate,
                 history=history,
                 placement=await self._placement(conversation, event),
+                files=files,
             )
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
+            if found in (_Found.ABSENT, _Found.UNSTARTED) and event.files and not regenerate:
+                request = replace(request, files=await self._files(conversation, event, delivery))
             if found is _Found.ABSENT:
 
                 async def created(chat_id: str, placed: Placement) -> None:
@@ -324,6 +333,15 @@ class TurnRunner:
             if self._live:
                 self._live.unsubscribe(answer_id)
         await self._deliver(chat_id, answer_id, delivery, result, rules, live_files)
+
+    async def _files(
+        self, conversation: Conversation, event: PlatformEvent, delivery: Delivery
+    ) -> tuple[dict[str, Any], ...]:
+        """The question's files in Open WebUI, each one left out noted in the thread."""
+        platform = self._platforms[conversation.key.platform]
+        return await self.attachments.gather(
+            platform, conversation.id, event.files, conversation.model, delivery.note
+        )
 
     async def _start(
         self, request: TurnRequest, created: ChatCreated, result: TurnResult

@@ -151,7 +151,31 @@ async def _v4_reply_channel(conn: aiosqlite.Connection) -> None:
     await conn.execute("ALTER TABLE conversations ADD COLUMN reply_channel TEXT NULL")
 
 
-STEPS: tuple[Step, ...] = (_v1_initial, _v2_durable_queue, _v3_admin, _v4_reply_channel)
+async def _v5_uploads(conn: aiosqlite.Connection) -> None:
+    # A file sent with a question, uploaded to Open WebUI once per thread: a retry or a
+    # restart between upload and answer reuses it. ``entry``: the chat's file item (JSON).
+    await conn.execute(
+        """
+        CREATE TABLE uploads (
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            platform_file_id TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            entry TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (conversation_id, platform_file_id)
+        )
+        """
+    )
+
+
+STEPS: tuple[Step, ...] = (
+    _v1_initial,
+    _v2_durable_queue,
+    _v3_admin,
+    _v4_reply_channel,
+    _v5_uploads,
+)
 LATEST_VERSION = len(STEPS)
 
 

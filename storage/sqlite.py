@@ -430,6 +430,26 @@ class SqliteStore:
                 (rating.turn_id, rating.rater, rating.feedback_id, rating.vote, time.time()),
             )
 
+    async def get_upload(self, conversation_id: int, platform_file_id: str) -> str | None:
+        async with self._lock:
+            row = await self._fetchone(
+                "SELECT entry FROM uploads WHERE conversation_id = ? AND platform_file_id = ?",
+                (conversation_id, platform_file_id),
+            )
+        return None if row is None else str(row["entry"])
+
+    async def save_upload(
+        self, conversation_id: int, platform_file_id: str, file_id: str, entry: str
+    ) -> None:
+        async with self._lock:
+            await self._write(
+                "INSERT INTO uploads (conversation_id, platform_file_id, file_id, entry,"
+                " created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (conversation_id,"
+                " platform_file_id) DO UPDATE SET file_id = excluded.file_id,"
+                " entry = excluded.entry",
+                (conversation_id, platform_file_id, file_id, entry, time.time()),
+            )
+
     async def delete_rating(self, turn_id: int, rater: str) -> None:
         async with self._lock:
             await self._write(

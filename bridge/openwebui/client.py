@@ -487,6 +487,8 @@ class OpenWebUIClient:
         params: Mapping[str, str] | None = None,
         auth: bool = True,
         retry: bool = True,
+        files: Callable[[], Any] | None = None,  # multipart parts, made afresh per attempt
+        raw: bool = False,  # the answer's bytes, not JSON
     ) -> Any:
         attempt = 0
         auth_retries = 0
@@ -497,7 +499,12 @@ class OpenWebUIClient:
             try:
                 self.requests_sent += 1
                 response = await self._http.request(
-                    method, self.base_url + path, json=json, params=params, headers=headers
+                    method,
+                    self.base_url + path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    files=files() if files is not None else None,
                 )
             except httpx.TransportError as exc:
                 metrics.OPENWEBUI_REQUESTS.labels(method, "unreachable").inc()
@@ -536,7 +543,9 @@ class OpenWebUIClient:
                     renewed = True
                     await self._renew(generation)
                     continue
-            return self._result(method, path, response)
+            return (
+                response.content if raw and status < 400 else self._result(method, path, response)
+            )
 
     async def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
         asked = retry_after_seconds(retry_after, self._clock())

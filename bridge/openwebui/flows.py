@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.errors import AnswerFailed, ModelUnknown, RequestRejected
-from bridge.openwebui import tree
+from bridge.openwebui import files, tree
 from bridge.openwebui.client import OpenWebUIClient
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,10 @@ class TurnRequest:
     history: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     # Where the chat goes when this turn creates it.
     placement: Placement = field(default_factory=Placement)
+    # The files sent with the question, as the chat keeps them (``bridge.attachments``).
+    files: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
-    def completion_payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def completion_payload(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         if self.system_prompt:
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
         payload: dict[str, Any] = {
@@ -91,10 +93,15 @@ class TurnRequest:
             "variables": self.variables,
             "filter_ids": list(self.filter_ids),
         }
+        # Documents are read by Open WebUI's retrieval from the request's ``files``, beside
+        # the channel's knowledge; images reach the model through ``messages``.
+        documents = [f for f in self.files if f.get("type") == "file"]
         if self.knowledge:
-            payload["files"] = [{**k, "type": "collection"} for k in self.knowledge]
-        elif self.knowledge_ids:
-            payload["files"] = [{"type": "collection", "id": k} for k in self.knowledge_ids]
+            collections = [{**k, "type": "collection"} for k in self.knowledge]
+        else:
+            collections = [{"type": "collection", "id": k} for k in self.knowledge_ids]
+        if collections or documents:
+            payload["files"] = [*collections, *documents]
         if self.chat_id:
             payload["chat_id"] = self.chat_id
         return payload
@@ -197,12 +204,20 @@ class ServerManagedFlow:
     async def start(self, request: TurnRequest, created: ChatCreated) -> Started:
         # One request: the server creates the chat only if the answer could start.
         user = tree.user_message(
-            request.user_message_id, request.parent_id, request.content, request.model
+            request.user_message_id,
+            request.parent_id,
+            request.content,
+            request.model,
+            request.files,
         )
         payload = request.completion_payload([{"role": "user", "content": request.content}])
         payload["parent_id"] = request.parent_id
+        # The server stores the question with its files and turns its images into
+        # image input itself (from the files of every question in the chat).
         payload["user_message"] = {
-            key: user[key] for key in ("id", "role", "content", "models", "parentId")
+            key: user[key]
+            for key in ("id", "role", "content", "models", "parentId", "files")
+            if key in user
         }
         new_chat = request.chat_id is None
         placed = Placement(folder_id=request.placement.folder_id if new_chat else None)
@@ -279,7 +294,11 @@ class ClientTreeFlow:
 
     async def start(self, request: TurnRequest, created: ChatCreated) -> Started:
         user = tree.user_message(
-            request.user_message_id, request.parent_id, request.content, request.model
+            request.user_message_id,
+            request.parent_id,
+            request.content,
+            request.model,
+            request.files,
         )
         placed = request.placement if request.chat_id is None else Placement()
         answer = tree.assistant_placeholder(
@@ -313,12 +332,27 @@ class ClientTreeFlow:
         return await self._complete(request, chat_id, history)
 
     async def _complete(self, request: TurnRequest, chat_id: str, history: Any) -> Started:
-        messages = tree.completion_messages(history, request.user_message_id)
+        messages = tree.completion_messages(
+            history, request.user_message_id, await self._image_urls(history, request)
+        )
         payload = request.completion_payload(messages) | {"chat_id": chat_id}
         if self._names_parent:
             payload["parent_id"] = request.user_message_id
         _, model = await _start_completion(self._client, payload, request.fallback_model)
         return Started(chat_id, model)
+
+    async def _image_urls(self, history: Any, request: TurnRequest) -> dict[str, str]:
+        """What each image of the branch is sent as: its id where the server reads ids
+        (0.8.12), else its bytes as a data URL, read back from Open WebUI."""
+        images = [
+            image
+            for message in tree.branch(history, request.user_message_id)
+            for image in tree.images_of(message)
+        ]
+        server = self._client.server
+        if not images or server is None or server.version_tuple >= (0, 8, 12):
+            return {}
+        return {str(i.get("id")): await files.image_data_url(self._client, i) for i in images}
 
     async def finalise(
         self,

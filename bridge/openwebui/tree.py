@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Message = dict[str, Any]
@@ -27,8 +28,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def user_message(message_id: str, parent_id: str | None, content: str, model: str) -> Message:
-    return {
+def user_message(
+    message_id: str,
+    parent_id: str | None,
+    content: str,
+    model: str,
+    files: Sequence[dict[str, Any]] = (),
+) -> Message:
+    message: Message = {
         "id": message_id,
         "parentId": parent_id,
         "childrenIds": [],
@@ -37,6 +44,9 @@ def user_message(message_id: str, parent_id: str | None, content: str, model: st
         "models": [model],
         "timestamp": int(time.time()),
     }
+    if files:  # as the web UI keeps them: shown on the question, openable by an admin
+        message["files"] = [copy.deepcopy(f) for f in files]
+    return message
 
 
 def assistant_placeholder(
@@ -149,16 +159,39 @@ def output_text(output: Any) -> str:
     return "".join(parts)
 
 
-def completion_messages(history: History, leaf_id: str | None) -> list[dict[str, str]]:
+def completion_messages(
+    history: History, leaf_id: str | None, image_urls: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The branch as the role/content list a completion request carries; empty
-    placeholders are left out (the model must not see blank answers)."""
-    result = []
+    placeholders are left out (the model must not see blank answers). A question's
+    images become ``image_url`` parts after its text, on every question of the branch
+    as the web UI sends them; ``image_urls`` gives the URL to send per file id."""
+    result: list[dict[str, Any]] = []
     for message in branch(history, leaf_id):
         text = message_text(message)
         if message.get("role") == "assistant" and not text:
             continue
-        result.append({"role": str(message.get("role")), "content": text})
+        content: Any = text
+        pictures = [
+            (image_urls or {}).get(str(f.get("id")), str(f.get("url") or ""))
+            for f in images_of(message)
+        ]
+        if message.get("role") == "user" and any(pictures):
+            content = [
+                {"type": "text", "text": text},
+                *({"type": "image_url", "image_url": {"url": url}} for url in pictures if url),
+            ]
+        result.append({"role": str(message.get("role")), "content": content})
     return result
+
+
+def images_of(message: Message) -> list[dict[str, Any]]:
+    """The image items on a question (``files`` entries of type image)."""
+    return _files_of(message, "image")
+
+
+def _files_of(message: Message, kind: str) -> list[dict[str, Any]]:
+    return [f for f in message.get("files") or [] if isinstance(f, dict) and f.get("type") == kind]
 
 
 def with_message(history: History, message_id: str, **fields: Any) -> History:

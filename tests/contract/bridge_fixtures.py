@@ -83,10 +83,16 @@ class RecordingPlatform:
     def __init__(self) -> None:
         self.replies: dict[str, RecordingReply] = {}
         self.given_ids: dict[str, tuple[str, ...]] = {}  # ids each attempt was handed
+        self.served: dict[str, bytes] = {}  # file id -> the bytes ``download`` gives
+        self.downloads: list[str] = []  # file ids downloaded, in order
 
     async def download(self, file: FileRef) -> AsyncIterator[bytes]:
-        raise FileUnavailable("files are not read here yet")
-        yield b""  # an async generator
+        self.downloads.append(file.id)
+        data = self.served.get(file.id)
+        if data is None:
+            raise FileUnavailable("the link expired")
+        for start in range(0, len(data), 65536):
+            yield data[start : start + 65536]
 
     async def prepare(self, event: PlatformEvent) -> PlatformEvent:
         return event

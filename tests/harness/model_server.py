@@ -255,7 +255,8 @@ class ModelServer:
         return f"{self.base_url}/v1"
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        # Requests carrying images or whole documents exceed aiohttp's 1 MiB default.
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/images/generations", self._images)

@@ -20,6 +20,7 @@ LATEST_OBJECTS = {
     ("table", "processed_events"),
     ("table", "folders"),
     ("table", "ratings"),
+    ("table", "uploads"),
     ("index", "turns_status"),
     ("index", "turns_queue"),
     ("index", "processed_events_received_at"),
@@ -138,6 +139,7 @@ async def test_failing_step_rolls_back(conn: aiosqlite.Connection, tmp_path: Pat
         ("index", "turns_queue"),
         ("table", "folders"),
         ("table", "ratings"),
+        ("table", "uploads"),
     }
     assert objects(path) == version_1
     assert user_version(path) == 1

@@ -117,6 +117,13 @@ class FakeOpenWebUI:
     drop_completion_responses: int = 0  # completions done whose answer never arrives
     feedbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
     clock: Callable[[], float] = time.time  # feedback timestamps (whole seconds, as stored)
+    # Files (``/api/v1/files``): stored by id with their bytes; extensions the admin
+    # does not allow (400); names whose processing fails; models that cannot see images.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    file_bytes: dict[str, bytes] = field(default_factory=dict)
+    refused_extensions: set[str] = field(default_factory=set)
+    failing_names: set[str] = field(default_factory=set)
+    blind_models: set[str] = field(default_factory=set)
 
     @property
     def managed_turns(self) -> bool:
@@ -183,15 +190,25 @@ class FakeOpenWebUI:
 
     # -- the HTTP side --------------------------------------------------------
 
+    @property
+    def uploads(self) -> list[str]:
+        """The names of the files uploaded, in order."""
+        return [f["filename"] for f in self.files.values()]
+
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        body: Any = json.loads(request.content) if request.content else None
         path = request.url.path
+        if request.method == "POST" and path == "/api/v1/files/":
+            self.received.append(Received(request.method, path, None))
+            return self._upload(request)
+        body: Any = json.loads(request.content) if request.content else None
         self.received.append(Received(request.method, path, copy.deepcopy(body)))
         parts = path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "files"] and len(parts) >= 5:
+            return self._file(parts[3], "/".join(parts[4:]))
         if request.method == "GET" and path == "/api/version":
             return httpx.Response(200, json={"version": self.version})
         if request.method == "GET" and path == "/api/models":
-            return httpx.Response(200, json={"data": [{"id": m} for m in self.models]})
+            return httpx.Response(200, json={"data": [self._model(m) for m in self.models]})
         if request.method == "POST" and path == "/api/chat/completions":
             response = self._completion(body)
             if self.drop_completion_responses:
@@ -224,6 +241,43 @@ class FakeOpenWebUI:
                     answer.abandon()
             return httpx.Response(200, json={"status": True, "message": "Stop signal sent"})
         return httpx.Response(404, json={"detail": f"no route {request.method} {path}"})
+
+    def _model(self, model: str) -> dict[str, Any]:
+        if model not in self.blind_models:
+            return {"id": model}
+        return {"id": model, "info": {"meta": {"capabilities": {"vision": False}}}}
+
+    def _upload(self, request: httpx.Request) -> httpx.Response:
+        """``POST /api/v1/files/``: the multipart ``file`` stored; processed at once."""
+        raw = request.read()
+        content_type = request.headers["content-type"]
+        boundary = content_type.split("boundary=")[1].encode()
+        part = next(p for p in raw.split(b"--" + boundary) if b'name="file"' in p)
+        head, _, data = part.partition(b"\r\n\r\n")
+        name = re.search(rb'filename="([^"]*)"', head)
+        filename = name.group(1).decode() if name else "file"
+        if filename.rsplit(".", 1)[-1] in self.refused_extensions:
+            detail = f"File type {filename.rsplit('.', 1)[-1]} is not allowed"
+            return httpx.Response(400, json={"detail": detail})
+        file_id = str(uuid.uuid4())
+        process = request.url.params.get("process", "true") != "false"
+        status = "failed" if filename in self.failing_names else "completed"
+        self.file_bytes[file_id] = data.removesuffix(b"\r\n")
+        self.files[file_id] = {
+            "id": file_id,
+            "filename": filename,
+            "data": {"status": status} if process else {},
+            "meta": {"name": filename, "size": len(self.file_bytes[file_id])},
+        }
+        return httpx.Response(200, json=copy.deepcopy(self.files[file_id]))
+
+    def _file(self, file_id: str, rest: str) -> httpx.Response:
+        stored = self.files.get(file_id)
+        if stored is None:
+            return httpx.Response(404, json={"detail": NOT_FOUND})
+        if rest == "process/status":
+            return httpx.Response(200, json={"status": stored["data"].get("status")})
+        return httpx.Response(200, content=self.file_bytes[file_id])
 
     def _evaluations(self, request: httpx.Request, path: str, body: Any) -> httpx.Response:
         """The feedback endpoints the bridge uses; one account, so no per-user filter."""
