@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from playwright.async_api import Page
 
 from bridge.events import FileRef
 from bridge.store import TurnStatus
+from tests.contract import test_sources
 from tests.contract.bridge_fixtures import (
     BridgeFactory,
     RecordingReply,
@@ -25,6 +28,7 @@ from tests.contract.bridge_fixtures import (
     submit,
 )
 from tests.contract.test_files import png, question_of
+from tests.contract.test_sources import Collection, answer_with_sources
 from tests.e2e.test_render import (
     ARTIFACTS,
     browser_page,
@@ -36,6 +40,8 @@ from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
 pytestmark = [pytest.mark.browser, pytest.mark.every_release]
+
+handbook = test_sources.collection  # a knowledge collection of two documents
 
 # What the page shows on the question holding ``text``: Open WebUI renders each
 # question as an element with the id "message-<id>" (every release tested); its
@@ -161,9 +167,11 @@ async def test_an_edited_question_shows_as_the_web_uis_own_edit(
         await load_until(page, openwebui, f"/c/{chat_id}", page.get_by_text(new).first)
         await dismiss_dialogs(page)
         # The web UI's sibling navigation on the question: the second of two questions.
-        await wait_for_texts(page, ["2/2", new, expected_reply(new)])
+        with contextlib.suppress(PlaywrightError):  # not shown: the assert says what is
+            await wait_for_texts(page, ["2/2", new, expected_reply(new)])
         await picture(page, f"render-edit-{openwebui.version}.png")
         now = await page.inner_text(MESSAGES)
+        assert "2/2" in now and new in now and expected_reply(new) in now, now
         # Back to the first wording: the question's "previous" button, beside "2/2".
         counter = page.get_by_text("2/2", exact=True).first
         await counter.locator("xpath=preceding-sibling::button[1]").click()
@@ -171,7 +179,32 @@ async def test_an_edited_question_shows_as_the_web_uis_own_edit(
         await picture(page, f"render-edit-back-{openwebui.version}.png")
         before = await page.inner_text(MESSAGES)
 
-    assert "2/2" in now and new in now and expected_reply(new) in now
     assert old not in now and expected_reply(old) not in now
     assert "1/2" in before and old in before and expected_reply(old) in before
     assert new not in before and expected_reply(new) not in before
+
+
+async def test_an_answers_sources_show_under_it(
+    chromium: str, openwebui: RunningOpenWebUI, handbook: Collection, tmp_path: Path
+) -> None:
+    question = f"What do they say? {uuid.uuid4().hex[:8]}"
+    _, chat_id = await answer_with_sources(
+        openwebui, tmp_path, {"knowledge_ids": [handbook.id]}, question
+    )
+    async with browser_page(chromium, openwebui) as page:
+        await load_until(page, openwebui, f"/c/{chat_id}", page.get_by_text(question).first)
+        await dismiss_dialogs(page)
+        # The web UI's citations under the answer: "2 Sources" (0.12.x folds them
+        # behind it), or the documents' names (0.6.x).
+        names = list(handbook.names)
+        sources = page.locator(MESSAGES).get_by_text(re.compile(r"^\d+ Sources$"))
+        with contextlib.suppress(PlaywrightError):
+            await sources.or_(page.get_by_text(names[0]).first).first.wait_for()
+        if await sources.count() and not await page.get_by_text(names[0]).count():
+            await sources.first.click()
+        with contextlib.suppress(PlaywrightError):  # not shown: the assert says what is
+            await wait_for_texts(page, names)
+        await picture(page, f"render-sources-{openwebui.version}.png")
+        shown = await page.inner_text(MESSAGES)
+    for name in names:
+        assert name in shown, shown
