@@ -176,6 +176,14 @@ class Store(Protocol):
 
     async def delete_rating(self, turn_id: int, rater: str) -> None: ...
 
+    async def get_upload(self, conversation_id: int, platform_file_id: str) -> str | None:
+        """The chat's file item (JSON) of a platform file already uploaded in this thread."""
+        ...
+
+    async def save_upload(
+        self, conversation_id: int, platform_file_id: str, file_id: str, entry: str
+    ) -> None: ...
+
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record a delivery that makes no turn of its own (an edit of a queued question);
         False when it was taken before."""
@@ -190,14 +198,6 @@ class Store(Protocol):
         """Forget a turn still queued (its question was deleted); False when it has
         started (or is gone): nothing is written then."""
         ...
-
-    async def get_upload(self, conversation_id: int, platform_file_id: str) -> str | None:
-        """The chat's file item (JSON) of a platform file already uploaded in this thread."""
-        ...
-
-    async def save_upload(
-        self, conversation_id: int, platform_file_id: str, file_id: str, entry: str
-    ) -> None: ...
 
     async def prune_events(self, older_than: float) -> int:
         """Forget deliveries recorded before ``older_than`` (epoch seconds)."""

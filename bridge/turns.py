@@ -303,7 +303,11 @@ class TurnRunner:
             found = await self._where(request) if cut_off else _Found.ABSENT
             log.debug("turn %s: %s", turn.id, found.value)
             if found in (_Found.ABSENT, _Found.UNSTARTED) and event.files and not regenerate:
-                request = replace(request, files=await self._files(conversation, event, delivery))
+                platform = self._platforms[conversation.key.platform]
+                files = await self.attachments.gather(
+                    platform, conversation.id, event.files, conversation.model, delivery.note
+                )
+                request = replace(request, files=files)
             if found is _Found.ABSENT:
 
                 async def created(chat_id: str, placed: Placement) -> None:
@@ -333,15 +337,6 @@ class TurnRunner:
             if self._live:
                 self._live.unsubscribe(answer_id)
         await self._deliver(chat_id, answer_id, delivery, result, rules, live_files)
-
-    async def _files(
-        self, conversation: Conversation, event: PlatformEvent, delivery: Delivery
-    ) -> tuple[dict[str, Any], ...]:
-        """The question's files in Open WebUI, each one left out noted in the thread."""
-        platform = self._platforms[conversation.key.platform]
-        return await self.attachments.gather(
-            platform, conversation.id, event.files, conversation.model, delivery.note
-        )
 
     async def _start(
         self, request: TurnRequest, created: ChatCreated, result: TurnResult

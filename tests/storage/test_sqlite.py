@@ -425,6 +425,21 @@ async def test_where_answers_go_without_a_thread_survives_a_reopen(db_path: Path
         await reopened.close()
 
 
+async def test_an_upload_is_kept_per_thread_across_a_reopen(db_path: Path) -> None:
+    store = await open_store(db_path)
+    await enqueue(store, "m1")
+    other = await store.enqueue_turn(new_turn("m2", key=replace(KEY, thread="t-other")))
+    conversation = await store.get_conversation(KEY)
+    assert conversation is not None and other is not None
+    await store.save_upload(conversation.id, "F1", "owui-1", '{"id": "owui-1"}')
+    await store.close()
+    store = await open_store(db_path)  # a restart keeps it
+    assert await store.get_upload(conversation.id, "F1") == '{"id": "owui-1"}'
+    assert await store.get_upload(other.conversation_id, "F1") is None  # another thread
+    assert await store.get_upload(conversation.id, "F2") is None
+    await store.close()
+
+
 async def test_a_queued_turns_event_is_replaced_only_while_it_waits(
     store: SqliteStore, db_path: Path
 ) -> None:
@@ -464,18 +479,3 @@ async def test_a_delivery_without_a_turn_is_claimed_once(store: SqliteStore) -> 
     assert not await store.claim_event("slack", "ev-edit")
     assert await store.delivered(KEY, "ev-edit", "no-such-message")
     assert await store.claim_event("discord", "ev-edit")  # per platform
-
-
-async def test_an_upload_is_kept_per_thread_across_a_reopen(db_path: Path) -> None:
-    store = await open_store(db_path)
-    await enqueue(store, "m1")
-    other = await store.enqueue_turn(new_turn("m2", key=replace(KEY, thread="t-other")))
-    conversation = await store.get_conversation(KEY)
-    assert conversation is not None and other is not None
-    await store.save_upload(conversation.id, "F1", "owui-1", '{"id": "owui-1"}')
-    await store.close()
-    store = await open_store(db_path)  # a restart keeps it
-    assert await store.get_upload(conversation.id, "F1") == '{"id": "owui-1"}'
-    assert await store.get_upload(other.conversation_id, "F1") is None  # another thread
-    assert await store.get_upload(conversation.id, "F2") is None
-    await store.close()
