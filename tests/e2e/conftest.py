@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,6 +13,20 @@ from tests.contract.bridge_fixtures import BridgeFactory, bridge_factory
 from tests.harness.bridge_process import COMMAND
 from tests.harness.env import clean_env
 from tests.harness.openwebui import RunningOpenWebUI
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+# The browser tests' (test_render*.py) Chromium.
+@pytest.fixture(scope="session")
+def chromium(in_ci: bool) -> str:
+    """Debian's chromium; missing is a skip on a laptop and a failure in CI."""
+    if shutil.which(CHROMIUM) is None:
+        reason = f"Debian chromium not installed at {CHROMIUM} (make test-deps installs it)"
+        if in_ci:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
 
 
 @pytest.fixture

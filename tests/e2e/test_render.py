@@ -5,7 +5,6 @@ holding its chats (headless Debian Chromium driven by Playwright)."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +21,6 @@ from tests.contract.bridge_fixtures import BridgeFactory, RecordingPlatform, ask
 from tests.harness.model_server import expected_reply
 from tests.harness.openwebui import RunningOpenWebUI
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -34,17 +32,6 @@ TIMEOUT_MS = 60_000
 DISMISS = ["Okay, Let's Go!", "Got it", "Close", "Dismiss", "Skip"]
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def chromium(in_ci: bool) -> str:
-    """Debian's chromium; missing is a skip on a laptop and a failure in CI."""
-    if shutil.which(CHROMIUM) is None:
-        reason = f"Debian chromium not installed at {CHROMIUM} (make test-deps installs it)"
-        if in_ci:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return CHROMIUM
 
 
 async def dismiss_dialogs(page: Page) -> None:
