@@ -125,7 +125,32 @@ async def _signed_in(client: OpenWebUIClient, settings: Settings, report: Report
         report("auth", False, str(exc))
         return False
     _report_pasted_jwt(client, report)
+    await _check_files(client, report)
     return True
+
+
+# No file has this id: the answer says whether the account may use the files API.
+_NO_FILE = "/api/v1/files/00000000-0000-0000-0000-000000000000"
+
+
+async def _check_files(client: OpenWebUIClient, report: Report) -> None:
+    """Files sent with questions go through ``/api/v1/files``: an API key limited to
+    some endpoints (Open WebUI's API key endpoint restrictions) must include it."""
+    try:
+        await client.request("GET", _NO_FILE, retry=False)
+    except AuthRejected as exc:
+        if exc.status != 403:
+            raise
+        report(
+            "files",
+            False,
+            "Open WebUI does not let this API key use /api/v1/files (its allowed "
+            "endpoints): files sent with questions cannot be read",
+        )
+        return
+    except BridgeError:
+        pass  # "not found": the account may use it
+    report("files", True, "files sent with questions can be uploaded")
 
 
 MODELS_LISTED = 10  # model ids named when the configured one is missing

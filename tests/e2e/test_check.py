@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +45,59 @@ def test_check_with_api_key(openwebui: RunningOpenWebUI, cli: Cli) -> None:
     complete_only = "shows each answer only once it is complete" in result.stdout
     assert complete_only is (openwebui.release < (0, 11, 1)), result.stdout
     assert "fake-model is available" in result.stdout
+    assert lines_starting(result, "ok   files: files sent with questions can be uploaded")
     assert openwebui.api_key not in result.output
+
+
+# What the bridge uses of Open WebUI, the files API left out.
+EVERYTHING_BUT_FILES = ",".join(
+    (
+        "/api/models", "/api/v1/models", "/api/v1/chats", "/api/chat", "/api/tasks",
+        "/api/v1/tasks", "/api/v1/knowledge", "/api/v1/functions", "/api/v1/folders",
+        "/api/v1/auths", "/api/v1/users", "/api/v1/evaluations",
+    )
+)  # fmt: skip
+
+
+@pytest.fixture
+def keys_limited_to(openwebui: RunningOpenWebUI) -> Iterator[Callable[[str], None]]:
+    """Turn on Open WebUI's API key endpoint restrictions (the setting's name changed
+    in 0.12: ``API_KEY…`` became ``API_KEYS…``); put back as it was afterwards."""
+    path = "/api/v1/auths/admin/config"
+    with openwebui.client() as http:
+        original = http.get(path).raise_for_status().json()
+
+        def limit(endpoints: str) -> None:
+            config = dict(original)
+            for switch in (
+                "ENABLE_API_KEY_ENDPOINT_RESTRICTIONS",
+                "ENABLE_API_KEYS_ENDPOINT_RESTRICTIONS",
+            ):
+                if switch in config:
+                    config[switch] = True
+            for allowed in ("API_KEY_ALLOWED_ENDPOINTS", "API_KEYS_ALLOWED_ENDPOINTS"):
+                if allowed in config:
+                    config[allowed] = endpoints
+            http.post(path, json=config).raise_for_status()
+
+        try:
+            yield limit
+        finally:
+            http.post(path, json=original).raise_for_status()
+
+
+def test_check_says_when_the_api_key_may_not_upload_files(
+    openwebui: RunningOpenWebUI, cli: Cli, keys_limited_to: Callable[[str], None]
+) -> None:
+    keys_limited_to(EVERYTHING_BUT_FILES)
+    result = cli("check", env=with_api_key(openwebui))
+
+    assert result.returncode == 1, result.output
+    [files] = lines_starting(result, "FAIL files")
+    assert "/api/v1/files" in files
+    keys_limited_to(EVERYTHING_BUT_FILES + ",/api/v1/files")
+    result = cli("check", env=with_api_key(openwebui))
+    assert lines_starting(result, "ok   files"), result.output
 
 
 @pytest.fixture
