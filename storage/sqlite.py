@@ -27,53 +27,16 @@ from bridge.store import (
     TurnStatus,
 )
 from storage.migrations import check_not_too_new, migrate
+from storage.rows import CONVERSATION_COLUMNS, TURN_COLUMNS, conversation, turn
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 
-_CONVERSATION_COLUMNS = (
-    "id, platform, workspace, channel, thread, chat_id, last_answer_id, model, "
-    "created_at, updated_at"
-)
-_TURN_COLUMNS = (
-    "id, conversation_id, platform_message_id, sort_key, event, user_message_id, "
-    "assistant_message_id, status, reply_ids, error, created_at, updated_at"
-)
-
-
-def _conversation(row: sqlite3.Row) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        key=ThreadKey(
-            platform=row["platform"],
-            workspace=row["workspace"],
-            channel=row["channel"],
-            thread=row["thread"],
-        ),
-        chat_id=row["chat_id"],
-        last_answer_id=row["last_answer_id"],
-        model=row["model"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _turn(row: sqlite3.Row) -> Turn:
-    return Turn(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        platform_message_id=row["platform_message_id"],
-        sort_key=row["sort_key"],
-        event=row["event"],
-        user_message_id=row["user_message_id"],
-        assistant_message_id=row["assistant_message_id"],
-        status=TurnStatus(row["status"]),
-        reply_ids=tuple(json.loads(row["reply_ids"])),
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+_CONVERSATION_COLUMNS = CONVERSATION_COLUMNS
+_TURN_COLUMNS = TURN_COLUMNS
+_conversation = conversation
+_turn = turn
 
 
 class _Duplicate(Exception):
