@@ -36,7 +36,7 @@ from storage.rows import CONVERSATION_COLUMNS, TURN_COLUMNS, conversation, turn
 log = logging.getLogger(__name__)
 
 SCHEMES = ("postgresql://", "postgres://")
-POOL_MIN, POOL_MAX = 1, 10
+POOL_MIN, POOL_MAX = 2, 10
 # Serialises schema upgrades of processes starting together (any constant will do).
 _MIGRATION_LOCK = 0x6F77_7569
 _THREAD = "platform = $1 AND workspace = $2 AND channel = $3 AND thread = $4"

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bridge.events import ThreadKey
@@ -483,3 +484,68 @@ async def test_a_delivery_without_a_turn_is_claimed_once(store: Any) -> None:
     assert not await store.claim_event("slack", "ev-edit")
     assert await store.delivered(KEY, "ev-edit", "no-such-message")
     assert await store.claim_event("discord", "ev-edit")  # per platform
+
+
+async def test_concurrent_claims_of_one_delivery_from_two_processes_one_wins(
+    store: Any, db: Db
+) -> None:
+    second = await db.open()  # a second process on the same database
+    try:
+        results = await asyncio.gather(
+            *(s.claim_event("slack", "ev-edit") for s in (store, second) for _ in range(10))
+        )
+    finally:
+        await second.close()
+    assert sum(results) == 1
+    assert await db.raw("SELECT event_id FROM processed_events") == [("ev-edit",)]
+
+
+async def test_concurrent_questions_never_overfill_a_thread(store: Any, db: Db) -> None:
+    """Twenty questions at once into a thread that holds one: one is queued, the rest
+    refused."""
+    answered = await enqueue(store, "m0")  # the thread exists already
+    await store.settle_turn(answered, TurnStatus.DONE, error=None, answer_id=None)
+    second = await db.open()
+    try:
+        results = await asyncio.gather(
+            *(
+                s.enqueue_turn(replace(new_turn(f"m{i}-{n}"), limit=1))
+                for n, s in enumerate((store, second))
+                for i in range(10)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await second.close()
+    assert sum(isinstance(r, ThreadBusy) for r in results) == 19
+    assert await db.raw("SELECT COUNT(*) FROM turns WHERE status = 'queued'") == [(1,)]
+    assert await db.raw("SELECT COUNT(*) FROM processed_events") == [(2,)]
+
+
+async def test_postgres_a_thread_is_counted_under_its_lock(postgres_url: str) -> None:
+    """A question being queued elsewhere (not committed yet) counts against the thread's
+    limit: queueing waits for it instead of counting past it."""
+    store = await open_store(postgres_url)
+    other = await asyncpg.connect(postgres_url)
+    try:
+        answered = await enqueue(store, "m0")
+        await store.settle_turn(answered, TurnStatus.DONE, error=None, answer_id=None)
+        elsewhere = other.transaction()
+        await elsewhere.start()
+        await other.execute(
+            "INSERT INTO turns (conversation_id, platform_message_id, user_message_id,"
+            " assistant_message_id, status, created_at, updated_at)"
+            " SELECT conversation_id, 'm1', 'u', 'a', 'queued', 0, 0 FROM turns WHERE id = $1",
+            answered,
+        )
+        queueing = asyncio.create_task(store.enqueue_turn(replace(new_turn("m2"), limit=1)))
+        await asyncio.wait({queueing}, timeout=0.5)  # let it reach the thread's lock
+        await elsewhere.commit()
+        with pytest.raises(ThreadBusy):
+            await queueing
+    finally:
+        await other.close()
+        await store.close()
+    assert await Db("postgres", postgres_url).raw(
+        "SELECT platform_message_id FROM turns WHERE status = 'queued'"
+    ) == [("m1",)]
