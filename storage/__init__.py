@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage.migrations import SchemaTooNew
-from storage.postgres import PostgresStore, is_postgres, masked, open_postgres
+from storage.postgres import (
+    DatabaseUnavailable,
+    PostgresStore,
+    is_postgres,
+    masked,
+    open_postgres,
+)
 from storage.sqlite import MEMORY, SqliteStore
 from storage.sqlite import open_store as open_sqlite
 
 __all__ = [
     "MEMORY",
+    "DatabaseUnavailable",
     "PostgresStore",
     "SchemaTooNew",
     "SqliteStore",

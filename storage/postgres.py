@@ -65,6 +65,11 @@ def _key(key: ThreadKey) -> tuple[str, str, str, str]:
     return (key.platform, key.workspace, key.channel, key.thread)
 
 
+class DatabaseUnavailable(ConnectionError):
+    """The database could not be reached or refused us; the message names it without
+    its password."""
+
+
 class _Duplicate(Exception):
     """The platform message already has a turn (raised to roll the claim back)."""
 
@@ -468,14 +473,14 @@ async def open_postgres(url: str) -> PostgresStore:
         pool = await asyncpg.create_pool(url, min_size=POOL_MIN, max_size=POOL_MAX)
     except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         message = str(exc).replace(password_of(url) or "\0", "***")
-        raise ConnectionError(f"cannot open database {masked(url)}: {message}") from None
+        # from None: the original exception may quote the URL, password included.
+        raise DatabaseUnavailable(f"cannot open database {masked(url)}: {message}") from None
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
     except BaseException:
         await pool.close()
         raise
-    log.info("database: PostgreSQL at %s", masked(url))
     return PostgresStore(pool)
 
 
