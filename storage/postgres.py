@@ -466,15 +466,38 @@ async def migrate(conn: asyncpg.Connection, steps: Sequence[Step] = STEPS) -> in
             await conn.execute("UPDATE bridge_schema SET version = $1", current + 1)
 
 
+def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+    message = str(exc).replace(password_of(url) or "\0", "***")
+    return DatabaseUnavailable(f"cannot open database {masked(url)}: {message}")
+
+
+_CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+async def probe(url: str) -> int:
+    """Connect once and read the schema version, writing nothing (``check``); raises
+    ``DatabaseUnavailable`` or ``SchemaTooNew``."""
+    try:
+        conn = await asyncpg.connect(url)
+    except _CONNECT_ERRORS as exc:
+        raise _unavailable(url, exc) from None
+    try:
+        version = await schema_version(conn)
+    finally:
+        await conn.close()
+    if version > len(STEPS):
+        raise SchemaTooNew(version, len(STEPS))
+    return version
+
+
 async def open_postgres(url: str) -> PostgresStore:
     """Connect a pool to ``url`` and bring the schema up to date. Errors name the
     database without its password."""
     try:
         pool = await asyncpg.create_pool(url, min_size=POOL_MIN, max_size=POOL_MAX)
-    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        message = str(exc).replace(password_of(url) or "\0", "***")
+    except _CONNECT_ERRORS as exc:
         # from None: the original exception may quote the URL, password included.
-        raise DatabaseUnavailable(f"cannot open database {masked(url)}: {message}") from None
+        raise _unavailable(url, exc) from None
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
