@@ -490,11 +490,19 @@ async def probe(url: str) -> int:
     return version
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """The store keeps no session state (no LISTEN, session locks, cursors or SET), so
+    the pool's default reset query on every release would be a wasted round trip per
+    call; asyncpg still rolls back a transaction left open."""
+
+
 async def open_postgres(url: str) -> PostgresStore:
     """Connect a pool to ``url`` and bring the schema up to date. Errors name the
     database without its password."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=POOL_MIN, max_size=POOL_MAX)
+        pool = await asyncpg.create_pool(
+            url, min_size=POOL_MIN, max_size=POOL_MAX, reset=_nothing_to_reset
+        )
     except _CONNECT_ERRORS as exc:
         # from None: the original exception may quote the URL, password included.
         raise _unavailable(url, exc) from None
