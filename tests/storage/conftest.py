@@ -24,7 +24,13 @@ class Db:
     target: str | Path  # the file, or the URL
 
     async def open(self) -> Any:
-        return await open_store(self.target)
+        store = await open_store(self.target)
+        # A URL taken for a file name would pass every test that reads through the store.
+        assert (
+            type(store).__name__
+            == {"sqlite": "SqliteStore", "postgres": "PostgresStore"}[self.kind]
+        )
+        return store
 
     async def raw(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         if self.kind == "sqlite":
