@@ -549,3 +549,19 @@ async def test_postgres_a_thread_is_counted_under_its_lock(postgres_url: str) ->
     assert await Db("postgres", postgres_url).raw(
         "SELECT platform_message_id FROM turns WHERE status = 'queued'"
     ) == [("m1",)]
+
+
+async def test_postgres_readiness_is_a_real_write(postgres_url: str) -> None:
+    """/readyz asks ``writable``: a database that takes no writes (a read-only standby,
+    here a read-only default) is not ready."""
+    await (await open_store(postgres_url)).close()  # tables made
+    name = postgres_url.rsplit("/", 1)[1]
+    await Db("postgres", postgres_url).raw(
+        f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'
+    )
+    store = await open_store(postgres_url)
+    try:
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await store.writable()
+    finally:
+        await store.close()
