@@ -20,13 +20,18 @@ run: install
 	$(BIN)/owui-bridge $(CMD) $(ARGS)
 
 # Open WebUI 0.6.15 and 0.12.4 go to a cache outside the repository (reused);
-# Debian's chromium renders chats for the web-UI test.
+# Debian's chromium renders chats for the web-UI test; Debian's postgresql gives the
+# storage tests a real PostgreSQL (its binaries live in /usr/lib/postgresql/N/bin).
 test-deps: install
 	$(BIN)/python -m tests.harness install
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -q chromium chromium-driver; }
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q postgresql; }
 
 lint: install
 	$(BIN)/ruff check .

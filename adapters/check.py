@@ -26,6 +26,9 @@ from bridge.config import ConfigError, Settings, read_settings
 from bridge.errors import AuthRejected, BridgeError, RequestRejected
 from bridge.openwebui.client import JWT_FIX, OpenWebUIClient, describe_expiry, jwt_expiry
 from bridge.policy import describe
+from storage import DatabaseUnavailable, SchemaTooNew
+from storage.migrations import LATEST_VERSION
+from storage.postgres import is_postgres, masked, probe
 
 Report = Callable[[str, bool, str], None]
 
@@ -58,7 +61,27 @@ async def run_check(
     if slack.app_token is not None:
         await check_slack_app_token(slack, report)
     await check_discord_configured(discord, report)
+    await check_database(settings, report)
     return 0 if ok else 1
+
+
+async def check_database(settings: Settings, report: Report) -> None:
+    """PostgreSQL only: reachable, and its schema one this release knows (nothing is
+    written; the first start creates or upgrades the tables). An SQLite file is
+    created by the first start and needs no check."""
+    database = str(settings.bridge_database)
+    if not is_postgres(database):
+        return
+    try:
+        version = await probe(database)
+    except DatabaseUnavailable as exc:
+        report("database", False, str(exc))
+        return
+    except SchemaTooNew as exc:
+        report("database", False, f"{masked(database)}: {exc}")
+        return
+    state = f"schema {version} of {LATEST_VERSION}" if version else "empty, tables made at start"
+    report("database", True, f"PostgreSQL {masked(database)} ({state})")
 
 
 async def check_openwebui(

@@ -15,6 +15,7 @@ from pythonjsonlogger.json import JsonFormatter
 from bridge.config import Settings
 from bridge.logcontext import TurnFields
 from bridge.redaction import RedactingFormatter, keep_secret, redact
+from storage.postgres import password_of
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "message", "turn", "thread", "chat_id", "platform")
@@ -33,6 +34,8 @@ def setup_logging(settings: Settings, *more: BaseSettings) -> None:
         for value in dict(configured).values():
             if isinstance(value, SecretStr):
                 keep_secret(value.get_secret_value())
+    # A PostgreSQL URL's password (the URL itself is shown masked where it is shown).
+    keep_secret(password_of(str(settings.bridge_database)))
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TurnFields())
     handler.setFormatter(formatter(settings.bridge_log_format))

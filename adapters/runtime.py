@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from bridge.channels import Channels, load_channels
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.intake import Bridge
 from bridge.openwebui.client import (
     JWT_FIX,
@@ -31,7 +31,8 @@ from bridge.openwebui.organise import Organiser
 from bridge.options import CoreOptions
 from bridge.policy import describe
 from bridge.store import Store
-from storage import open_store
+from storage import DatabaseUnavailable, open_store
+from storage import describe as describe_database
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,10 @@ async def open_runtime(
         live = await start_live_events(settings, client)
         if live is not None:
             stack.push_async_callback(live.close)
-        store = await open_store(settings.bridge_database)
+        try:
+            store = await open_store(settings.bridge_database)
+        except DatabaseUnavailable as exc:  # one line for the operator, no password
+            raise ConfigError(str(exc)) from None
         stack.push_async_callback(store.close)
         options = CoreOptions(
             default_model=model or channels.defaults.model,
@@ -146,4 +150,5 @@ async def open_runtime(
             bridge.follow_mode,
         )
         log.info("access: %s", describe(settings.access, settings.limits))
+        log.info("database: %s", describe_database(settings.bridge_database))
         yield Runtime(settings, client, server, store, bridge, live)

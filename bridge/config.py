@@ -167,7 +167,8 @@ class Settings(EnvFirstSettings):
     bridge_denied_notice: bool = Field(
         True, validation_alias=AliasChoices("BRIDGE_DENIED_NOTICE", "bridge_denied_notice")
     )
-    bridge_database: Path = Field(
+    # A file path (SQLite) or a postgresql:// URL (kept a string: a Path would fold its //).
+    bridge_database: Path | str = Field(
         Path("./owui-bridge.db"),
         validation_alias=AliasChoices("BRIDGE_DATABASE", "bridge_database"),
     )
@@ -210,6 +211,13 @@ class Settings(EnvFirstSettings):
         if isinstance(value, list):  # TOML: Discord ids may be written as numbers
             return [str(part).strip() for part in value if str(part).strip()]
         return value
+
+    @field_validator("bridge_database", mode="before")
+    @classmethod
+    def _database(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+            return value
+        return Path(value) if isinstance(value, str) else value
 
     @field_validator("bridge_event_retention", mode="before")
     @classmethod

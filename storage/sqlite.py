@@ -27,53 +27,13 @@ from bridge.store import (
     TurnStatus,
 )
 from storage.migrations import check_not_too_new, migrate
+from storage.rows import CONVERSATION_COLUMNS, TURN_COLUMNS
+from storage.rows import conversation as _conversation
+from storage.rows import turn as _turn
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
-
-_CONVERSATION_COLUMNS = (
-    "id, platform, workspace, channel, thread, chat_id, last_answer_id, model, "
-    "created_at, updated_at"
-)
-_TURN_COLUMNS = (
-    "id, conversation_id, platform_message_id, sort_key, event, user_message_id, "
-    "assistant_message_id, status, reply_ids, error, created_at, updated_at"
-)
-
-
-def _conversation(row: sqlite3.Row) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        key=ThreadKey(
-            platform=row["platform"],
-            workspace=row["workspace"],
-            channel=row["channel"],
-            thread=row["thread"],
-        ),
-        chat_id=row["chat_id"],
-        last_answer_id=row["last_answer_id"],
-        model=row["model"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _turn(row: sqlite3.Row) -> Turn:
-    return Turn(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        platform_message_id=row["platform_message_id"],
-        sort_key=row["sort_key"],
-        event=row["event"],
-        user_message_id=row["user_message_id"],
-        assistant_message_id=row["assistant_message_id"],
-        status=TurnStatus(row["status"]),
-        reply_ids=tuple(json.loads(row["reply_ids"])),
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
 
 
 class _Duplicate(Exception):
@@ -223,7 +183,7 @@ class SqliteStore:
     async def next_turn(self, conversation_id: int) -> Turn | None:
         async with self._lock:
             row = await self._fetchone(
-                f"SELECT {_TURN_COLUMNS} FROM turns"
+                f"SELECT {TURN_COLUMNS} FROM turns"
                 " WHERE conversation_id = ? AND status IN ('running', 'queued')"
                 " ORDER BY status = 'queued', sort_key, id LIMIT 1",
                 (conversation_id,),
@@ -275,7 +235,7 @@ class SqliteStore:
 
     async def _get_conversation(self, key: ThreadKey) -> Conversation | None:
         row = await self._fetchone(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
             " WHERE platform = ? AND workspace = ? AND channel = ? AND thread = ?",
             (key.platform, key.workspace, key.channel, key.thread),
         )
@@ -288,7 +248,7 @@ class SqliteStore:
     async def conversation_by_id(self, conversation_id: int) -> Conversation | None:
         async with self._lock:
             row = await self._fetchone(
-                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
                 (conversation_id,),
             )
         return None if row is None else _conversation(row)
@@ -343,13 +303,13 @@ class SqliteStore:
             raise LookupError(f"no conversation {conversation_id}")
 
     async def _get_turn(self, turn_id: int) -> Turn | None:
-        row = await self._fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
+        row = await self._fetchone(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
         return None if row is None else _turn(row)
 
     async def find_turn(self, conversation_id: int, platform_message_id: str) -> Turn | None:
         async with self._lock:
             row = await self._fetchone(
-                f"SELECT {_TURN_COLUMNS} FROM turns"
+                f"SELECT {TURN_COLUMNS} FROM turns"
                 " WHERE conversation_id = ? AND platform_message_id = ?",
                 (conversation_id, platform_message_id),
             )
@@ -359,7 +319,7 @@ class SqliteStore:
         # ORDER BY id, not created_at: ids are monotonic, clock readings can tie or step back.
         async with self._lock:
             rows = await self._fetchall(
-                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id",
+                f"SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id",
                 (conversation_id,),
             )
         return [_turn(row) for row in rows]
@@ -371,7 +331,7 @@ class SqliteStore:
     async def turn_by_reply(self, platform: str, message_id: str) -> Turn | None:
         async with self._lock:
             row = await self._fetchone(
-                f"SELECT {', '.join('t.' + c for c in _TURN_COLUMNS.split(', '))}"
+                f"SELECT {', '.join('t.' + c for c in TURN_COLUMNS.split(', '))}"
                 " FROM turns t JOIN conversations c ON c.id = t.conversation_id"
                 " WHERE c.platform = ? AND t.reply_ids LIKE ?"
                 " AND EXISTS (SELECT 1 FROM json_each(t.reply_ids) WHERE value = ?)"

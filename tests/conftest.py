@@ -40,6 +40,7 @@ from tests.harness.openwebui import (  # noqa: E402
     RunningOpenWebUI,
     ServerPool,
 )
+from tests.harness.postgres import PostgresServer, find_binaries  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / ".test-artifacts"
@@ -63,6 +64,27 @@ _ci_failures: list[str] = []
 def in_ci() -> bool:
     """True under CI: missing prerequisites are failures, not skips."""
     return IN_CI
+
+
+@pytest.fixture(scope="session")
+def postgres_server(in_ci: bool) -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session; missing binaries are a skip on a laptop and a
+    failure in CI (`make test-deps` installs them)."""
+    bindir = find_binaries()
+    if bindir is None:
+        reason = "PostgreSQL (initdb, pg_ctl) is not installed; `make test-deps` installs it"
+        if in_ci:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer.start(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database of its own for one test."""
+    yield from postgres_server.database()
 
 
 @pytest.fixture(scope="session")

@@ -154,3 +154,17 @@ def test_a_variable_set_to_nothing_counts_as_unset(
     config.write_text('openwebui_model = "from-file"\n')
     assert not DiscordSettings().enabled
     assert load_settings(read_config_file(config)).openwebui_model == "from-file"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["postgresql://bridge:pw@db.internal:5432/owui", "postgres://bridge@db:5432/owui?ssl=require"],
+)
+def test_a_database_url_is_kept_whole(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BRIDGE_DATABASE", value)
+    assert str(load_settings().bridge_database) == value  # not folded to a path
+
+
+def test_a_database_path_stays_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_DATABASE", "/data/owui-bridge.db")
+    assert load_settings().bridge_database == Path("/data/owui-bridge.db")

@@ -1,4 +1,4 @@
-"""The migration runner on real database files."""
+"""The migration runners on real SQLite files and real PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
+import asyncpg
 import pytest
 
+from bridge.store import TurnStatus
 from storage import SchemaTooNew, open_store
-from storage.migrations import LATEST_VERSION, STEPS, migrate, schema_version
+from storage.migrations import LATEST_VERSION, STEPS, Step, migrate, schema_version
+from storage.postgres import migrate as pg_migrate
+from storage.postgres import schema_version as pg_schema_version
 
 LATEST_OBJECTS = {
     ("table", "conversations"),
@@ -188,3 +192,116 @@ async def test_concurrent_first_open(tmp_path: Path) -> None:
         await s.close()
     assert user_version(path) == LATEST_VERSION
     assert objects(path) == LATEST_OBJECTS
+
+
+# PostgreSQL: the same numbered steps, the version in ``bridge_schema``.
+
+
+async def pg_objects(url: str) -> set[tuple[str, str]]:
+    """Tables and named indexes, minus the bridge's version table and the indexes
+    PostgreSQL makes for keys and unique constraints."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT CASE c.relkind WHEN 'r' THEN 'table' ELSE 'index' END, c.relname"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')"
+            " AND c.relname <> 'bridge_schema'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)"
+        )
+    finally:
+        await conn.close()
+    return {(r[0], r[1]) for r in rows}
+
+
+async def pg_version(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return await pg_schema_version(conn)
+    finally:
+        await conn.close()
+
+
+async def test_postgres_fresh_database_ends_at_latest(postgres_url: str) -> None:
+    store = await open_store(postgres_url)
+    await store.close()
+    assert await pg_version(postgres_url) == LATEST_VERSION
+    assert await pg_objects(postgres_url) == LATEST_OBJECTS
+    await (await open_store(postgres_url)).close()  # reopening changes nothing
+    assert await pg_objects(postgres_url) == LATEST_OBJECTS
+
+
+async def test_postgres_too_new_database_is_refused_and_untouched(postgres_url: str) -> None:
+    newer = LATEST_VERSION + 1
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("CREATE TABLE bridge_schema (version INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO bridge_schema VALUES ($1)", newer)
+        await conn.execute("CREATE TABLE from_the_future (x INTEGER)")
+    finally:
+        await conn.close()
+    with pytest.raises(SchemaTooNew) as info:
+        await open_store(postgres_url)
+    assert (info.value.found, info.value.supported) == (newer, LATEST_VERSION)
+    assert await pg_version(postgres_url) == newer
+    assert await pg_objects(postgres_url) == {("table", "from_the_future")}
+
+
+async def test_postgres_failing_step_rolls_back(postgres_url: str) -> None:
+    broken = Step(sqlite=(), postgres=("CREATE TABLE half_done (x INTEGER)", "SELECT 1/0"))
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await pg_migrate(conn, (*STEPS[:1], broken))
+        # Step 1 committed on its own; step 2 left nothing behind.
+        assert await pg_schema_version(conn) == 1
+    finally:
+        await conn.close()
+    assert ("table", "half_done") not in await pg_objects(postgres_url)
+    assert ("table", "turns") in await pg_objects(postgres_url)
+
+
+async def test_postgres_custom_steps_apply_then_older_code_refuses(postgres_url: str) -> None:
+    extra = Step(sqlite=(), postgres=("ALTER TABLE conversations ADD COLUMN note TEXT",))
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await pg_migrate(conn, (*STEPS, extra)) == LATEST_VERSION + 1
+        assert await pg_migrate(conn, (*STEPS, extra)) == LATEST_VERSION + 1
+        with pytest.raises(SchemaTooNew):
+            await pg_migrate(conn, STEPS)
+    finally:
+        await conn.close()
+
+
+async def test_postgres_concurrent_first_open(postgres_url: str) -> None:
+    stores = await asyncio.gather(*(open_store(postgres_url) for _ in range(3)))
+    for s in stores:
+        await s.close()
+    assert await pg_version(postgres_url) == LATEST_VERSION
+    assert await pg_objects(postgres_url) == LATEST_OBJECTS
+
+
+async def test_postgres_schema_1_turns_are_kept_by_the_upgrade(postgres_url: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await pg_migrate(conn, STEPS[:1])
+        await conn.execute(
+            "INSERT INTO conversations (id, platform, workspace, channel, thread, chat_id,"
+            " last_answer_id, model, created_at, updated_at)"
+            " VALUES (1, 'slack', 'T1', 'C1', 't1', 'chat', 'a0', 'm', 1, 1)"
+        )
+        await conn.execute(
+            "INSERT INTO turns (id, conversation_id, platform_message_id, user_message_id,"
+            " assistant_message_id, status, created_at, updated_at) VALUES"
+            " (1, 1, 'm0', 'u0', 'a0', 'done', 1, 1), (2, 1, 'm1', 'u1', 'a1', 'running', 2, 2)"
+        )
+    finally:
+        await conn.close()
+    store = await open_store(postgres_url)
+    try:
+        cut_off = await store.next_turn(1)
+        assert cut_off is not None and cut_off.id == 2 and cut_off.status is TurnStatus.RUNNING
+        assert cut_off.event is None and cut_off.reply_ids == ()
+        assert [t.status for t in await store.turns(1)] == [TurnStatus.DONE, TurnStatus.RUNNING]
+    finally:
+        await store.close()
