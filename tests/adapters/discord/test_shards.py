@@ -18,6 +18,7 @@ from adapters.discord.settings import DiscordSettings
 from adapters.web import WebServer
 from bridge.config import ConfigError, read_settings
 from bridge.events import ThreadKey
+from bridge.policy import AccessPolicy
 from tests.adapters.discord.discord_world import Core, World, discord_world, next_event
 from tests.adapters.discord.test_app import answer
 from tests.fakes.discord_server import BOT_USER_ID
@@ -215,3 +216,24 @@ def test_shard_settings_from_the_environment_and_the_file(
     monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
     monkeypatch.setenv("DISCORD_SHARD_IDS", "2, 0")
     assert read_settings(DiscordSettings).held_shards == [0, 2]
+
+
+async def test_a_dm_is_judged_only_against_the_servers_on_the_shards_held(
+    guilds: Guilds,
+) -> None:
+    """What the README says of separate processes: the shard-0 holder does not know the
+    servers on other shards, so a role there does not admit a DM."""
+    world, fake = guilds.world, guilds.world.fake
+    staff = fake.add_role(guilds.guild_1, name="staff")
+    fake.set_roles(guilds.guild_1, world.ada, [staff])
+    dm = fake.add_dm(world.ada)
+    policy = AccessPolicy(allowed_roles=frozenset({staff}))
+    alone, both = Core(policy=policy), Core(policy=policy)
+    async with running(sharded(world, count=2, ids=[0]), alone):
+        fake.user_says(dm, world.ada, "shard 0 only?")
+        await fake.wait_for(lambda: alone.refused, what="the refusal")
+    assert [e.text for e, _ in alone.refused] == ["shard 0 only?"]
+    async with running(sharded(world, count=2), both):
+        fake.user_says(dm, world.ada, "all shards?")
+        await fake.wait_for(lambda: both.events, what="the question")
+    assert [e.text for e in both.events] == ["all shards?"] and not both.refused
