@@ -15,9 +15,10 @@ process's budget (``budget``: Discord's global limit); every message goes out
 with mentions off. Reactions on answers and ``/stop`` are ``steering``'s, the
 slash commands ``commands``'.
 
-Lifecycle (``gateway``): ``start`` logs in, connects and returns once the gateway
-is READY; ``stop`` ends the gateway (no new questions) but keeps REST open for the
-answers still being delivered; ``close`` ends the rest, after ``Bridge.drain``.
+Lifecycle (``gateway``): ``start`` logs in, connects (one connection per shard held,
+with ``DISCORD_SHARD_COUNT``) and returns once the gateway is READY; ``stop`` ends the
+gateway (no new questions) but keeps REST open for the answers still being delivered;
+``close`` ends the rest, after ``Bridge.drain``.
 """
 
 from __future__ import annotations

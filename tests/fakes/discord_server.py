@@ -42,7 +42,8 @@ Pointing discord.py 2.7.1 at the fake (read from client.py, gateway.py, http.py)
   (``recommended_shards``) and ``session_start_limit``; an IDENTIFY with ``shard: [id, count]``
   gets the guilds with ``(guild_id >> 22) % count == id`` only (in READY, GUILD_CREATE and
   every later event), DMs only on shard 0; a bad pair closes with 4010 (Invalid shard). A
-  session without ``shard`` gets everything. ``shard_of(guild, count)`` is the formula.
+  session without ``shard`` gets everything. ``shard_of(guild, count)`` is the formula,
+  ``add_guild(on_shard=(id, count))`` a guild on that shard, ``connected_shards`` what is open.
 - Entry point: ``await client.start(token)`` (= ``login`` + ``connect``) in a task; stop with
   ``await client.close()``. ``login`` calls ``GET /users/@me`` and
   ``GET /oauth2/applications/@me``, then ``setup_hook`` (sync a ``CommandTree`` there).
@@ -1999,6 +2000,11 @@ class FakeDiscord:
         session.frames.append(frame)
         if session.conn is not None:
             session.conn.send(frame)
+
+    @property
+    def connected_shards(self) -> list[list[int] | None]:
+        """The ``shard`` of each identified, open gateway connection (None: unsharded)."""
+        return [c.session.shard for c in self._live_conns() if c.session is not None]
 
     def _live_conns(self) -> list[_Conn]:
         return [c for c in self._conns if c.session is not None and not c.closing]

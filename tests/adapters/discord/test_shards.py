@@ -237,3 +237,14 @@ async def test_a_dm_is_judged_only_against_the_servers_on_the_shards_held(
         fake.user_says(dm, world.ada, "all shards?")
         await fake.wait_for(lambda: both.events, what="the question")
     assert [e.text for e in both.events] == ["all shards?"] and not both.refused
+
+
+async def test_stop_closes_every_shard_and_takes_no_more_questions(guilds: Guilds) -> None:
+    world, fake = guilds.world, guilds.world.fake
+    async with running(sharded(world, count=2), world.core) as bot:
+        assert sorted(s[0] for s in fake.connected_shards if s) == [0, 1]
+        await bot.stop()
+        await fake.wait_for(lambda: not fake.connected_shards, what="every shard closed")
+        fake.user_says(guilds.on_1, world.ada, f"<@{BOT_USER_ID}> after stop?")
+        fake.user_says(guilds.on_0, world.ada, f"<@{BOT_USER_ID}> after stop?")
+        assert not fake.connected_shards and not world.core.events
