@@ -144,7 +144,8 @@ async def test_readyz_names_a_shard_whose_connection_is_down(guilds: Guilds) -> 
 
         await _until(check, "shard 1 reported down")
         fake.gateway_open = True
-        await _until(lambda: _all_ready(web), "shard 1 back", timeout=20)
+        # discord.py backs off, then waits 5 s before a later shard's IDENTIFY.
+        await _until(lambda: _all_ready(web), "shard 1 back", timeout=45)
         # Shard 1's guild is answered again.
         fake.user_says(guilds.on_1, world.ada, f"<@{BOT_USER_ID}> back?")
         assert (await next_event(world, 1)).text == "back?"
