@@ -390,14 +390,21 @@ async def check_discord_configured(discord: DiscordSettings | None, report: Repo
 
 
 async def check_discord_bot(settings: DiscordSettings, report: Report) -> None:
-    """Log in as the bot (REST only): who it is, its invite URL, and the intent."""
+    """Log in as the bot (REST only): who it is, its invite URL, the intent, and the
+    shard count Discord recommends (``GET /gateway/bot``)."""
     if settings.bot_token is None:
         return
     point_at(settings)
     client = make_discord_client(discord_lib.Intents.none())
+    gateway: tuple[int, dict[str, Any]] | None = None
     try:
         await client.login(settings.bot_token.get_secret_value())
         user, app_id, flags = client.user, client.application_id, client.application_flags
+        try:
+            shards, _, limits = await client.http.get_bot_gateway()
+            gateway = (shards, dict(limits))
+        except discord_lib.GatewayNotFound:
+            gateway = None
     except discord_lib.LoginFailure:
         report("discord", False, "DISCORD_BOT_TOKEN was rejected by Discord (401)")
         return
@@ -416,3 +423,35 @@ async def check_discord_bot(settings: DiscordSettings, report: Report) -> None:
         report("discord intent", True, "Message Content intent enabled")
     else:
         report("discord intent", False, INTENT_MISSING)
+    if gateway is None:
+        report("discord shards", False, f"{settings.api_url}/gateway/bot did not answer")
+    else:
+        report("discord shards", True, describe_shards(settings, *gateway))
+
+
+def describe_shards(settings: DiscordSettings, recommended: int, limits: dict[str, Any]) -> str:
+    """What Discord recommends against what is set, and the session starts left; a
+    count below the recommendation is a warning (Discord refuses only when a shard
+    would hold over 2,500 servers: close code 4011)."""
+    held = settings.held_shards
+    if settings.shard_count is None:
+        now = "DISCORD_SHARD_COUNT unset (one connection)"
+    else:
+        now = f"DISCORD_SHARD_COUNT={settings.shard_count}, this process holds {_shards(held)}"
+    count = settings.shard_count or 1
+    warning = ""
+    if count < recommended:
+        warning = f"warning: below the recommendation, set DISCORD_SHARD_COUNT={recommended}; "
+    starts = (
+        f"{limits.get('remaining', '?')} of {limits.get('total', '?')} session starts left "
+        f"(reset in {_duration(float(limits.get('reset_after', 0)) / 1000)}), "
+        f"{limits.get('max_concurrency', 1)} at once"
+    )
+    plural = "" if recommended == 1 else "s"
+    return f"{warning}Discord recommends {recommended} shard{plural}; {now}; {starts}"
+
+
+def _shards(held: list[int] | None) -> str:
+    if not held:
+        return "none"
+    return ("shard " if len(held) == 1 else "shards ") + ",".join(map(str, held))

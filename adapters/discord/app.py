@@ -15,15 +15,17 @@ process's budget (``budget``: Discord's global limit); every message goes out
 with mentions off. Reactions on answers and ``/stop`` are ``steering``'s, the
 slash commands ``commands``'.
 
-Lifecycle (``gateway``): ``start`` logs in, connects and returns once the gateway
-is READY; ``stop`` ends the gateway (no new questions) but keeps REST open for the
-answers still being delivered; ``close`` ends the rest, after ``Bridge.drain``.
+Lifecycle (``gateway``): ``start`` logs in, connects (one connection per shard held,
+with ``DISCORD_SHARD_COUNT``) and returns once the gateway is READY; ``stop`` ends the
+gateway (no new questions) but keeps REST open for the answers still being delivered;
+``close`` ends the rest, after ``Bridge.drain``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -44,6 +46,7 @@ from adapters.discord.gateway import (
     make_client,
     partial_channel,
     point_at,
+    shard_connected,
     start_error,
 )
 from adapters.discord.invite import INTENT_MISSING, message_content_granted
@@ -92,7 +95,9 @@ class DiscordAdapter:
         self._capabilities = Capabilities(
             max_message_length=MESSAGE_LIMIT, min_update_interval=settings.update_interval
         )
-        self.client = client or make_client(intents())
+        self.client = client or make_client(
+            intents(), shard_count=settings.shard_count, shard_ids=settings.shard_ids
+        )
         meter(self.client)
         # Every REST call of the process within one budget (Discord's global limit);
         # outside the metering, so a skipped update is no call.
@@ -154,8 +159,11 @@ class DiscordAdapter:
         return self.client.user.id
 
     def mount(self, server: WebServer) -> None:
-        """Add the readiness check ``discord``."""
+        """Add the readiness check ``discord``, and ``discord shard N`` for each shard
+        this process holds (so ``/readyz`` names a shard whose connection is down)."""
         server.add_check("discord", self.ready)
+        for shard in self._settings.held_shards or ():
+            server.add_check(f"discord shard {shard}", functools.partial(self.shard_ready, shard))
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -202,8 +210,13 @@ class DiscordAdapter:
             await downloads.close()
 
     async def ready(self) -> bool:
-        """Readiness: the gateway is connected and the bot is taking questions."""
+        """Readiness: the gateway is connected (every shard this process holds, when
+        sharded) and the bot is taking questions."""
         return self._accepting and connected(self.client)
+
+    async def shard_ready(self, shard: int) -> bool:
+        """Readiness of one shard this process holds: its connection is open."""
+        return self._accepting and shard_connected(self.client, shard)
 
     # -- inbound ----------------------------------------------------------------
 

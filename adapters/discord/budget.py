@@ -1,4 +1,6 @@
 """A Discord REST call budget shared by every call of the process (one bot, one client).
+Per process: processes holding other shards of the same bot each have their own, while
+Discord's global limit counts the bot's calls from all of them (README, Shards).
 
 Discord allows a bot 50 requests a second in all (the global limit) and a few calls
 per route and channel (buckets, announced in every answer's ``X-RateLimit-*``

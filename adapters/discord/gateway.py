@@ -4,6 +4,10 @@ intents, start-up until READY, and one line for why start-up failed.
 ``connect`` returns the gateway task once READY arrived (discord.py keeps the
 gateway in the background, reconnecting and resuming); ``disconnect`` ends it but
 leaves REST open for the answers still being delivered.
+
+Sharded (``DISCORD_SHARD_COUNT``): discord.py's ``AutoShardedClient`` holds one
+connection per shard of ``DISCORD_SHARD_IDS``; Discord sends each connection the
+events of its guilds (``(guild_id >> 22) % shard_count``), DMs to shard 0 only.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import aiohttp
 import discord
@@ -25,6 +30,16 @@ from bridge.config import ConfigError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # seconds from login to READY before start-up gives up
+# discord.py waits this long before each IDENTIFY after a process's first shard
+# (Discord's session start limit at max_concurrency 1): start-up waits as much more.
+IDENTIFY_SPACING = 5.0
+SHARD_REFUSED = (
+    "Discord refused the shard (close code 4010): check DISCORD_SHARD_COUNT and DISCORD_SHARD_IDS"
+)
+SHARDING_REQUIRED = (
+    "Discord requires sharding for this bot (close code 4011): set DISCORD_SHARD_COUNT "
+    "(owui-bridge check prints the count Discord recommends)"
+)
 TOKEN_REJECTED = "DISCORD_BOT_TOKEN was rejected by Discord; copy it again (Developer Portal → Bot)"
 
 
@@ -50,14 +65,31 @@ def intents() -> discord.Intents:
     return wanted
 
 
-def make_client(intents: discord.Intents, *, guild_ready_timeout: float = 2.0) -> discord.Client:
+def make_client(
+    intents: discord.Intents,
+    *,
+    guild_ready_timeout: float = 2.0,
+    shard_count: int | None = None,
+    shard_ids: list[int] | None = None,
+) -> discord.Client:
     """The bot's client. ``guild_ready_timeout``: how long READY waits for servers to
-    arrive (discord.py's default; tests shorten it)."""
+    arrive (discord.py's default; tests shorten it). With ``shard_count``, an
+    ``AutoShardedClient`` holding ``shard_ids`` (all shards when None)."""
     # The bot never joins voice: discord.py's start-up warnings about voice libraries
     # would only worry an operator.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
-    return discord.Client(
-        intents=intents,
+    if shard_count is not None:
+        sharding: dict[str, Any] = {"shard_count": shard_count}
+        if shard_ids is not None:
+            sharding["shard_ids"] = list(shard_ids)
+        return discord.AutoShardedClient(
+            intents=intents, **sharding, **_options(guild_ready_timeout)
+        )
+    return discord.Client(intents=intents, **_options(guild_ready_timeout))
+
+
+def _options(guild_ready_timeout: float) -> dict[str, Any]:
+    return dict(
         guild_ready_timeout=guild_ready_timeout,
         allowed_mentions=discord.AllowedMentions.none(),
         max_messages=None,  # edits and deletions are not followed: no message cache
@@ -88,6 +120,10 @@ def start_error(exc: BaseException, settings: DiscordSettings) -> ConfigError:
             return ConfigError(TOKEN_REJECTED)
         if exc.code in (4013, 4014):
             return ConfigError(INTENT_MISSING)
+        if exc.code == 4010:
+            return ConfigError(SHARD_REFUSED)
+        if exc.code == 4011:
+            return ConfigError(SHARDING_REQUIRED)
         return ConfigError(f"Discord closed the gateway at start-up (code {exc.code})")
     if isinstance(exc, discord.LoginFailure):
         return ConfigError(TOKEN_REJECTED)
@@ -104,8 +140,9 @@ async def connect(client: discord.Client, settings: DiscordSettings) -> asyncio.
     it first, or ``ConfigError`` when READY does not come within ``START_TIMEOUT``."""
     gateway = asyncio.create_task(client.connect(reconnect=True))
     ready = asyncio.create_task(client.wait_until_ready())
+    timeout = START_TIMEOUT + IDENTIFY_SPACING * max(len(held_shards(client)) - 1, 0)
     done, _ = await asyncio.wait(
-        {gateway, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        {gateway, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
     )
     if ready in done:
         gateway.add_done_callback(_gateway_ended)
@@ -116,7 +153,7 @@ async def connect(client: discord.Client, settings: DiscordSettings) -> asyncio.
         raise error if error is not None else ConfigError("Discord closed the gateway")
     gateway.cancel()
     where = settings.gateway_url or "Discord's gateway"
-    raise ConfigError(f"no READY from {where} within {START_TIMEOUT:.0f} s")
+    raise ConfigError(f"no READY from {where} within {timeout:.0f} s")
 
 
 async def disconnect(client: discord.Client, gateway: asyncio.Task[None] | None) -> None:
@@ -125,16 +162,42 @@ async def disconnect(client: discord.Client, gateway: asyncio.Task[None] | None)
         gateway.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await gateway
+    if isinstance(client, discord.AutoShardedClient):
+        for shard in client.shards.values():
+            with contextlib.suppress(Exception):
+                await shard.disconnect()
+        return
     ws = client.ws
     if ws is not None and ws.open:
         with contextlib.suppress(Exception):
             await ws.close(code=1000)
 
 
+def held_shards(client: discord.Client) -> list[int]:
+    """The shards ``client`` holds ([] when not sharded)."""
+    if not isinstance(client, discord.AutoShardedClient):
+        return []
+    if client.shard_ids is not None:
+        return list(client.shard_ids)
+    return list(range(client.shard_count or 0))
+
+
+def shard_connected(client: discord.Client, shard_id: int) -> bool:
+    """That shard's connection is open (a shard not launched yet is not)."""
+    if not isinstance(client, discord.AutoShardedClient):
+        return False
+    shard = client.get_shard(shard_id)
+    return shard is not None and not shard.is_closed()
+
+
 def connected(client: discord.Client) -> bool:
-    """The gateway is connected and READY."""
+    """The gateway is connected and READY: every shard the client holds, if sharded."""
+    if not client.is_ready() or client.is_closed():
+        return False
+    if isinstance(client, discord.AutoShardedClient):
+        return all(shard_connected(client, shard) for shard in held_shards(client))
     ws = client.ws
-    return client.is_ready() and not client.is_closed() and ws is not None and ws.open
+    return ws is not None and ws.open
 
 
 def _gateway_ended(task: asyncio.Task[None]) -> None:

@@ -38,6 +38,12 @@ Pointing discord.py 2.7.1 at the fake (read from client.py, gateway.py, http.py)
   ``DEFAULT_GATEWAY``, so that attribute must stay patched for the whole run, not only for the
   first connection. Only ``AutoShardedClient`` (without ``shard_count``) asks
   ``/gateway/bot``. ``point_discord_py_at(fake)`` does both and restores them.
+- Sharding (docs: Gateway, Sharding): ``GET /gateway/bot`` answers ``shards``
+  (``recommended_shards``) and ``session_start_limit``; an IDENTIFY with ``shard: [id, count]``
+  gets the guilds with ``(guild_id >> 22) % count == id`` only (in READY, GUILD_CREATE and
+  every later event), DMs only on shard 0; a bad pair closes with 4010 (Invalid shard). A
+  session without ``shard`` gets everything. ``shard_of(guild, count)`` is the formula,
+  ``add_guild(on_shard=(id, count))`` a guild on that shard, ``connected_shards`` what is open.
 - Entry point: ``await client.start(token)`` (= ``login`` + ``connect``) in a task; stop with
   ``await client.close()``. ``login`` calls ``GET /users/@me`` and
   ``GET /oauth2/applications/@me``, then ``setup_hook`` (sync a ``CommandTree`` there).
@@ -56,7 +62,8 @@ Behaviour taken from Discord's API docs is implemented with their error codes; c
 confirmed against Discord are marked "unverified". Faults a test can switch on (all off by
 default): ``rate_limit_next`` (429 with ``Via``), ``fail_next`` (any status/code), ``hold`` /
 ``release`` and ``delay`` (a REST call waits), ``reconnect`` (op 7), ``drop`` (socket cut),
-``invalidate_session`` (op 9), ``replay_last`` and ``resume_replays_delivered`` (a dispatch
+``invalidate_session`` (op 9), ``gateway_open = False`` (new gateway connections refused),
+``replay_last`` and ``resume_replays_delivered`` (a dispatch
 delivered twice), ``ack_heartbeats = False`` (a zombie connection),
 ``message_content_allowed = False`` (IDENTIFY with the intent closes with 4014).
 """
@@ -293,6 +300,19 @@ class _Session:
     conn: _Conn | None = None
     invalidated: bool = False
 
+    def receives(self, guild_id: str | None) -> bool:
+        """Whether this session gets the events of ``guild_id`` (None: not of a guild,
+        e.g. a DM: shard 0 only)."""
+        if self.shard is None:
+            return True
+        shard, count = self.shard
+        return shard == (shard_of(guild_id, count) if guild_id is not None else 0)
+
+
+def shard_of(guild_id: Id, count: int) -> int:
+    """The shard of a guild's events among ``count`` (docs: Sharding)."""
+    return (int(guild_id) >> 22) % count
+
 
 class _Close(NamedTuple):
     code: int
@@ -378,6 +398,11 @@ class FakeDiscord:
         # False: guild messages arrive without the author's ``member`` object (Discord
         # always sends it on MESSAGE_CREATE; for testing a client's fallback).
         self.message_members = True
+        # What GET /gateway/bot recommends (docs: Get Gateway Bot) and allows at once.
+        self.recommended_shards = 1
+        self.max_concurrency = 1
+        # False: the gateway refuses new connections (503), as when it cannot be reached.
+        self.gateway_open = True
 
         self._guilds: dict[str, _Guild] = {}
         self._messages: dict[str, list[Message]] = defaultdict(list)
@@ -540,9 +565,13 @@ class FakeDiscord:
         guild_id: Id | None = None,
         owner: Id | None = None,
         everyone_permissions: int = DEFAULT_PERMISSIONS,
+        on_shard: tuple[int, int] | None = None,
     ) -> str:
-        """Add a guild the bot is in (its @everyone role and the bot member included)."""
+        """Add a guild the bot is in (its @everyone role and the bot member included).
+        ``on_shard=(shard_id, shard_count)``: an id whose events go to that shard."""
         gid = str(guild_id) if guild_id is not None else self.next_id()
+        if on_shard is not None:
+            gid = self._id_on_shard(*on_shard)
         owner_id = str(owner) if owner is not None else self.add_user(name="owner")
         guild = _Guild(id=gid, name=name, owner_id=owner_id)
         self._guilds[gid] = guild
@@ -552,6 +581,13 @@ class FakeDiscord:
         if owner_id in self.users:
             self.add_member(gid, owner_id)
         return gid
+
+    def _id_on_shard(self, shard: int, count: int) -> str:
+        value = int(self.next_id())
+        while shard_of(value, count) != shard:
+            value += 1 << 22  # one millisecond later
+        self._last_id = max(self._last_id, value)
+        return str(value)
 
     def add_role(
         self,
@@ -1108,9 +1144,13 @@ class FakeDiscord:
         for conn in self._live_conns():
             conn.send({"op": 7, "d": None})
 
-    def drop(self) -> None:
-        """Cut every gateway connection without a close frame; the client resumes."""
+    def drop(self, *, shard: int | None = None) -> None:
+        """Cut every gateway connection (or only those of ``shard``) without a close
+        frame; the client resumes."""
         for conn in list(self._conns):
+            held = conn.session.shard if conn.session is not None else None
+            if shard is not None and (held is None or held[0] != shard):
+                continue
             conn.closing = True
             transport = conn.request.transport
             if transport is not None:
@@ -1277,12 +1317,12 @@ class FakeDiscord:
     async def _get_gateway_bot(self, call: Call, match: dict[str, str]) -> JSON:
         return {
             "url": self.gateway_url,
-            "shards": 1,
+            "shards": self.recommended_shards,
             "session_start_limit": {
                 "total": 1000,
                 "remaining": 1000 - len(self.identifies),
                 "reset_after": 86_400_000,
-                "max_concurrency": 1,
+                "max_concurrency": self.max_concurrency,
             },
         }
 
@@ -1946,8 +1986,11 @@ class FakeDiscord:
         self._dispatch(event, data, intent=intent)
 
     def _dispatch(self, event: str, data: JSON, *, intent: int) -> None:
+        guild_id = data.get("guild_id") or (data.get("id") if event.startswith("GUILD_") else None)
         for session in self._sessions.values():
             if session.invalidated or (intent and not session.intents & intent):
+                continue
+            if not session.receives(str(guild_id) if guild_id is not None else None):
                 continue
             self._send_dispatch(session, event, _for_session(event, data, session.intents))
 
@@ -1958,10 +2001,17 @@ class FakeDiscord:
         if session.conn is not None:
             session.conn.send(frame)
 
+    @property
+    def connected_shards(self) -> list[list[int] | None]:
+        """The ``shard`` of each identified, open gateway connection (None: unsharded)."""
+        return [c.session.shard for c in self._live_conns() if c.session is not None]
+
     def _live_conns(self) -> list[_Conn]:
         return [c for c in self._conns if c.session is not None and not c.closing]
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if not self.gateway_open:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
         query = dict(request.query)
@@ -2050,14 +2100,19 @@ class FakeDiscord:
         if refused:
             conn.send(_Close(4014, "Disallowed intent(s)."))
             return
-        session = _Session(id=uuid.uuid4().hex, intents=intents, shard=data.get("shard"))
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            conn.send(_Close(4010, "Invalid shard."))
+            return
+        session = _Session(id=uuid.uuid4().hex, intents=intents, shard=shard)
         self._sessions[session.id] = session
         session.conn = conn
         conn.session = session
+        guilds = [g for g in self._guilds.values() if session.receives(g.id)]
         ready: JSON = {
             "v": 10,
             "user": {**self._user(BOT_USER_ID), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": g, "unavailable": True} for g in self._guilds],
+            "guilds": [{"id": g.id, "unavailable": True} for g in guilds],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -2074,7 +2129,7 @@ class FakeDiscord:
             ready["shard"] = session.shard
         self._send_dispatch(session, "READY", ready)
         # Unverified: Discord is said to lazy-load guilds without the GUILDS intent too.
-        for g in self._guilds.values():
+        for g in guilds:
             shape = self._guild_shape(g, full=True)
             if not intents & GUILD_MEMBERS:
                 # Without the members intent Discord sends only the bot's own member (and
@@ -2124,6 +2179,15 @@ class FakeDiscord:
 
 
 # -- module helpers ----------------------------------------------------------------
+
+
+def _valid_shard(shard: object) -> bool:
+    """``[shard_id, num_shards]`` with 0 <= shard_id < num_shards (docs: Identify)."""
+    if not isinstance(shard, list) or len(shard) != 2:
+        return False
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in shard):
+        return False
+    return 0 <= shard[0] < shard[1]
 
 
 def _json_response(
@@ -2312,4 +2376,5 @@ __all__ = [
     "ReactionEvent",
     "Typing",
     "point_discord_py_at",
+    "shard_of",
 ]

@@ -834,3 +834,76 @@ async def test_files_uploaded_on_create_and_edit_as_discord_py_sends_them(
     assert fake.attached(shown) == []
     async with httpx.AsyncClient() as http:
         assert (await http.get(first.url)).status_code == 404
+
+
+# -- sharding ----------------------------------------------------------------------
+
+
+async def test_gateway_bot_recommends_shards() -> None:
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
+        fake.recommended_shards = 3
+        fake.max_concurrency = 16
+        async with session.get(
+            f"{fake.api_url}/gateway/bot", headers={"Authorization": f"Bot {TOKEN}"}
+        ) as response:
+            body = await response.json()
+    assert body["shards"] == 3
+    assert body["session_start_limit"]["max_concurrency"] == 16
+    assert body["session_start_limit"]["remaining"] == 1000
+
+
+async def _sharded(shard: int, count: int) -> Bot:
+    client = discord.AutoShardedClient(
+        intents=_intents(), shard_count=count, shard_ids=[shard], guild_ready_timeout=0.05
+    )
+    return await _start(client)
+
+
+async def test_each_shard_gets_its_own_guilds_and_dms_go_to_shard_0() -> None:
+    async with FakeDiscord() as fake:
+        first = fake.add_guild("First", on_shard=(0, 2))
+        second = fake.add_guild("Second", on_shard=(1, 2))
+        ada = fake.add_user(name="ada")
+        for guild in (first, second):
+            fake.add_member(guild, ada)
+        in_first = fake.add_channel(first, "general")
+        in_second = fake.add_channel(second, "general")
+        dm = fake.add_dm(ada)
+        with point_discord_py_at(fake):
+            zero, one = await _sharded(0, 2), await _sharded(1, 2)
+            try:
+                assert [g.id for g in zero.client.guilds] == [int(first)]
+                assert [g.id for g in one.client.guilds] == [int(second)]
+                assert [i["shard"] for i in fake.identifies] == [[0, 2], [1, 2]]
+                fake.user_says(in_first, ada, "to shard 0")
+                fake.user_says(in_second, ada, "to shard 1")
+                fake.user_says(dm, ada, "a DM")
+                # A connection's events come in order: a DM sent to shard 1 would be there
+                # before this.
+                fake.user_says(in_second, ada, "last")
+                await _wait_messages(fake, zero, 2)
+                await _wait_messages(fake, one, 2)
+                assert [m.content for m in zero.messages] == ["to shard 0", "a DM"]
+                assert [m.content for m in one.messages] == ["to shard 1", "last"]
+            finally:
+                for bot in (zero, one):
+                    await bot.client.close()
+                    await asyncio.wait_for(bot.task, 5)
+
+
+@pytest.mark.parametrize("shard", [[2, 2], [0, 0], [-1, 2], [0]])
+async def test_an_invalid_shard_is_closed_with_4010(shard: list[int]) -> None:
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
+        async with session.ws_connect(fake.gateway_url) as ws:
+            await ws.receive_json()  # HELLO
+            identify = {"token": TOKEN, "intents": 0, "properties": {}, "shard": shard}
+            await ws.send_json({"op": 2, "d": identify})
+            closed = await ws.receive()
+    assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4010
+
+
+async def test_a_closed_gateway_refuses_connections() -> None:
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
+        fake.gateway_open = False
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await session.ws_connect(fake.gateway_url)

@@ -298,11 +298,17 @@ async def test_check_reports_the_bot_the_invite_url_and_the_intent(world: World)
             "&scope=bot%20applications.commands&permissions=309237746688",
         ),
         ("discord intent", True, "Message Content intent enabled"),
+        (
+            "discord shards",
+            True,
+            "Discord recommends 1 shard; DISCORD_SHARD_COUNT unset (one connection); "
+            "1000 of 1000 session starts left (reset in 24 h), 1 at once",
+        ),
     ]
     world.fake.message_content_allowed = False
     lines.clear()
     await check_discord_bot(world.settings, lambda *line: lines.append(line))
-    assert lines[-1] == ("discord intent", False, INTENT_MISSING)
+    assert lines[-2] == ("discord intent", False, INTENT_MISSING)
     assert all(TOKEN not in detail for _, _, detail in lines)
 
 

@@ -9,7 +9,12 @@ import aiohttp
 import discord
 import pytest
 
-from adapters.discord.gateway import TOKEN_REJECTED, start_error
+from adapters.discord.gateway import (
+    SHARD_REFUSED,
+    SHARDING_REQUIRED,
+    TOKEN_REJECTED,
+    start_error,
+)
 from adapters.discord.invite import INTENT_MISSING
 from adapters.discord.settings import DiscordSettings
 
@@ -29,7 +34,9 @@ def closed(code: int) -> discord.ConnectionClosed:
         (closed(4013), INTENT_MISSING),
         (closed(4004), TOKEN_REJECTED),
         (discord.LoginFailure("Improper token has been passed."), TOKEN_REJECTED),
-        (closed(4010), "Discord closed the gateway at start-up (code 4010)"),
+        (closed(4012), "Discord closed the gateway at start-up (code 4012)"),
+        (closed(4010), SHARD_REFUSED),
+        (closed(4011), SHARDING_REQUIRED),
         (aiohttp.ClientConnectionError(), "cannot reach Discord at ws://gw.example/gateway"),
     ],
 )
