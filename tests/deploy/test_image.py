@@ -2,7 +2,9 @@
 fresh directory (tests/deploy/dockerfile.py), then its entry command runs as an
 unprivileged user with only the environment the image and deploy/compose.yaml
 give the bridge, and answers a Slack mention (HTTP mode, the local Slack-compatible
-server) from a real Open WebUI. Runs once, on the newest Open WebUI under test."""
+server) from a real Open WebUI: as the service bridge (SQLite on /data) and as
+bridge-postgres (the profile postgres, on the tests' PostgreSQL, without /data).
+Runs on the newest Open WebUI under test."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
@@ -81,14 +85,40 @@ def image() -> Iterator[dockerfile.Image]:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
+@pytest.fixture
+def postgres_for(service: str, request: pytest.FixtureRequest) -> str | None:
+    """A database of the tests' PostgreSQL for bridge-postgres, none for bridge."""
+    return request.getfixturevalue("postgres_url") if service == "bridge-postgres" else None
+
+
+# bridge-postgres (Compose's profile postgres) first: it runs before /data exists.
+@pytest.mark.parametrize("service", ["bridge-postgres", "bridge"])
 async def test_the_image_answers_a_slack_mention(
-    image: dockerfile.Image, newest_openwebui: RunningOpenWebUI, tmp_path: Path
+    image: dockerfile.Image,
+    newest_openwebui: RunningOpenWebUI,
+    tmp_path: Path,
+    service: str,
+    postgres_for: str | None,
 ) -> None:
-    # The final stage's RUN gives its user /data; here the unprivileged user gets it.
-    data = image.path("/data")
-    data.mkdir()
-    if os.geteuid() == 0:
-        os.chown(data, NOBODY, NOBODY)
+    sqlite_file = image.path("/data/owui-bridge.db")
+    on_postgres = postgres_for is not None
+    if postgres_for is not None:
+        # Compose's postgres service, played by the tests' PostgreSQL (it trusts any
+        # password); no /data volume.
+        postgres = urlsplit(postgres_for)
+        database_env = {
+            "POSTGRES_USER": str(postgres.username),
+            "POSTGRES_DB": postgres.path.lstrip("/"),
+            "POSTGRES_PASSWORD": "image-pg-password",
+        }
+        had_sqlite_file = sqlite_file.exists()
+    else:
+        # The final stage's RUN gives its user /data; here the unprivileged user gets it.
+        database_env = {}
+        data = image.path("/data")
+        data.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(data, NOBODY, NOBODY)
     port = free_port()
     async with FakeSlack() as fake:
         fake.add_user("UALICE", "Alice")
@@ -101,8 +131,15 @@ async def test_the_image_answers_a_slack_mention(
             "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": fake.api_url,
             "BRIDGE_HTTP_PORT": str(port),
+            **database_env,
         }
-        env = image.container_env() | compose.service_environment("bridge", dotenv)
+        env = image.container_env() | compose.service_environment(service, dotenv)
+        if on_postgres:
+            # The host name Compose's network would resolve.
+            assert "@postgres:5432/" in env["BRIDGE_DATABASE"]
+            env["BRIDGE_DATABASE"] = env["BRIDGE_DATABASE"].replace(
+                "@postgres:5432/", f"@{postgres.hostname}:{postgres.port}/"
+            )
         bridge = BridgeProcess(
             tmp_path / "bridge.log",
             command=image.entry_command(),
@@ -136,7 +173,7 @@ async def test_the_image_answers_a_slack_mention(
             # Docker's and Compose's health checks, run as they would be in the container.
             healthchecks = {
                 "Dockerfile": dockerfile.healthcheck_command(image.final),
-                "compose.yaml": compose.load()["services"]["bridge"]["healthcheck"]["test"][1:],
+                "compose.yaml": compose.load()["services"][service]["healthcheck"]["test"][1:],
             }
             for where, command in healthchecks.items():
                 done = await asyncio.to_thread(
@@ -153,8 +190,18 @@ async def test_the_image_answers_a_slack_mention(
     # 0: SIGTERM reached the bridge itself (the entry script execs it) and it drained.
     assert code == 0, log
     assert "xoxb-image" not in log and newest_openwebui.api_key not in log
+    assert "image-pg-password" not in log
+    if on_postgres:
+        # Kept in PostgreSQL, nothing on /data.
+        connection = await asyncpg.connect(env["BRIDGE_DATABASE"])
+        try:
+            assert await connection.fetchval("select count(*) from conversations") == 1
+        finally:
+            await connection.close()
+        assert sqlite_file.exists() == had_sqlite_file
+        return
     # The database is where the image puts it, on the volume, the bridge's own.
-    database = image.path("/data/owui-bridge.db")
+    database = sqlite_file
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     if os.geteuid() == 0:
         assert database.stat().st_uid == NOBODY
