@@ -37,7 +37,7 @@ from tests.contract.bridge_fixtures import (
     settings_for,
     submit,
 )
-from tests.contract.test_files import png
+from tests.contract.test_files import pdf_of, png
 from tests.harness.openwebui import VERSIONS, RunningOpenWebUI
 
 MB = 1024 * 1024
@@ -63,19 +63,7 @@ def big_pdf(size: int) -> bytes:
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(page_text) + page_text + b"\nendstream")
     objects[1] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % pages
-    out = b"%PDF-1.4\n"
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return out
+    return pdf_of(objects)
 
 
 def noisy_png(size: int) -> bytes:

@@ -18,8 +18,8 @@ Bots (the bridge itself included), webhooks and system messages are never
 questions. Neither is a message with no text and no files, unless it mentions
 the bot: that bare mention goes to the core, which refuses it with a hint. A
 message with files and no text is a question like one with text (its files are
-``FileRef``s, see ``adapters.discord.files``). Edits and deletions never reach here (no
-listener for them).
+``FileRef``s, see ``adapters.discord.files``). Edits and deletions are read by
+``adapters.discord.changes``.
 """
 
 from __future__ import annotations
