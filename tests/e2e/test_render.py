@@ -219,7 +219,13 @@ async def test_channel_folder_shows_its_chats_in_the_sidebar(
             await (expand.first if await expand.count() else folder).click()
             for chat_id in chats:
                 await page.locator(f'a[href="/c/{chat_id}"]').first.wait_for()
-            held = await page.evaluate(FOLDER_HOLDS, [folder_id, chats[0]])
+            # A link to the chat elsewhere in the sidebar may show before the folder's
+            # own list does: read the folder until it holds both chats, or time out.
+            for _ in range(60):
+                held = await page.evaluate(FOLDER_HOLDS, [folder_id, chats[0]])
+                if held is not None and held["folders"] == 1 and len(held["chats"]) == 2:
+                    break
+                await page.wait_for_timeout(500)
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / f"folder-{openwebui.version}.png"))
 
