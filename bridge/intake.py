@@ -75,8 +75,9 @@ class Bridge:
         )
         self._ratings = Ratings(Organiser(client), store, rating_settle)
         self._queue: ThreadQueue[TurnResult] = ThreadQueue(
-            store, self._run, max_concurrent=options.max_concurrent_turns
+            store, self._run, max_concurrent=options.max_concurrent_turns, leases=options.leases
         )
+        self._keeper: asyncio.Task[None] | None = None  # renews leases (``ThreadQueue.keep``)
         self._waiting: set[int] = set()  # turns taken by this process, not started yet
         # Messages refused lately: nothing is stored for them, yet a copy (a retry,
         # Slack's second event kind for a mention) must not be judged, told or counted again.
@@ -209,10 +210,8 @@ class Bridge:
             )
             return Acted(Outcome.NOT_ALLOWED)
         if action.act is Act.STOP:
-            running = self._turns.running(conversation.id)
-            if running is None or running.turn_id != turn.id:
+            if not await self._stop_answer(conversation.id, turn.id):
                 return Acted(Outcome.NOTHING)  # ⏹ on an earlier answer stops nothing
-            running.delivery.stopped.set()
             log.info("answer in %s stopped by %s", conversation.key.thread, action.person.user_id)
             return Acted(Outcome.DONE)
         if action.act is Act.REGENERATE:
@@ -291,9 +290,7 @@ class Bridge:
         if turns[-1].id != target.id:
             self._refuse(event, "not the latest question")
             raise QuestionRefused("not the latest question", EDIT_LATEST_ONLY)
-        running = self._turns.running(conversation.id)
-        if running is not None and running.turn_id == target.id:
-            running.delivery.stopped.set()  # stop and redo: the old text's answer is moot
+        await self._stop_answer(conversation.id, target.id)  # the old text's answer is moot
         again = replace(
             stored,
             event_id=event.event_id,
@@ -356,21 +353,36 @@ class Bridge:
                         self._waiting.discard(turn.id)
                         metrics.QUEUED.dec()
                     log.info("queued question %s deleted: not answered", message_id)
-        running = self._turns.running(conversation.id)
-        if running is not None:
-            answering = await self._store.turn_by_id(running.turn_id)
-            if answering is not None and event_of(answering, key).asked_in == message_id:
-                running.delivery.stopped.set()
-                log.info("question %s deleted while being answered: stopped", message_id)
-                return True
+        for turn in await self._store.turns(conversation.id):
+            if turn.status is TurnStatus.RUNNING and event_of(turn, key).asked_in == message_id:
+                if await self._stop_answer(conversation.id, turn.id):
+                    log.info("question %s deleted while being answered: stopped", message_id)
+                    return True
         return dropped
 
     async def stop(self, key: ThreadKey) -> bool:
         """Stop the answer under way in the thread (a command such as /stop): the thread
         keeps what was shown, marked stopped. False when nothing is being answered."""
         conversation = await self._store.get_conversation(key)
-        running = self._turns.running(conversation.id) if conversation else None
-        if running is None:
+        for turn in await self._store.turns(conversation.id) if conversation else []:
+            if turn.status is TurnStatus.RUNNING:
+                return await self._stop_answer(turn.conversation_id, turn.id)
+        return False
+
+    async def _stop_answer(self, conversation_id: int, turn_id: int) -> bool:
+        """Stop turn ``turn_id``'s answer: here when this process writes it, else through
+        the store for the process that does (it notices within ``LeaseTimes.every``).
+        False when the turn's answer is not being written."""
+        if self._stop_here(conversation_id, turn_id):
+            return True
+        turn = await self._store.turn_by_id(turn_id)
+        if turn is None or turn.status is not TurnStatus.RUNNING:
+            return False
+        return await self._store.request_stop(turn_id)
+
+    def _stop_here(self, conversation_id: int, turn_id: int) -> bool:
+        running = self._turns.running(conversation_id)
+        if running is None or running.turn_id != turn_id:
             return False
         running.delivery.stopped.set()
         return True
@@ -426,18 +438,28 @@ class Bridge:
         """Run the turns of ``platform`` that an earlier process left queued or cut
         off, through the same per-thread queue as new events. Returns the number of
         conversations resumed. Call after ``register``."""
-        conversations = await self._store.open_conversations(platform)
+        await self._queue.reap()
+        conversations = await self._store.open_conversations(platform, self._queue.owner)
         for conversation_id in conversations:
             self._queue.wake(conversation_id)
         if conversations:
             log.info("resuming %d conversation(s) of %s", len(conversations), platform)
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(
+                self._queue.keep(lambda: list(self._platforms), self._stop_here), name="leases"
+            )
         return len(conversations)
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the turns under way and queued, then leave the
         rest to the next start (clean shutdown; ``drain(0)`` is a crash, as far as the
         store and Open WebUI can tell)."""
-        await self._queue.drain(grace)
+        await self._queue.drain(grace)  # the keeper renews the leases meanwhile
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            self._keeper = None
+        await self._store.release_leases(self._queue.owner)
         # Questions left queued are the next start's: no longer waiting in this process.
         metrics.QUEUED.dec(len(self._waiting))
         self._waiting.clear()

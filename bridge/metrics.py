@@ -17,6 +17,13 @@ REFUSALS = Counter(
     "owui_bridge_refusals", "Questions and 🔁 not taken, by reason", ["platform", "reason"]
 )
 QUEUED = Gauge("owui_bridge_questions_queued", "Questions taken and waiting for their turn")
+LEASES = Gauge(
+    "owui_bridge_leases_held", "Turns this process holds the lease of (running or next up)"
+)
+TAKEN_OVER = Counter(
+    "owui_bridge_turns_taken_over",
+    "Turns resumed that another bridge process was running (it died, stalled or shut down)",
+)
 ANSWERING = Gauge("owui_bridge_answers_in_progress", "Answers being written now")
 FIRST_TEXT = Histogram(
     "owui_bridge_time_to_first_text_seconds",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bridge import display
 from bridge.channels import Channels
+from bridge.leases import LeaseTimes
 from bridge.policy import AccessPolicy, Limits
 
 
@@ -25,3 +26,5 @@ class CoreOptions:
     # Files sent with a question: size of one (MB) and how many per message.
     max_file_mb: int = 20
     max_files: int = 10
+    # Several processes on one database: how long a turn's lease lasts, how often renewed.
+    leases: LeaseTimes = field(default_factory=LeaseTimes)

@@ -46,6 +46,7 @@ class Turn:
     error: str | None
     created_at: float
     updated_at: float
+    lease_owner: str | None = None  # the process that took it last (``take_turn``)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,25 @@ class NewTurn:
     # Refuse the turn (``ThreadBusy``) when its thread already holds this many
     # unanswered turns (running included); 0 = no limit.
     limit: int = 0
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A turn ``take_turn`` leased to its caller."""
+
+    turn: Turn
+    # The replica whose expired lease the turn was running under (it died or hung),
+    # None when the turn was queued or its last runner let it go.
+    taken_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A turn whose lease ``renew_leases`` extended."""
+
+    turn_id: int
+    conversation_id: int
+    stop_requested: bool  # someone asked to stop its answer (possibly on another replica)
 
 
 class ThreadBusy(Exception):
@@ -105,13 +125,42 @@ class Store(Protocol):
         taken before (the check ``enqueue_turn`` makes, without writing)."""
         ...
 
-    async def next_turn(self, conversation_id: int) -> Turn | None:
-        """The turn to run next in a conversation: a running one (cut off by a restart)
-        first, else the queued one earliest in platform order."""
+    # -- the turn queue across processes (``bridge.leases``) ---------------------
+    # A turn is run under a lease: an owner (one bridge process) and an expiry on the
+    # database's clock, renewed while its answer runs. A conversation whose open turn
+    # another owner leases, unexpired, is that owner's until it lets go.
+
+    async def take_turn(self, conversation_id: int, owner: str, lease: float) -> Taken | None:
+        """Atomically lease the conversation's next turn to ``owner`` for ``lease``
+        seconds: a running one (cut off by a restart or a replica's death) first, else
+        the queued one earliest in platform order. None when there is none, or another
+        owner's lease on one of its open turns has not expired."""
         ...
 
-    async def open_conversations(self, platform: str) -> list[int]:
-        """Conversations of ``platform`` with queued or running turns."""
+    async def open_conversations(self, platform: str, owner: str) -> list[int]:
+        """Conversations of ``platform`` with queued or running turns that ``owner``
+        may take (no other owner's unexpired lease on them)."""
+        ...
+
+    async def renew_leases(self, owner: str, lease: float) -> list[Held]:
+        """Extend every lease ``owner`` holds on an open turn by ``lease`` seconds from
+        now; the turns it still holds (a lease another owner took over is gone)."""
+        ...
+
+    async def release_leases(self, owner: str) -> None:
+        """``owner`` lets its open turns go (clean shutdown): anyone may take them now."""
+        ...
+
+    async def lease_owners(self) -> list[str]:
+        """Owners holding unexpired leases on open turns."""
+        ...
+
+    async def expire_leases(self, owner: str) -> None:
+        """``owner`` is known dead: its leases end now."""
+        ...
+
+    async def request_stop(self, turn_id: int) -> bool:
+        """Ask whoever runs the open turn to stop its answer; False when it is not open."""
         ...
 
     async def mark_running(self, turn_id: int) -> None: ...

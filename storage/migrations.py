@@ -235,6 +235,19 @@ _V5_UPLOADS = Step(
     postgres=(_UPLOADS.format(id="BIGINT", time="DOUBLE PRECISION"),),
 )
 
+# Several bridge processes on one database (``bridge.leases``): who runs an open turn
+# and until when (the database's clock, epoch seconds; 0 = nobody), and a stop asked
+# for on whichever process received it.
+_LEASES = """
+    ALTER TABLE turns ADD COLUMN lease_owner TEXT NULL;
+    ALTER TABLE turns ADD COLUMN lease_until {time} NOT NULL DEFAULT 0;
+    ALTER TABLE turns ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0
+"""
+_V6_LEASES = Step(
+    sqlite=tuple(_LEASES.format(time="REAL").split(";")),
+    postgres=tuple(_LEASES.format(time="DOUBLE PRECISION").split(";")),
+)
+
 
 STEPS: tuple[Step, ...] = (
     _V1_INITIAL,
@@ -242,6 +255,7 @@ STEPS: tuple[Step, ...] = (
     _V3_ADMIN,
     _V4_REPLY_CHANNEL,
     _V5_UPLOADS,
+    _V6_LEASES,
 )
 LATEST_VERSION = len(STEPS)
 

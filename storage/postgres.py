@@ -4,8 +4,9 @@ Every write that must happen once is one statement the database decides: a
 delivery is claimed by ``INSERT … ON CONFLICT DO NOTHING``, a turn is queued in one
 transaction that holds its conversation's row lock (so a thread's limit and its
 turns cannot race), and a conditional ``UPDATE … WHERE status = 'queued'`` changes a
-turn only while it waits. One bridge process per database: several replicas need
-leases, which this store does not have.
+turn only while it waits. Several bridge processes share one database: each open
+turn is leased to one of them (``take_turn`` under the conversation's row lock),
+on the database's clock.
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ from bridge.events import ThreadKey
 from bridge.store import (
     Conversation,
     FolderRecord,
+    Held,
     NewTurn,
     RatingRecord,
     Store,
+    Taken,
     ThreadBusy,
     Turn,
     TurnStatus,
 )
 from storage.migrations import STEPS, SchemaTooNew, Step
-from storage.rows import CONVERSATION_COLUMNS, TURN_COLUMNS, conversation, turn
+from storage.rows import (
+    CONVERSATION_COLUMNS,
+    OPEN_TURNS,
+    TURN_COLUMNS,
+    conversation,
+    held,
+    pick,
+    turn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ POOL_MIN, POOL_MAX = 2, 10
 # Serialises schema upgrades of processes starting together (any constant will do).
 _MIGRATION_LOCK = 0x6F77_7569
 _THREAD = "platform = $1 AND workspace = $2 AND channel = $3 AND thread = $4"
+# Leases run on the database's clock, the one clock every replica shares.
+_NOW = "SELECT extract(epoch FROM clock_timestamp())::double precision"
 _T_COLUMNS = ", ".join("t." + c for c in TURN_COLUMNS.split(", "))
 
 
@@ -188,23 +201,71 @@ class PostgresStore:
         )
         return changed == 1
 
-    async def next_turn(self, conversation_id: int) -> Turn | None:
-        row = await self._fetchrow(
-            f"SELECT {TURN_COLUMNS} FROM turns"
-            " WHERE conversation_id = $1 AND status IN ('running', 'queued')"
-            " ORDER BY status = 'queued', sort_key, id LIMIT 1",
-            conversation_id,
-        )
-        return None if row is None else turn(row)
+    async def take_turn(self, conversation_id: int, owner: str, lease: float) -> Taken | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The conversation's row lock: two replicas taking at once decide one after
+            # the other (the second sees the first's lease).
+            await conn.execute(
+                "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conversation_id
+            )
+            now = await conn.fetchval(_NOW)
+            rows = list(await conn.fetch(OPEN_TURNS.format(p="$1"), conversation_id))
+            taken = pick(rows, owner, now)
+            if taken is not None:
+                await conn.execute(
+                    "UPDATE turns SET lease_owner = $1, lease_until = $2 WHERE id = $3",
+                    owner,
+                    now + lease,
+                    taken.turn.id,
+                )
+        return taken
 
-    async def open_conversations(self, platform: str) -> list[int]:
+    async def open_conversations(self, platform: str, owner: str) -> list[int]:
         rows = await self._fetch(
             "SELECT DISTINCT c.id FROM conversations c JOIN turns t"
             " ON t.conversation_id = c.id"
-            " WHERE c.platform = $1 AND t.status IN ('running', 'queued') ORDER BY c.id",
+            " WHERE c.platform = $1 AND t.status IN ('running', 'queued')"
+            " AND NOT EXISTS (SELECT 1 FROM turns l WHERE l.conversation_id = c.id"
+            " AND l.status IN ('running', 'queued') AND l.lease_owner != $2"
+            f" AND l.lease_until > ({_NOW})) ORDER BY c.id",
             platform,
+            owner,
         )
         return [int(row[0]) for row in rows]
+
+    async def renew_leases(self, owner: str, lease: float) -> list[Held]:
+        rows = await self._fetch(
+            f"UPDATE turns SET lease_until = ({_NOW}) + $2 WHERE lease_owner = $1"
+            " AND status IN ('running', 'queued')"
+            " RETURNING id, conversation_id, stop_requested",
+            owner,
+            lease,
+        )
+        return [held(row) for row in rows]
+
+    async def release_leases(self, owner: str) -> None:
+        await self.expire_leases(owner)
+
+    async def lease_owners(self) -> list[str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT lease_owner FROM turns WHERE status IN ('running', 'queued')"
+            f" AND lease_owner IS NOT NULL AND lease_until > ({_NOW})"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def expire_leases(self, owner: str) -> None:
+        await self._write(
+            "UPDATE turns SET lease_until = 0 WHERE lease_owner = $1"
+            " AND status IN ('running', 'queued')",
+            owner,
+        )
+
+    async def request_stop(self, turn_id: int) -> bool:
+        changed = await self._write(
+            "UPDATE turns SET stop_requested = 1 WHERE id = $1 AND status IN ('running', 'queued')",
+            turn_id,
+        )
+        return changed == 1
 
     async def mark_running(self, turn_id: int) -> None:
         await self._update_turn(turn_id, "status", TurnStatus.RUNNING.value)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from bridge.events import ThreadKey
-from bridge.store import Conversation, Turn, TurnStatus
+from bridge.store import Conversation, Held, Taken, Turn, TurnStatus
 
 CONVERSATION_COLUMNS = (
     "id, platform, workspace, channel, thread, chat_id, last_answer_id, model, "
@@ -14,7 +15,13 @@ CONVERSATION_COLUMNS = (
 )
 TURN_COLUMNS = (
     "id, conversation_id, platform_message_id, sort_key, event, user_message_id, "
-    "assistant_message_id, status, reply_ids, error, created_at, updated_at"
+    "assistant_message_id, status, reply_ids, error, created_at, updated_at, lease_owner"
+)
+# A conversation's open turns in the order they run: one cut off first, then platform order.
+OPEN_TURNS = (
+    "SELECT " + TURN_COLUMNS + ", lease_until FROM turns"
+    " WHERE conversation_id = {p} AND status IN ('running', 'queued')"
+    " ORDER BY status = 'queued', sort_key, id"
 )
 
 
@@ -49,4 +56,24 @@ def turn(row: Any) -> Turn:
         error=row["error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        lease_owner=row["lease_owner"],
     )
+
+
+def pick(rows: list[Any], owner: str, now: float) -> Taken | None:
+    """``take_turn``'s choice among a conversation's open turns (``OPEN_TURNS``): the
+    first, unless another owner's lease on any of them has not expired."""
+    for row in rows:
+        if row["lease_owner"] not in (None, owner) and row["lease_until"] > now:
+            return None
+    if not rows:
+        return None
+    first = rows[0]
+    running = first["status"] == TurnStatus.RUNNING.value
+    previous = first["lease_owner"]
+    taken = replace(turn(first), lease_owner=owner)
+    return Taken(taken, previous if running and previous not in (None, owner) else None)
+
+
+def held(row: Any) -> Held:
+    return Held(row["id"], row["conversation_id"], bool(row["stop_requested"]))

@@ -19,15 +19,17 @@ from bridge.events import ThreadKey
 from bridge.store import (
     Conversation,
     FolderRecord,
+    Held,
     NewTurn,
     RatingRecord,
     Store,
+    Taken,
     ThreadBusy,
     Turn,
     TurnStatus,
 )
 from storage.migrations import check_not_too_new, migrate
-from storage.rows import CONVERSATION_COLUMNS, TURN_COLUMNS
+from storage.rows import CONVERSATION_COLUMNS, OPEN_TURNS, TURN_COLUMNS, held, pick
 from storage.rows import conversation as _conversation
 from storage.rows import turn as _turn
 
@@ -180,25 +182,69 @@ class SqliteStore:
             )
         return changed == 1
 
-    async def next_turn(self, conversation_id: int) -> Turn | None:
-        async with self._lock:
-            row = await self._fetchone(
-                f"SELECT {TURN_COLUMNS} FROM turns"
-                " WHERE conversation_id = ? AND status IN ('running', 'queued')"
-                " ORDER BY status = 'queued', sort_key, id LIMIT 1",
-                (conversation_id,),
-            )
-        return None if row is None else _turn(row)
+    async def take_turn(self, conversation_id: int, owner: str, lease: float) -> Taken | None:
+        now = time.time()
+        async with self._lock, self._transaction():
+            rows = await self._fetchall(OPEN_TURNS.format(p="?"), (conversation_id,))
+            taken = pick(rows, owner, now)
+            if taken is not None:
+                await self._write(
+                    "UPDATE turns SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                    (owner, now + lease, taken.turn.id),
+                )
+        return taken
 
-    async def open_conversations(self, platform: str) -> list[int]:
+    async def open_conversations(self, platform: str, owner: str) -> list[int]:
         async with self._lock:
             rows = await self._fetchall(
                 "SELECT DISTINCT c.id FROM conversations c JOIN turns t"
                 " ON t.conversation_id = c.id"
-                " WHERE c.platform = ? AND t.status IN ('running', 'queued') ORDER BY c.id",
-                (platform,),
+                " WHERE c.platform = ? AND t.status IN ('running', 'queued')"
+                " AND NOT EXISTS (SELECT 1 FROM turns l WHERE l.conversation_id = c.id"
+                " AND l.status IN ('running', 'queued') AND l.lease_owner != ?"
+                " AND l.lease_until > ?) ORDER BY c.id",
+                (platform, owner, time.time()),
             )
         return [int(row[0]) for row in rows]
+
+    async def renew_leases(self, owner: str, lease: float) -> list[Held]:
+        async with self._lock:
+            rows = await self._fetchall(
+                "UPDATE turns SET lease_until = ? WHERE lease_owner = ?"
+                " AND status IN ('running', 'queued')"
+                " RETURNING id, conversation_id, stop_requested",
+                (time.time() + lease, owner),
+            )
+        return [held(row) for row in rows]
+
+    async def release_leases(self, owner: str) -> None:
+        await self.expire_leases(owner)
+
+    async def lease_owners(self) -> list[str]:
+        async with self._lock:
+            rows = await self._fetchall(
+                "SELECT DISTINCT lease_owner FROM turns WHERE status IN ('running', 'queued')"
+                " AND lease_owner IS NOT NULL AND lease_until > ?",
+                (time.time(),),
+            )
+        return [str(row[0]) for row in rows]
+
+    async def expire_leases(self, owner: str) -> None:
+        async with self._lock:
+            await self._write(
+                "UPDATE turns SET lease_until = 0 WHERE lease_owner = ?"
+                " AND status IN ('running', 'queued')",
+                (owner,),
+            )
+
+    async def request_stop(self, turn_id: int) -> bool:
+        async with self._lock:
+            changed = await self._write(
+                "UPDATE turns SET stop_requested = 1 WHERE id = ?"
+                " AND status IN ('running', 'queued')",
+                (turn_id,),
+            )
+        return changed == 1
 
     async def mark_running(self, turn_id: int) -> None:
         await self._update_turn(turn_id, "status = ?", (TurnStatus.RUNNING.value,))

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.events import ThreadKey
 from bridge.queue import ThreadQueue
-from bridge.store import NewTurn, Turn, TurnStatus
+from bridge.store import NewTurn, Taken, Turn, TurnStatus
 from storage.sqlite import SqliteStore, open_store
 
 pytestmark = pytest.mark.timeout(10)
@@ -83,11 +83,11 @@ async def test_a_wake_while_the_worker_reads_its_last_turn_is_not_lost(
     runner = Runner(store)
     queue = ThreadQueue(store, runner, max_concurrent=4)
     first = await enqueue(store, "q1")
-    read = store.next_turn
+    read = store.take_turn
     late: list[Turn] = []
 
-    async def racing_next_turn(conversation_id: int) -> Turn | None:
-        turn = await read(conversation_id)
+    async def racing_take_turn(conversation_id: int, owner: str, lease: float) -> Taken | None:
+        turn = await read(conversation_id, owner, lease)
         if turn is None and not late:
             # A new question is queued after the worker read "nothing left" and
             # before it exits: the worker must look again.
@@ -95,14 +95,14 @@ async def test_a_wake_while_the_worker_reads_its_last_turn_is_not_lost(
             queue.wake(conversation_id)
         return turn
 
-    monkeypatch.setattr(store, "next_turn", racing_next_turn)
+    monkeypatch.setattr(store, "take_turn", racing_take_turn)
     waiter = queue.watch(first.id)
     queue.wake(first.conversation_id)
     assert await waiter == "q1"
     await settled(queue)
 
     assert late and runner.ran == ["q1", "q2"]
-    assert await store.next_turn(first.conversation_id) is None
+    assert await store.take_turn(first.conversation_id, queue.owner, 30) is None
 
 
 async def test_turns_run_in_platform_order_one_per_thread(store: SqliteStore) -> None:
@@ -165,11 +165,12 @@ async def test_drain_leaves_the_turns_it_cuts_off_for_the_next_start(store: Sqli
     assert queue.idle
     statuses = [t.status for t in await store.turns(first.conversation_id)]
     assert statuses == [TurnStatus.RUNNING, TurnStatus.QUEUED]
+    await store.release_leases(queue.owner)  # as ``Bridge.drain`` does
 
     # The next process: the cut-off turn first, then the queued one.
     again = Runner(store)
     resumed = ThreadQueue(store, again, max_concurrent=2)
-    assert await store.open_conversations("test") == [first.conversation_id]
+    assert await store.open_conversations("test", resumed.owner) == [first.conversation_id]
     resumed.wake(first.conversation_id)
     await settled(resumed)
     assert again.ran == ["q1", "q2"]

@@ -299,7 +299,8 @@ async def test_postgres_schema_1_turns_are_kept_by_the_upgrade(postgres_url: str
         await conn.close()
     store = await open_store(postgres_url)
     try:
-        cut_off = await store.next_turn(1)
+        taken = await store.take_turn(1, "me", 30)
+        cut_off = taken.turn if taken else None
         assert cut_off is not None and cut_off.id == 2 and cut_off.status is TurnStatus.RUNNING
         assert cut_off.event is None and cut_off.reply_ids == ()
         assert [t.status for t in await store.turns(1)] == [TurnStatus.DONE, TurnStatus.RUNNING]

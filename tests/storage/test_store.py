@@ -21,6 +21,7 @@ from tests.storage.conftest import Db
 
 KEY = ThreadKey(platform="slack", workspace="T1", channel="C1", thread="1700000000.000100")
 OTHER = ThreadKey(platform="discord", workspace="", channel="D1", thread="th-2")
+ME = "this-process"  # the lease owner these tests take turns as
 
 
 def raw(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -134,7 +135,7 @@ async def test_concurrent_deliveries_across_two_connections(store: Any, db: Db) 
     assert await db.raw("SELECT COUNT(*) FROM conversations") == [(1,)]
 
 
-async def test_next_turn_runs_cut_off_first_then_platform_order(store: Any) -> None:
+async def test_take_turn_runs_cut_off_first_then_platform_order(store: Any) -> None:
     late = await enqueue(store, "late", order="0003")
     early = await enqueue(store, "early", order="0002")
     running = await enqueue(store, "running", order="0009")
@@ -142,7 +143,8 @@ async def test_next_turn_runs_cut_off_first_then_platform_order(store: Any) -> N
     conversation = await store.get_conversation(KEY)
     assert conversation is not None
     order = []
-    while (turn := await store.next_turn(conversation.id)) is not None:
+    while (taken := await store.take_turn(conversation.id, ME, 30)) is not None:
+        turn = taken.turn
         order.append(turn.id)
         await store.settle_turn(turn.id, TurnStatus.DONE, error=None, answer_id=None)
     assert order == [running, early, late]
@@ -155,9 +157,9 @@ async def test_open_conversations_per_platform(store: Any) -> None:
     await store.settle_turn(done, TurnStatus.FAILED, error="x", answer_id=None)
     slack = await store.get_conversation(KEY)
     assert slack is not None
-    assert await store.open_conversations("slack") == [slack.id]
-    assert len(await store.open_conversations("discord")) == 1
-    assert await store.open_conversations("console") == []
+    assert await store.open_conversations("slack", ME) == [slack.id]
+    assert len(await store.open_conversations("discord", ME)) == 1
+    assert await store.open_conversations("console", ME) == []
 
 
 async def test_settle_moves_the_chain_only_with_an_answer(store: Any, db: Db) -> None:
@@ -259,9 +261,9 @@ async def test_data_survives_restart(db: Db) -> None:
         assert await second.enqueue_turn(new_turn("m2")) is None
         got = await second.get_conversation(KEY)
         assert got is not None and got.last_answer_id == "a-m1"
-        assert await second.open_conversations("slack") == [got.id]
-        queued = await second.next_turn(got.id)
-        assert queued is not None and queued.id == waiting
+        assert await second.open_conversations("slack", ME) == [got.id]
+        queued = await second.take_turn(got.id, ME, 30)
+        assert queued is not None and queued.turn.id == waiting
     finally:
         await second.close()
 
@@ -294,7 +296,8 @@ async def test_schema_1_turns_are_kept_by_the_upgrade(tmp_path: Path) -> None:
     conn.close()
     store = await open_store(path)
     try:
-        cut_off = await store.next_turn(1)
+        taken = await store.take_turn(1, ME, 30)
+        cut_off = taken.turn if taken else None
         assert cut_off is not None and cut_off.id == 2 and cut_off.status is TurnStatus.RUNNING
         assert cut_off.event is None and cut_off.reply_ids == ()
         assert [t.status for t in await store.turns(1)] == [TurnStatus.DONE, TurnStatus.RUNNING]
