@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from bridge.channels import Channels, load_channels
 from bridge.config import ConfigError, Settings
 from bridge.intake import Bridge
+from bridge.leases import LeaseTimes
 from bridge.openwebui.client import (
     JWT_FIX,
     Credentials,
@@ -135,6 +136,7 @@ async def open_runtime(
             limits=settings.limits,
             max_file_mb=settings.bridge_max_file_mb,
             max_files=settings.bridge_max_files,
+            leases=LeaseTimes(lease=settings.bridge_lease_seconds),
         )
         # Folders, tags and the link back, for admins looking in Open WebUI.
         filing = ChatFiling(Organiser(client), store)

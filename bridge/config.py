@@ -106,6 +106,14 @@ class Settings(EnvFirstSettings):
         le=256,
         validation_alias=AliasChoices("BRIDGE_MAX_CONCURRENT_TURNS", "bridge_max_concurrent_turns"),
     )
+    # Several replicas on one PostgreSQL: how long a replica's turns stay its own after
+    # its last renewal (a dead replica's answers are taken over after this long).
+    bridge_lease_seconds: float = Field(
+        30.0,
+        ge=5,
+        le=600,
+        validation_alias=AliasChoices("BRIDGE_LEASE_SECONDS", "bridge_lease_seconds"),
+    )
     bridge_title_generation: bool = Field(
         True, validation_alias=AliasChoices("BRIDGE_TITLE_GENERATION", "bridge_title_generation")
     )
