@@ -101,7 +101,7 @@ class DiscordAdapter:
         meter(self.client)
         # Every REST call of the process within one budget (Discord's global limit);
         # outside the metering, so a skipped update is no call.
-        budget.attach(self.client)
+        budget.attach(self.client, budget.DiscordBudget(budget.Rates.shared_by(settings.replicas)))
         self.tree = app_commands.CommandTree(self.client)
         # knows_thread → decide → submit as one step, no Discord call inside: a follow-up
         # right after the mention that opened its thread sees that thread, and questions

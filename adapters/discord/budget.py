@@ -66,6 +66,11 @@ class Rates:
     per_second: float = GLOBAL_RATE
     burst: float = BURST
 
+    @classmethod
+    def shared_by(cls, replicas: int) -> Rates:
+        """Each of ``replicas`` processes of one bot gets 1/N of the global limit."""
+        return cls(GLOBAL_RATE / replicas, max(1.0, BURST / replicas))
+
 
 class DiscordBudget:
     def __init__(self, rates: Rates | None = None) -> None:

@@ -26,6 +26,8 @@ class DiscordSettings(EnvFirstSettings):
     # Sharding (Discord's gateway split by guild): the bot's total number of shards, and
     # which of them this process holds (comma-separated; all of them when unset).
     # Unset: one gateway connection, no sharding.
+    # Bridge processes of this bot sharing Discord's global REST limit: each takes 1/N.
+    replicas: int = Field(1, ge=1, le=64, validation_alias=_alias("BRIDGE_REPLICAS"))
     shard_count: int | None = Field(None, ge=1, validation_alias=_alias("DISCORD_SHARD_COUNT"))
     shard_ids: Annotated[list[int] | None, NoDecode] = Field(
         None, validation_alias=_alias("DISCORD_SHARD_IDS")

@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import assistant, changes, inbound, reactions
 from adapters.slack.assistant import Assistant
-from adapters.slack.budget import SlackBudget
+from adapters.slack.budget import Rates, SlackBudget
 from adapters.slack.chores import Chores
 from adapters.slack.client import SlackHttp
 from adapters.slack.client import make_client as make_client  # where tests and check find it
@@ -135,7 +135,7 @@ class SlackAdapter:
         self._output = output or SlackOutput(
             client=self.client,
             quick=self._quick,
-            budget=SlackBudget(),
+            budget=SlackBudget(Rates().shared_by(settings.replicas)),
             refusals=Refusals(),
             streaming=settings.native_streaming,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiolimiter import AsyncLimiter
 
@@ -44,6 +44,15 @@ class Rates:
     # Share of a tier that may go out at once. A bucket lets a burst through and then
     # refills, so burst + refill within any one window must stay within the tier.
     burst_share: float = 0.25
+
+    def shared_by(self, replicas: int) -> Rates:
+        """Each of ``replicas`` processes of one app gets 1/N of every limit."""
+        return replace(
+            self,
+            per_workspace={m: tier / replicas for m, tier in self.per_workspace.items()},
+            posts_per_channel=self.posts_per_channel / replicas,
+            post_burst=max(1.0, self.post_burst / replicas),
+        )
 
 
 class SlackBudget:

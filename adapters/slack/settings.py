@@ -20,6 +20,8 @@ class SlackSettings(EnvFirstSettings):
     # Seconds between two edits of one message in the post+update fallback.
     update_interval: float = Field(1.0, ge=0, validation_alias=_alias("SLACK_UPDATE_INTERVAL"))
     native_streaming: bool = Field(True, validation_alias=_alias("SLACK_NATIVE_STREAMING"))
+    # Bridge processes of this app sharing Slack's per-workspace limits: each takes 1/N.
+    replicas: int = Field(1, ge=1, le=64, validation_alias=_alias("BRIDGE_REPLICAS"))
 
     @property
     def enabled(self) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from adapters.discord import budget
 from adapters.discord.app import DiscordAdapter, intents, make_client
+from adapters.discord.settings import DiscordSettings
 from bridge.delivery import Delivery
 from bridge.events import PlatformEvent
 from bridge.policy import Limits
@@ -129,3 +130,11 @@ async def test_a_final_text_goes_on_through_global_429s(place: Place) -> None:
 
     assert place.shown() == ["Half, and the whole answer."]
     assert len(place.fake.rate_limited_globally) == 6
+
+
+def test_replicas_of_one_bot_split_the_global_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Discord counts the bot's calls from every process against one 50/s.
+    monkeypatch.setenv("BRIDGE_REPLICAS", "2")
+    replicas = DiscordSettings(bot_token="x").replicas
+    assert replicas == 2
+    assert budget.Rates.shared_by(replicas).per_second * replicas == budget.GLOBAL_RATE
