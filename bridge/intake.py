@@ -10,6 +10,7 @@ answers (``bridge.actions``) and decides it here, the same for every platform.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from dataclasses import replace
@@ -122,8 +123,11 @@ class Bridge:
             # A copy of a question already taken (a platform retry, or Slack's second
             # event kind for a mention) is no question: no rate limit, bound or notice.
             seen = (event.thread, event.message_id)
-            if seen in self._refused or await self._store.delivered(
-                event.thread, event.event_id, event.message_id
+            if (
+                seen in self._refused
+                or await self._store.delivered(event.thread, event.event_id, event.message_id)
+                # Refused by another replica (its copy went there): no second notice.
+                or await self._store.delivered(event.thread, _refusal(event), event.message_id)
             ):
                 log.info("duplicate delivery %s ignored", event.event_id)
                 return None
@@ -141,6 +145,8 @@ class Bridge:
             key = event.thread
             if verdict.refusal is not Refusal.UNVERIFIED:  # a failed look-up may pass next time
                 self._refused[seen] = True  # its copies are no second refusal
+                if not await self._store.claim_event(key.platform, _refusal(event)):
+                    return None  # another replica refused a copy just now, and said so
             # The reason and where, never the text: a refused question is not kept.
             log.info(
                 "refused message %s from %s in %s %s/%s: %s",
@@ -464,6 +470,14 @@ class Bridge:
         metrics.QUEUED.dec(len(self._waiting))
         self._waiting.clear()
         await self.write_ratings()
+
+
+def _refusal(event: PlatformEvent) -> str:
+    """The delivery id a refused message is remembered by in the store, for every
+    replica: its place and text (an edit is a new text, judged anew)."""
+    key = event.thread
+    text = hashlib.sha256(event.text.encode()).hexdigest()[:16]
+    return f"refused:{key.workspace}:{key.channel}:{event.message_id}:{text}"
 
 
 def _refused(reason: str, notice: str | None, thread: ThreadKey) -> Acted:
