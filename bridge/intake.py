@@ -147,6 +147,7 @@ class Bridge:
                 self._refused[seen] = True  # its copies are no second refusal
                 if not await self._store.claim_event(key.platform, _refusal(event)):
                     return None  # another replica refused a copy just now, and said so
+                await self._store.claim_event(key.platform, _refusal(event, text=False))
             # The reason and where, never the text: a refused question is not kept.
             log.info(
                 "refused message %s from %s in %s %s/%s: %s",
@@ -265,8 +266,11 @@ class Bridge:
             asked = [t for t in turns if event_of(t, key).asked_in == event.message_id]
             if conversation is not None and asked:
                 return await self._edit(event, asker, conversation, turns, asked[-1])
-            if not self._refused.pop((key, event.message_id), False):
-                return None  # no question the bridge took
+            refused = self._refused.pop((key, event.message_id), False)
+            if not refused and not await self._store.delivered(
+                key, _refusal(event, text=False), event.message_id
+            ):
+                return None  # no question the bridge took (on any replica)
         return await self.submit(event, asker)
 
     async def _edit(
@@ -472,12 +476,13 @@ class Bridge:
         await self.write_ratings()
 
 
-def _refusal(event: PlatformEvent) -> str:
+def _refusal(event: PlatformEvent, *, text: bool = True) -> str:
     """The delivery id a refused message is remembered by in the store, for every
-    replica: its place and text (an edit is a new text, judged anew)."""
+    replica: its place and text (a copy; an edit is a new text, judged anew), or its
+    place alone (an edit of a message refused before is judged as a question)."""
     key = event.thread
-    text = hashlib.sha256(event.text.encode()).hexdigest()[:16]
-    return f"refused:{key.workspace}:{key.channel}:{event.message_id}:{text}"
+    said = ":" + hashlib.sha256(event.text.encode()).hexdigest()[:16] if text else ""
+    return f"refused:{key.workspace}:{key.channel}:{event.message_id}{said}"
 
 
 def _refused(reason: str, notice: str | None, thread: ThreadKey) -> Acted:

@@ -91,3 +91,15 @@ async def test_a_message_one_replica_refused_is_no_question_on_the_other(
     # A new text for that message is a new question there.
     with pytest.raises(QuestionRefused):
         await b.bridge.submit(replace(long, event_id="ev-edit", text="still far too long"))
+
+
+async def test_an_edit_on_one_replica_of_a_message_the_other_refused_is_answered(
+    make_bridge: BridgeMaker,
+) -> None:
+    a, b = await replicas(make_bridge, limits=Limits(max_question_chars=10))
+    long = question("far too long a question", event_id="ev-1")
+    with pytest.raises(QuestionRefused):
+        await a.bridge.submit(long)
+    answer = await b.bridge.edit(replace(long, text="shorter", event_id="ev-edit"))
+    assert answer is not None and (await answer).status is TurnStatus.DONE
+    assert b.platform.replies[long.message_id].final == "answer to shorter"
