@@ -15,6 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "deploy" / "nginx" / "bridge-lb.conf"
+ACCESS_LOG = "access.log"
 
 # A word, a quoted string, or one of { } ; (comments are dropped first).
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[{};]|[^\s{};"\']+')
@@ -32,7 +33,7 @@ class Directive:
     def one(self, name: str, *first: str) -> Directive:
         """The one directive ``name`` in this block (whose arguments start ``first``)."""
         found = [d for d in self.all(name) if d.args[: len(first)] == list(first)]
-        assert len(found) == 1, f"{self.name}: {len(found)} × {name} {' '.join(first)}"
+        assert len(found) == 1, f"{self.name}: {len(found)} x {name} {' '.join(first)}"
         return found[0]
 
 
@@ -76,7 +77,8 @@ def binary() -> str:
 
 def _main_conf(directory: Path, site: Path) -> Path:
     """A main nginx.conf around ``site`` (the official image's http block does the same
-    with conf.d/*.conf), with every path nginx writes inside ``directory``."""
+    with conf.d/*.conf), with every path nginx writes inside ``directory``; the access
+    log (``ACCESS_LOG`` there) names the upstream each request went to."""
     main = directory / "nginx.conf"
     main.write_text(
         f"pid {directory}/nginx.pid;\n"
@@ -84,7 +86,8 @@ def _main_conf(directory: Path, site: Path) -> Path:
         "daemon off;\n"
         "events {}\n"
         "http {\n"
-        "  access_log off;\n"
+        "  log_format upstreams '$request_method $uri $status $upstream_addr';\n"
+        f"  access_log {directory / ACCESS_LOG} upstreams;\n"
         f"  client_body_temp_path {directory}/body;\n"
         f"  proxy_temp_path {directory}/proxy;\n"
         f"  include {site};\n"
@@ -115,6 +118,16 @@ def local_copy(port: int, upstreams: list[int]) -> str:
     (server,) = re.findall(r"(?m)^\s*server bridge-postgres:\d+ resolve (.*);$", text)
     lines = "".join(f"    server 127.0.0.1:{p} {server};\n" for p in upstreams)
     return re.sub(r"(?m)^\s*server bridge-postgres:\d+ resolve .*;\n", lines, text)
+
+
+def requests(directory: Path) -> list[tuple[str, str, int, list[str]]]:
+    """What ``serving`` in ``directory`` passed on: method, path, status, and the
+    upstreams tried in turn (``127.0.0.1:PORT``; several when one failed)."""
+    found = []
+    for line in (directory / ACCESS_LOG).read_text().splitlines():
+        method, path, status, upstreams = line.split(" ", 3)
+        found.append((method, path, int(status), upstreams.split(", ")))
+    return found
 
 
 @contextmanager

@@ -9,6 +9,7 @@ Runs on the newest Open WebUI under test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
@@ -18,13 +19,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.deploy import compose, dockerfile
+from tests.deploy import compose, dockerfile, nginx
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlack
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.env import clean_env
@@ -85,6 +86,17 @@ def image() -> Iterator[dockerfile.Image]:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
+def _on_this_machine(env: dict[str, str], postgres: SplitResult, port: int) -> dict[str, str]:
+    """A bridge-postgres replica's environment for a process here: the tests' PostgreSQL
+    for the host name Compose's network resolves, and its own port for the address
+    each container has."""
+    assert "@postgres:5432/" in env["BRIDGE_DATABASE"]
+    database = env["BRIDGE_DATABASE"].replace(
+        "@postgres:5432/", f"@{postgres.hostname}:{postgres.port}/"
+    )
+    return env | {"BRIDGE_DATABASE": database, "BRIDGE_HTTP_PORT": str(port)}
+
+
 @pytest.fixture
 def postgres_for(service: str, request: pytest.FixtureRequest) -> str | None:
     """A database of the tests' PostgreSQL for bridge-postgres, none for bridge."""
@@ -135,11 +147,7 @@ async def test_the_image_answers_a_slack_mention(
         }
         env = image.container_env() | compose.service_environment(service, dotenv)
         if on_postgres:
-            # The host name Compose's network would resolve.
-            assert "@postgres:5432/" in env["BRIDGE_DATABASE"]
-            env["BRIDGE_DATABASE"] = env["BRIDGE_DATABASE"].replace(
-                "@postgres:5432/", f"@{postgres.hostname}:{postgres.port}/"
-            )
+            env = _on_this_machine(env, postgres, port)
         bridge = BridgeProcess(
             tmp_path / "bridge.log",
             command=image.entry_command(),
@@ -207,3 +215,122 @@ async def test_the_image_answers_a_slack_mention(
         assert database.stat().st_uid == NOBODY
     with sqlite3.connect(database) as db:
         assert db.execute("select count(*) from conversations").fetchone() == (1,)
+
+
+async def test_two_replicas_behind_the_load_balancer_answer_each_question_once(
+    image: dockerfile.Image,
+    newest_openwebui: RunningOpenWebUI,
+    tmp_path: Path,
+    postgres_url: str,
+) -> None:
+    """Compose's profile postgres: two bridge-postgres replicas on one database, and
+    deploy/nginx/bridge-lb.conf in front of them in a real nginx, as Slack reaches them."""
+    postgres = urlsplit(postgres_url)
+    lb_port, ports = free_port(), [free_port(), free_port()]
+    async with FakeSlack() as fake:
+        fake.add_user("UALICE", "Alice")
+        dotenv = {
+            "OPENWEBUI_URL": newest_openwebui.url,
+            "OPENWEBUI_API_KEY": newest_openwebui.api_key,
+            "OPENWEBUI_MODEL": "fake-model",
+            "SLACK_BOT_TOKEN": "xoxb-image",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": fake.api_url,
+            "BRIDGE_HTTP_PORT": str(lb_port),  # the host port: bridge-lb's
+            "POSTGRES_USER": str(postgres.username),
+            "POSTGRES_DB": postgres.path.lstrip("/"),
+            "POSTGRES_PASSWORD": "image-pg-password",
+        }
+        env = image.container_env() | compose.service_environment("bridge-postgres", dotenv)
+        replicas = [
+            BridgeProcess(
+                tmp_path / f"replica-{i}.log",
+                command=image.entry_command(),
+                cwd=image.root,
+                clean=False,
+                own_group=True,
+                **_as_user(),
+            )
+            for i in range(2)
+        ]
+        for replica, port in zip(replicas, ports, strict=True):
+            await replica.start(_on_this_machine(env, postgres, port), args=())
+        lb_dir = tmp_path / "lb"
+        lb_dir.mkdir()
+        lb_dir.chmod(0o777)  # nginx's workers run as nobody when started by root
+        try:
+            with nginx.serving(lb_dir, nginx.local_copy(lb_port, ports)):
+                # Both replicas ready, each by its own Compose health check too.
+                for replica in replicas:
+                    await replica.wait_ready("/readyz", 200)
+                    command = compose.load()["services"]["bridge-postgres"]["healthcheck"]
+                    done = await asyncio.to_thread(
+                        subprocess.run, command["test"][1:], env=replica.env,
+                        capture_output=True, check=False, **_as_user(),
+                    )  # fmt: skip
+                    assert done.returncode == 0, done.stderr
+                lb = f"http://127.0.0.1:{lb_port}"
+                async with httpx.AsyncClient() as client:
+                    for _ in range(20):  # nginx may still be binding its port
+                        with contextlib.suppress(httpx.TransportError):
+                            if (await client.get(f"{lb}/healthz")).status_code == 200:
+                                break
+                        await asyncio.sleep(0.25)
+                ts, _message, mention = fake.user_says(
+                    "C1", "UALICE", f"<@{BOT_USER_ID}> hello from the replicas"
+                )
+                assert mention is not None
+                status, _ = await fake.post_event(f"{lb}/slack/events", mention, SECRET)
+                assert status == 200
+                # Slack's retries, round robin: each replica gets one. Each 200 comes
+                # after that replica judged the delivery.
+                for retry in (1, 2):
+                    status, _ = await fake.post_event(
+                        f"{lb}/slack/events", mention, SECRET, retry_num=retry
+                    )
+                    assert status == 200
+                await fake.wait_for(
+                    lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
+                    timeout=60,
+                    what="the answer",
+                )
+                assert [m.text for m in fake.bot_replies("C1", ts)] == [
+                    expected_reply("Alice: hello from the replicas")
+                ]
+                # The three copies went to both replicas (round robin), each taken.
+                events = [r for r in nginx.requests(lb_dir) if r[1] == "/slack/events"]
+                assert [status for _, _, status, _ in events] == [200, 200, 200]
+                reached = {tried[-1] for _, _, _, tried in events}
+                assert reached == {f"127.0.0.1:{port}" for port in ports}
+                # One replica stops (a rolling restart): the next question reaches the other.
+                assert await replicas[0].stop(grace=60) == 0, replicas[0].output()
+                ts2, _message, mention2 = fake.user_says(
+                    "C1", "UALICE", f"<@{BOT_USER_ID}> still there?"
+                )
+                assert mention2 is not None
+                status, _ = await fake.post_event(f"{lb}/slack/events", mention2, SECRET)
+                assert status == 200
+                await fake.wait_for(
+                    lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts2)),
+                    timeout=60,
+                    what="the second answer",
+                )
+                assert [m.text for m in fake.bot_replies("C1", ts2)] == [
+                    expected_reply("Alice: still there?")
+                ]
+                (*_, last) = [r for r in nginx.requests(lb_dir) if r[1] == "/slack/events"]
+                assert last[2] == 200 and last[3][-1] == f"127.0.0.1:{ports[1]}"
+        finally:
+            codes = [await replica.stop(grace=60) for replica in replicas]
+            logs = "\n".join(replica.output() for replica in replicas)
+    # SIGTERM reached each bridge and it drained.
+    assert codes == [0, 0], logs
+    assert "xoxb-image" not in logs and newest_openwebui.api_key not in logs
+    assert "image-pg-password" not in logs
+    # Both replicas wrote to the one database: two threads, one answered turn each.
+    connection = await asyncpg.connect(replicas[1].env["BRIDGE_DATABASE"])
+    try:
+        assert await connection.fetchval("select count(*) from conversations") == 2
+        assert await connection.fetchval("select count(*) from turns") == 2
+    finally:
+        await connection.close()

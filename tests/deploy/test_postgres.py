@@ -82,7 +82,7 @@ def test_each_replica_checks_its_own_readiness_and_stops_gracefully() -> None:
     bridge = compose.load()["services"]["bridge-postgres"]
     # The health check runs in each replica's container, on that replica's own port.
     command = " ".join(bridge["healthcheck"]["test"])
-    assert f"http://127.0.0.1:{REPLICA_PORT}/readyz" in command
+    assert "http://127.0.0.1:%s/readyz" in command and "BRIDGE_HTTP_PORT" in command
     # Docker's default stop timeout (10 s) would cut the drain short.
     grace = bridge["stop_grace_period"]
     assert grace.endswith("s") and int(grace[:-1]) > SHUTDOWN_GRACE
