@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from adapters.cli import SHUTDOWN_GRACE
+from adapters.discord.settings import DiscordSettings
+from adapters.slack.settings import SlackSettings
 from bridge.config import load_settings
 from storage.postgres import is_postgres
 from tests.deploy import compose, kustomize, nginx
@@ -49,7 +51,14 @@ def test_compose_profile_postgres_runs_postgresql_and_two_bridges_on_it() -> Non
     assert "pg_isready" in postgres["healthcheck"]["test"]
     assert bridge["depends_on"]["postgres"] == {"condition": "service_healthy"}
     # Two replicas of one service: one name (Docker's DNS gives each replica's address).
-    assert bridge["deploy"]["replicas"] == 2 and "scale" not in bridge
+    # BRIDGE_REPLICAS sets their number and tells each its share of the API limits.
+    assert "scale" not in bridge
+    for values, replicas in [({}, "2"), ({"BRIDGE_REPLICAS": "3"}, "3")]:
+        assert compose.interpolate(bridge["deploy"]["replicas"], values) == replicas
+        environment = compose.service_environment("bridge-postgres", values)
+        assert environment["BRIDGE_REPLICAS"] == replicas
+        assert SlackSettings.model_validate(environment).replicas == int(replicas)
+        assert DiscordSettings.model_validate(environment).replicas == int(replicas)
     assert "container_name" not in bridge
     # No host port (two replicas could not share it) and no SQLite volume.
     assert bridge["ports"] == []
@@ -74,6 +83,7 @@ def test_compose_profile_postgres_runs_postgresql_and_two_bridges_on_it() -> Non
     assert compose.service_environment("bridge-postgres", values) == {
         **same,
         "BRIDGE_HTTP_PORT": str(REPLICA_PORT),
+        "BRIDGE_REPLICAS": "2",
         "BRIDGE_DATABASE": "postgresql://owui_bridge:Zq81Wd4@postgres:5432/owui_bridge",
     }
 
@@ -181,6 +191,8 @@ def test_postgres_overlay_runs_two_bridges_with_the_database_url_from_a_secret()
         "secretKeyRef": {"name": "owui-bridge-database", "key": "url"}
     }
     assert "value" not in env["BRIDGE_DATABASE"]
+    # Each replica keeps to 1/N of Slack's and Discord's API limits, N the replicas.
+    assert env["BRIDGE_REPLICAS"]["value"] == str(deployment["spec"]["replicas"])
     assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"/config", "/tmp"}
