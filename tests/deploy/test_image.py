@@ -257,7 +257,6 @@ async def test_two_replicas_behind_the_load_balancer_answer_each_question_once(
             await replica.start(_on_this_machine(env, postgres, port), args=())
         lb_dir = tmp_path / "lb"
         lb_dir.mkdir()
-        lb_dir.chmod(0o777)  # nginx's workers run as nobody when started by root
         try:
             with nginx.serving(lb_dir, nginx.local_copy(lb_port, ports)):
                 # Both replicas ready, each by its own Compose health check too.
@@ -271,11 +270,13 @@ async def test_two_replicas_behind_the_load_balancer_answer_each_question_once(
                     assert done.returncode == 0, done.stderr
                 lb = f"http://127.0.0.1:{lb_port}"
                 async with httpx.AsyncClient() as client:
-                    for _ in range(20):  # nginx may still be binding its port
+                    for _ in range(40):  # nginx may still be binding its port
                         with contextlib.suppress(httpx.TransportError):
                             if (await client.get(f"{lb}/healthz")).status_code == 200:
                                 break
                         await asyncio.sleep(0.25)
+                    else:
+                        pytest.fail(f"nginx does not answer on {lb}")
                 ts, _message, mention = fake.user_says(
                     "C1", "UALICE", f"<@{BOT_USER_ID}> hello from the replicas"
                 )
