@@ -9,6 +9,7 @@ database keeps; the turns' ``lease_owner`` tells which replica ran each answer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -246,6 +247,12 @@ def assert_one_pair_each(path: list[dict[str, Any]], asked: list[Asked]) -> None
         assert shown(treecheck.answer_text(path[2 * i + 1])) == question.answer, i
 
 
+def assert_only_grew(message: Message) -> None:
+    """Each text the message showed went on from the one before: never two writers."""
+    texts = [shown(v) for v in message.versions]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts)), texts
+
+
 def assert_clean(verdict: Verdict, world: Replicas) -> None:
     assert (verdict.duplicates, verdict.lost, verdict.extra) == (0, 0, 0), (
         verdict,
@@ -321,9 +328,7 @@ async def test_twenty_threads_of_three_questions_over_both_replicas(world: Repli
     for asked in asked_per_thread:
         verdict = judge([a.prompt for a in asked], world.replies(asked[0].thread))
         assert_clean(verdict, world)
-        assert [shown(m.text) for m in world.replies(asked[0].thread)] == [
-            a.answer for a in asked
-        ]
+        assert [shown(m.text) for m in world.replies(asked[0].thread)] == [a.answer for a in asked]
         assert_one_pair_each(await world.chat(asked[0].thread), asked)
     turns = await world.settled(["done"] * len(everything))
     assert sorted(t.platform_message_id for t in turns) == sorted(a.ts for a in everything)
@@ -332,16 +337,20 @@ async def test_twenty_threads_of_three_questions_over_both_replicas(world: Repli
     assert ran == {world.a, world.b}, [t.lease_owner for t in turns]
 
 
+@pytest.mark.parametrize("queued_on", ["writer", "survivor"])
 async def test_a_killed_replicas_answer_is_finished_in_place_by_the_other(
-    world: Replicas,
+    world: Replicas, queued_on: str
 ) -> None:
     first = await world.ask("killed mid-answer [[words=80]] [[delay=0.1]]", to=world.a)
     message = await world.partial(first)
     writer = await world.writer(first)
     survivor = world.other(writer)
-    # Queued behind the answer under way (stored before the 200 comes back).
+    # Queued behind the answer under way (stored before the 200 comes back), on the
+    # replica about to die (only the database tells the survivor) or on the survivor.
     second = await world.ask(
-        "queued behind it [[words=20]] [[delay=0.02]]", to=survivor, thread=first.thread
+        "queued behind it [[words=20]] [[delay=0.02]]",
+        to=writer if queued_on == "writer" else survivor,
+        thread=first.thread,
     )
 
     writer.kill()
@@ -350,8 +359,10 @@ async def test_a_killed_replicas_answer_is_finished_in_place_by_the_other(
     await asyncio.sleep(2)
     verdict = judge([first.prompt, second.prompt], world.replies(first.thread))
     assert_clean(verdict, world)
-    # Finished in place: the message that showed part of it now shows all of it.
+    # Finished in place: the message that showed part of it now shows all of it, and
+    # its text only ever grew (one writer at a time).
     assert verdict.answer_messages[0] is message
+    assert_only_grew(message)
     assert [shown(m.text) for m in world.replies(first.thread)] == [first.answer, second.answer]
     assert_one_pair_each(await world.chat(first.thread), [first, second])
     turns = await world.settled(["done", "done"])
@@ -370,10 +381,9 @@ async def test_a_stalled_replicas_answer_passes_on_after_its_lease_and_it_lets_g
     try:
         await world.answered([asked])
         finished = (message.text, len(message.versions))
+        calls_then = len(world.fake.calls)
         turns = await world.settled(["done"])
-        assert [(t.status, world.replica_of(t.lease_owner)) for t in turns] == [
-            ("done", survivor)
-        ]
+        assert [(t.status, world.replica_of(t.lease_owner)) for t in turns] == [("done", survivor)]
     finally:
         stalled.proc.send_signal(signal.SIGCONT)
     # Woken, the stalled replica sees the turn is no longer its own and lets it go.
@@ -385,7 +395,16 @@ async def test_a_stalled_replicas_answer_passes_on_after_its_lease_and_it_lets_g
     verdict = judge([asked.prompt], world.replies(asked.thread))
     assert_clean(verdict, world)
     assert verdict.answer_messages[0] is message, "not finished in place"
-    assert (message.text, len(message.versions)) == finished, "written again after the takeover"
+    assert_only_grew(message)
+    later = [
+        (c.method, {k: v for k, v in c.params.items() if k != "token"})
+        for c in world.fake.calls[calls_then:]
+        if c.params.get("ts") == message.ts
+    ]
+    versions = [repr(v) for v in message.versions]
+    assert (message.text, len(message.versions)) == finished, "\n".join(
+        ["written again after the takeover", *versions, repr(later), world.logs()]
+    )
     assert [shown(m.text) for m in world.replies(asked.thread)] == [asked.answer]
     assert_one_pair_each(await world.chat(asked.thread), [asked])
     await world.settled(["done"])
