@@ -83,6 +83,7 @@ class Fence:
         self._window = max(times.lease - times.every, times.lease / 2)
         self._confirmed: dict[int, float] = {}  # turn → monotonic time its renewal began
         self._changed = asyncio.Event()
+        self.active = False  # leases are renewed (``ThreadQueue.keep`` runs): writes wait
 
     def confirm(self, turn_ids: Iterable[int], since: float) -> None:
         """The turns were still this process's at ``since`` (``time.monotonic()``)."""
@@ -104,14 +105,13 @@ class Fence:
             await self._changed.wait()
 
 
-# The fence and turn of the answer the current task writes (set by the queue's worker;
-# None where no leases are kept, as in tests of one process).
+# The fence and turn of the answer the current task writes (set by the queue's worker).
 WRITING: ContextVar[tuple[Fence, int] | None] = ContextVar("writing", default=None)
 
 
 async def may_write() -> None:
     """Return once the current task may write its answer to the platform."""
     writing = WRITING.get()
-    if writing is not None:
+    if writing is not None and writing[0].active:
         fence, turn_id = writing
         await fence.wait(turn_id)

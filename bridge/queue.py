@@ -41,7 +41,6 @@ class ThreadQueue(Generic[R]):
         self.owner = new_owner()
         self._leases = leases or LeaseTimes()
         self._fence = Fence(self._leases)
-        self._keeping = False  # ``keep`` runs: answers are written under the fence
         self._taken: dict[int, int] = {}  # turns this process runs → their conversation
         self._closing = False
         self._store = store
@@ -108,7 +107,7 @@ class ThreadQueue(Generic[R]):
         leases; ``stop(conversation, turn)`` for each answer someone asked to stop;
         let go of turns another process took over; wake the conversations of
         ``platforms`` with turns nobody holds."""
-        self._keeping = True
+        self._fence.active = True  # from now on, answers are written under the fence
         while True:
             await asyncio.sleep(self._leases.every)
             try:
@@ -173,7 +172,7 @@ class ThreadQueue(Generic[R]):
     async def _run_one(self, turn: Turn) -> None:
         waiter = self._waiters.get(turn.id)
         # The answer's writes wait while this process's lease on it is not known fresh.
-        writing = WRITING.set((self._fence, turn.id) if self._keeping else None)
+        writing = WRITING.set((self._fence, turn.id))
         try:
             result = await self._run(turn)
         except Exception as exc:
