@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bridge.errors import ReplyStopped
+from bridge.leases import may_write
 from bridge.reply import Capabilities, OutFile, ReplyHandle
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Delivery:
             pause = last_sent + self._interval - time.monotonic()
             if pause > 0 and await self._pause(pause):
                 return
+            await may_write()
             if self._closing.is_set():
                 continue
             text = self._render(self._offered)
@@ -142,6 +144,7 @@ class Delivery:
         """Show the final text; raises the platform's error if it cannot land."""
         await self._halt()
         final = self._render(text)
+        await may_write()
         self._finishing = True
         await self._handle.finish(final)
         self._shown = final
@@ -152,6 +155,7 @@ class Delivery:
         below the answer's last message or in a message of its own); never raises."""
         if not files:
             return True
+        await may_write()
         try:
             await self._handle.attach(files)
             return True
@@ -173,6 +177,7 @@ class Delivery:
             # to replace, which stays whole with the notice beside it (as on a failure).
             await self.fail(STOPPED_EARLY)
             return
+        await may_write()
         try:
             await self._handle.finish(stopped_text(self._shown))
         except Exception as exc:
@@ -186,6 +191,7 @@ class Delivery:
     async def fail(self, message: str) -> None:
         """One short message to the thread; never raises."""
         await self._halt()
+        await may_write()
         try:
             await self._handle.fail(message)
         except Exception:

@@ -9,9 +9,13 @@ lease to run out. An owner elsewhere is judged by its lease alone: it expires
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 import uuid
+from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -66,3 +70,48 @@ def owner_dead(owner: str, me: str) -> bool:
     if now == "?":
         return False
     return now != started  # gone (None), or its PID now belongs to another process
+
+
+class Fence:
+    """Which of this process's turns it may still write to the platform: those whose
+    lease a renewal confirmed lately. A process that stalled (SIGSTOP, a paused VM)
+    past its lease wakes with answer text buffered; it must not show it before the
+    next renewal tells whether the turn is still its own (else it is cancelled)."""
+
+    def __init__(self, times: LeaseTimes) -> None:
+        # Room for one late renewal, and never less than half the lease.
+        self._window = max(times.lease - times.every, times.lease / 2)
+        self._confirmed: dict[int, float] = {}  # turn → monotonic time its renewal began
+        self._changed = asyncio.Event()
+        self.active = False  # leases are renewed (``ThreadQueue.keep`` runs): writes wait
+
+    def confirm(self, turn_ids: Iterable[int], since: float) -> None:
+        """The turns were still this process's at ``since`` (``time.monotonic()``)."""
+        for turn_id in turn_ids:
+            self._confirmed[turn_id] = since
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def forget(self, turn_id: int) -> None:
+        self._confirmed.pop(turn_id, None)
+
+    def fresh(self, turn_id: int) -> bool:
+        since = self._confirmed.get(turn_id)
+        return since is not None and time.monotonic() - since < self._window
+
+    async def wait(self, turn_id: int) -> None:
+        """Until the turn's lease is confirmed fresh (forever, for a turn taken over)."""
+        while not self.fresh(turn_id):
+            await self._changed.wait()
+
+
+# The fence and turn of the answer the current task writes (set by the queue's worker).
+WRITING: ContextVar[tuple[Fence, int] | None] = ContextVar("writing", default=None)
+
+
+async def may_write() -> None:
+    """Return once the current task may write its answer to the platform."""
+    writing = WRITING.get()
+    if writing is not None and writing[0].active:
+        fence, turn_id = writing
+        await fence.wait(turn_id)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
 from bridge import metrics
-from bridge.leases import LeaseTimes, new_owner, owner_dead
+from bridge.leases import WRITING, Fence, LeaseTimes, new_owner, owner_dead
 from bridge.store import Store, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class ThreadQueue(Generic[R]):
     ) -> None:
         self.owner = new_owner()
         self._leases = leases or LeaseTimes()
+        self._fence = Fence(self._leases)
         self._taken: dict[int, int] = {}  # turns this process runs → their conversation
         self._closing = False
         self._store = store
@@ -105,6 +107,7 @@ class ThreadQueue(Generic[R]):
         leases; ``stop(conversation, turn)`` for each answer someone asked to stop;
         let go of turns another process took over; wake the conversations of
         ``platforms`` with turns nobody holds."""
+        self._fence.active = True  # from now on, answers are written under the fence
         while True:
             await asyncio.sleep(self._leases.every)
             try:
@@ -114,6 +117,7 @@ class ThreadQueue(Generic[R]):
 
     async def tend(self, platforms: Iterable[str], stop: Callable[[int, int], object]) -> None:
         """One round of ``keep``."""
+        began = time.monotonic()
         held = await self._store.renew_leases(self.owner, self._leases.lease)
         metrics.LEASES.set(len(held))
         for each in held:
@@ -130,6 +134,8 @@ class ThreadQueue(Generic[R]):
                 # only one may write the answer, and it is no longer this one.
                 log.warning("turn %s was taken over by another process; letting it go", turn_id)
                 worker.cancel()
+        # Only now, the turns taken over being cancelled, may the others write again.
+        self._fence.confirm(kept, began)
         if self._closing:
             return
         await self.reap()
@@ -142,6 +148,7 @@ class ThreadQueue(Generic[R]):
             while True:
                 self._rescan.discard(conversation_id)
                 async with self._slots:
+                    began = time.monotonic()
                     taken = await self._store.take_turn(
                         conversation_id, self.owner, self._leases.lease
                     )
@@ -153,15 +160,19 @@ class ThreadQueue(Generic[R]):
                         metrics.TAKEN_OVER.inc()
                         log.info("turn %s taken over from %s", taken.turn.id, taken.taken_from)
                     self._taken[taken.turn.id] = conversation_id
+                    self._fence.confirm([taken.turn.id], began)
                     try:
                         await self._run_one(taken.turn)
                     finally:
                         self._taken.pop(taken.turn.id, None)
+                        self._fence.forget(taken.turn.id)
         finally:
             del self._workers[conversation_id]
 
     async def _run_one(self, turn: Turn) -> None:
         waiter = self._waiters.get(turn.id)
+        # The answer's writes wait while this process's lease on it is not known fresh.
+        writing = WRITING.set((self._fence, turn.id))
         try:
             result = await self._run(turn)
         except Exception as exc:
@@ -178,4 +189,5 @@ class ThreadQueue(Generic[R]):
             if waiter is not None and not waiter.done():
                 waiter.set_result(result)
         finally:
+            WRITING.reset(writing)
             self._waiters.pop(turn.id, None)

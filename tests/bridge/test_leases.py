@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bridge import metrics
-from bridge.leases import LeaseTimes, new_owner, owner_dead
+from bridge.leases import LeaseTimes, may_write, new_owner, owner_dead
 from bridge.queue import ThreadQueue
-from bridge.store import TurnStatus
+from bridge.store import Turn, TurnStatus
 from storage.sqlite import SqliteStore, open_store
 from tests.bridge.test_queue import Runner, enqueue, settled
 
@@ -115,6 +115,52 @@ async def test_a_replica_that_stalled_past_its_lease_lets_the_turn_go(
     await settled(a)
     stalled.gate.set()
     assert stalled.ran == []  # A wrote nothing more
+    assert [t.status for t in await a_store.turns(turn.conversation_id)] == [TurnStatus.DONE]
+
+
+class Writer(Runner):
+    """A runner that writes its answer to the platform (as ``Delivery`` does) after
+    its gate: ``wrote`` lists what reached the platform."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        super().__init__(store)
+        self.wrote: list[str] = []
+
+    async def __call__(self, turn: Turn) -> str:
+        await self.store.mark_running(turn.id)
+        self.active += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        await may_write()
+        self.wrote.append(turn.platform_message_id)
+        await self.store.settle_turn(turn.id, TurnStatus.DONE, error=None, answer_id=None)
+        return turn.platform_message_id
+
+
+async def test_a_stalled_replica_writes_nothing_it_had_buffered_once_it_wakes(
+    stores: tuple[SqliteStore, SqliteStore],
+) -> None:
+    a_store, b_store = stores
+    stalled = Writer(a_store)
+    stalled.gate = asyncio.Event()
+    a = ThreadQueue(a_store, stalled, max_concurrent=2, leases=SHORT)
+    keeper = asyncio.create_task(a.keep(lambda: ["test"], nothing))
+    turn = await enqueue(a_store, "q1")
+    a.wake(turn.conversation_id)
+    await until(lambda: stalled.active == 1, "A answers")
+    keeper.cancel()  # A stalls: it renews nothing…
+    await asyncio.sleep(SHORT.lease + 0.1)
+    finishes = Runner(b_store)
+    b = ThreadQueue(b_store, finishes, max_concurrent=2, leases=SHORT)
+    await b.tend(["test"], nothing)
+    await until(lambda: finishes.ran == ["q1"], "B takes the turn over")
+    # …and wakes with the rest of the answer at hand, before its first renewal.
+    stalled.gate.set()
+    await asyncio.sleep(0.05)
+    assert stalled.wrote == []  # not before it knows the turn is still its own
+    await a.tend(["test"], nothing)  # it is not: A lets it go
+    await settled(a)
+    assert stalled.wrote == []
     assert [t.status for t in await a_store.turns(turn.conversation_id)] == [TurnStatus.DONE]
 
 
