@@ -140,7 +140,12 @@ class ThreadQueue(Generic[R]):
             return
         await self.reap()
         for platform in platforms:
-            for conversation_id in await self._store.open_conversations(platform, self.owner):
+            # A question just stored is its own replica's (it holds the question's
+            # shard, say): others step in only once it was left a round.
+            fresh = self._leases.every
+            for conversation_id in await self._store.open_conversations(
+                platform, self.owner, fresh
+            ):
                 self.wake(conversation_id)
 
     async def _work(self, conversation_id: int) -> None:

@@ -137,9 +137,11 @@ class Store(Protocol):
         owner's lease on one of its open turns has not expired."""
         ...
 
-    async def open_conversations(self, platform: str, owner: str) -> list[int]:
+    async def open_conversations(self, platform: str, owner: str, fresh: float = 0.0) -> list[int]:
         """Conversations of ``platform`` with queued or running turns that ``owner``
-        may take (no other owner's unexpired lease on them)."""
+        may take (no other owner's unexpired lease on them), leaving out those whose
+        only open turns were queued in the last ``fresh`` seconds and never leased
+        (the replica that stored them takes them itself)."""
         ...
 
     async def renew_leases(self, owner: str, lease: float) -> list[Held]:

@@ -36,6 +36,7 @@ from bridge.store import (
 from storage.migrations import STEPS, SchemaTooNew, Step
 from storage.rows import (
     CONVERSATION_COLUMNS,
+    NOT_FRESH,
     OPEN_TURNS,
     TURN_COLUMNS,
     conversation,
@@ -220,16 +221,18 @@ class PostgresStore:
                 )
         return taken
 
-    async def open_conversations(self, platform: str, owner: str) -> list[int]:
+    async def open_conversations(self, platform: str, owner: str, fresh: float = 0.0) -> list[int]:
         rows = await self._fetch(
             "SELECT DISTINCT c.id FROM conversations c JOIN turns t"
             " ON t.conversation_id = c.id"
             " WHERE c.platform = $1 AND t.status IN ('running', 'queued')"
+            f" AND {NOT_FRESH.format(p='$3')}"
             " AND NOT EXISTS (SELECT 1 FROM turns l WHERE l.conversation_id = c.id"
             " AND l.status IN ('running', 'queued') AND l.lease_owner != $2"
             f" AND l.lease_until > ({_NOW})) ORDER BY c.id",
             platform,
             owner,
+            time.time() - fresh,
         )
         return [int(row[0]) for row in rows]
 

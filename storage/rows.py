@@ -60,6 +60,12 @@ def turn(row: Any) -> Turn:
     )
 
 
+# ``open_conversations``' turn ``t`` another replica may pick up: under way, leased
+# before (its owner let go or died), or queued before ``{p}`` (epoch seconds; a fresher
+# one is its storing replica's to take).
+NOT_FRESH = "(t.status = 'running' OR t.lease_owner IS NOT NULL OR t.created_at < {p})"
+
+
 def pick(rows: list[Any], owner: str, now: float) -> Taken | None:
     """``take_turn``'s choice among a conversation's open turns (``OPEN_TURNS``): the
     first, unless another owner's lease on any of them has not expired."""

@@ -29,7 +29,7 @@ from bridge.store import (
     TurnStatus,
 )
 from storage.migrations import check_not_too_new, migrate
-from storage.rows import CONVERSATION_COLUMNS, OPEN_TURNS, TURN_COLUMNS, held, pick
+from storage.rows import CONVERSATION_COLUMNS, NOT_FRESH, OPEN_TURNS, TURN_COLUMNS, held, pick
 from storage.rows import conversation as _conversation
 from storage.rows import turn as _turn
 
@@ -194,16 +194,18 @@ class SqliteStore:
                 )
         return taken
 
-    async def open_conversations(self, platform: str, owner: str) -> list[int]:
+    async def open_conversations(self, platform: str, owner: str, fresh: float = 0.0) -> list[int]:
+        now = time.time()
         async with self._lock:
             rows = await self._fetchall(
                 "SELECT DISTINCT c.id FROM conversations c JOIN turns t"
                 " ON t.conversation_id = c.id"
                 " WHERE c.platform = ? AND t.status IN ('running', 'queued')"
+                f" AND {NOT_FRESH.format(p='?')}"
                 " AND NOT EXISTS (SELECT 1 FROM turns l WHERE l.conversation_id = c.id"
                 " AND l.status IN ('running', 'queued') AND l.lease_owner != ?"
                 " AND l.lease_until > ?) ORDER BY c.id",
-                (platform, owner, time.time()),
+                (platform, now - fresh, owner, now),
             )
         return [int(row[0]) for row in rows]
 

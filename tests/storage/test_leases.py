@@ -120,3 +120,19 @@ async def test_a_stop_asked_on_one_replica_reaches_the_one_writing_the_answer(
     await a.settle_turn(running, TurnStatus.STOPPED, error=None, answer_id="a-m1")
     assert await b.request_stop(running) is False  # nothing left to stop
     assert await a.renew_leases(A, 30) == []
+
+
+async def test_a_question_just_stored_is_left_to_its_replica_for_a_round(
+    two: tuple[Any, Any],
+) -> None:
+    a, b = two
+    await enqueue(a, "m1")
+    cid = await conversation_id(a)
+    # Stored by A a moment ago: B is not pointed at it (A takes it itself)...
+    assert await b.open_conversations("slack", B, 60) == []
+    # ...unless it waited longer than that, or at start-up (nothing is fresh then).
+    assert await b.open_conversations("slack", B, 0) == [cid]
+    # Once leased and let go (its replica stopped), it is anyone's at once.
+    await a.take_turn(cid, A, 30)
+    await a.release_leases(A)
+    assert await b.open_conversations("slack", B, 60) == [cid]
