@@ -203,22 +203,24 @@ class PostgresStore:
         return changed == 1
 
     async def take_turn(self, conversation_id: int, owner: str, lease: float) -> Taken | None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            # The conversation's row lock: two replicas taking at once decide one after
-            # the other (the second sees the first's lease).
-            await conn.execute(
-                "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conversation_id
-            )
-            now = await conn.fetchval(_NOW)
-            rows = list(await conn.fetch(OPEN_TURNS.format(p="$1"), conversation_id))
-            taken = pick(rows, owner, now)
-            if taken is not None:
-                await conn.execute(
-                    "UPDATE turns SET lease_owner = $1, lease_until = $2 WHERE id = $3",
-                    owner,
-                    now + lease,
-                    taken.turn.id,
-                )
+        sql = OPEN_TURNS.format(p="$1", now=f", ({_NOW}) AS now")
+        async with self._pool.acquire() as conn:
+            # A look first, without locks: a worker's last look finds nothing.
+            rows = list(await conn.fetch(sql, conversation_id))
+            if not rows or pick(rows, owner, rows[0]["now"]) is None:
+                return None
+            async with conn.transaction():
+                # Again with the open turns locked: of two replicas taking at once the
+                # second waits, then sees the first's lease.
+                rows = list(await conn.fetch(sql + " FOR UPDATE", conversation_id))
+                taken = pick(rows, owner, rows[0]["now"]) if rows else None
+                if taken is not None:
+                    await conn.execute(
+                        "UPDATE turns SET lease_owner = $1, lease_until = $2 WHERE id = $3",
+                        owner,
+                        rows[0]["now"] + lease,
+                        taken.turn.id,
+                    )
         return taken
 
     async def open_conversations(self, platform: str, owner: str, fresh: float = 0.0) -> list[int]:

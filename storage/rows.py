@@ -19,7 +19,7 @@ TURN_COLUMNS = (
 )
 # A conversation's open turns in the order they run: one cut off first, then platform order.
 OPEN_TURNS = (
-    "SELECT " + TURN_COLUMNS + ", lease_until FROM turns"
+    "SELECT " + TURN_COLUMNS + ", lease_until{now} FROM turns"
     " WHERE conversation_id = {p} AND status IN ('running', 'queued')"
     " ORDER BY status = 'queued', sort_key, id"
 )

@@ -183,15 +183,19 @@ class SqliteStore:
         return changed == 1
 
     async def take_turn(self, conversation_id: int, owner: str, lease: float) -> Taken | None:
-        now = time.time()
-        async with self._lock, self._transaction():
-            rows = await self._fetchall(OPEN_TURNS.format(p="?"), (conversation_id,))
-            taken = pick(rows, owner, now)
-            if taken is not None:
-                await self._write(
-                    "UPDATE turns SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                    (owner, now + lease, taken.turn.id),
-                )
+        sql = OPEN_TURNS.format(p="?", now="")
+        async with self._lock:
+            # A look first, outside a transaction: a worker's last look finds nothing.
+            if pick(await self._fetchall(sql, (conversation_id,)), owner, time.time()) is None:
+                return None
+            async with self._transaction():  # again, under the write lock
+                now = time.time()
+                taken = pick(await self._fetchall(sql, (conversation_id,)), owner, now)
+                if taken is not None:
+                    await self._write(
+                        "UPDATE turns SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                        (owner, now + lease, taken.turn.id),
+                    )
         return taken
 
     async def open_conversations(self, platform: str, owner: str, fresh: float = 0.0) -> list[int]:
