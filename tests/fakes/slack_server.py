@@ -255,6 +255,10 @@ class FakeSlack:
         # False: behave like a workspace that ignores markdown_text (so: no_text).
         self.markdown_text_enabled = True
         self.socket_connections = 0  # WebSockets ever accepted (reconnects count)
+        # Slack sends each event to one of an app's open connections (several replicas share
+        # the work); True: take turns over them, False: the newest gets every event.
+        self.spread_events = False
+        self._spread = 0
         # Slack ends native streams by itself after about five minutes (undocumented; seen in
         # slack-sdk issue 1859). Seconds after chat.startStream; None: never.
         self.stream_max_age: float | None = None
@@ -1526,7 +1530,11 @@ class FakeSlack:
             self.envelopes.append(envelope)
             sent.append(envelope.envelope_id)
             # Slack spreads envelopes over an app's connections; the newest is as good as any.
-            await sockets[-1].send_json(
+            ws = sockets[-1]
+            if self.spread_events:
+                self._spread += 1
+                ws = sockets[self._spread % len(sockets)]
+            await ws.send_json(
                 {
                     "envelope_id": envelope.envelope_id,
                     "payload": payload,
