@@ -383,7 +383,7 @@ def cell(values: list[float], digits: int) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
         return f"{middle:.{digits}f}"
-    return f"{middle:.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
+    return f"{middle:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 ROWS: list[tuple[str, int, Any]] = [

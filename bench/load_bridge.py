@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from adapters.discord.app import DiscordAdapter, intents, make_client
@@ -175,16 +176,15 @@ async def serve(config: dict[str, Any]) -> None:
                 await adapter.close()
 
 
-def _count(counter: Any) -> int:
+def _count(counter: Counter) -> int:
     """A counter's total over its labels (this process's registry)."""
-    return round(
-        sum(
-            sample.value
-            for family in counter.collect()
-            for sample in family.samples
-            if sample.name.endswith("_total")
-        )
+    total = sum(
+        float(sample.value)
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
     )
+    return round(total)
 
 
 def main() -> None:
