@@ -5,7 +5,8 @@ event loop measuring how late the loop wakes (loop lag).
 Started by ``bench.load`` and ``bench.recovery`` with one JSON argument (the URLs of
 the stand-ins and the settings: ``"database"`` a PostgreSQL URL, else a SQLite file of
 its own; ``"replicas"`` how many bridge processes share the platforms' limits;
-``"lease_seconds"``); talks over stdin/stdout, one JSON object a line:
+``"lease_seconds"``; ``"slack_bot_token"``, which the fake Slack records on each call);
+talks over stdin/stdout, one JSON object a line:
   → ``{"ready": true, "pid": …}`` once the adapters are connected and the lease keeper runs
   ← ``mark``   the measured window starts: CPU time noted, lag samples cleared
   ← ``idle``   → ``{"idle": bool}`` (no turn queued or under way)
@@ -116,7 +117,7 @@ async def serve(config: dict[str, Any]) -> None:
             adapters: list[SlackAdapter | DiscordAdapter] = []
             if config.get("slack_api_url"):
                 slack = SlackSettings(
-                    bot_token=SecretStr("xoxb-bench"),
+                    bot_token=SecretStr(config.get("slack_bot_token", "xoxb-bench")),
                     app_token=SecretStr("xapp-bench"),
                     api_url=config["slack_api_url"],
                     update_interval=config["update_interval"],

@@ -42,6 +42,7 @@ from tests.harness.postgres import PostgresServer, find_binaries
 
 CHANNEL = "C0001"
 POLL = 0.02  # seconds between looks at the thread
+B_TOKEN = "xoxb-bench-b"
 
 
 @dataclass
@@ -85,7 +86,8 @@ async def run_once(
             "slack_api_url": slack.api_url,
         }
         log = Path(args.log)
-        a = await Bridge.start(config, log)
+        # Each replica its own token: the fake records it, so B's calls are told apart.
+        a = await Bridge.start(config | {"slack_bot_token": "xoxb-bench-a"}, log)
         bridges = [a]
         try:
             await slack.wait_for_socket(timeout=30)
@@ -102,7 +104,8 @@ async def run_once(
                 what="A's first text",
             )
             shown_at = time.monotonic()
-            bridges.append(await Bridge.start(config, log))  # B: events still go to A
+            # B: the fake sends new events to the newest connection, but none come.
+            bridges.append(await Bridge.start(config | {"slack_bot_token": B_TOKEN}, log))
             await slack.wait_for(
                 lambda: len(slack._open_sockets()) >= 2, timeout=30, what="B's connection"
             )
@@ -119,7 +122,7 @@ async def run_once(
                 if first_edit is None:
                     for call in slack.calls[seen:]:
                         if (
-                            call.at > killed
+                            call.params.get("token") == B_TOKEN
                             and call.params.get("channel") == CHANNEL
                             and call.method in SLACK_TEXT_CALLS
                             and _shown(call).strip()
@@ -133,6 +136,11 @@ async def run_once(
             done_at = next(iter(owui.finished_at.values()), None)
             texts = list(owui.finished_texts.values())
             once = len(texts) == 1 and _bot_text(slack).split() == texts[0].split()
+            if args.verbose:
+                for call in slack.calls:
+                    if call.params.get("channel") == CHANNEL:
+                        who = "B" if call.params.get("token") == B_TOKEN else "A"
+                        print(f"    {call.at - killed:+7.2f} {who} {call.method}")
             await bridges[1].ask("stop")
         finally:
             if mode == "stall" and a.proc.returncode is None:
@@ -186,6 +194,7 @@ async def main(argv: list[str] | None = None) -> dict[tuple[str, float], list[Re
     parser.add_argument("--rate", type=float, default=10.0, help="tokens/s of the answer")
     parser.add_argument("--kill-after", type=float, default=3.0, help="s after its first text")
     parser.add_argument("--update-interval", type=float, default=1.0)
+    parser.add_argument("--verbose", action="store_true", help="print the thread's calls")
     parser.add_argument("--log", default="/tmp/bench-recovery-bridge.log", help="bridges' stderr")
     args = parser.parse_args(argv)
     bindir = find_binaries()
