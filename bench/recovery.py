@@ -12,8 +12,11 @@ is started, and ``--kill-after`` seconds into the answer A is
     (``BRIDGE_LEASE_SECONDS``, ``--leases``) has run out.
 Measured from the signal: until B's first call carrying the answer's text in the thread
 ("first edit"), and until the thread shows the whole answer ("complete"; polled every
-20 ms). Each run also checks that the answer arrived whole exactly once and that Open
-WebUI was asked for it once (B follows the answer under way, it does not ask again).
+20 ms; the answer is made long enough to be under way when B takes over, so this is
+mostly the model's time: the delay the death adds is the first edit, and how long
+after the model's last token the thread is whole). Each run also checks that the
+answer arrived whole exactly once and that Open WebUI was asked for it once (B follows
+the answer under way, it does not ask again).
 Cells: median [lowest-highest] over ``--runs``.
 
 Usage: .venv/bin/python -m bench.recovery [--runs 3] [--modes kill,stall] [--leases 5,10]
@@ -54,6 +57,13 @@ class Recovery:
     model_done: float | None  # seconds from the signal to the stand-in's last token
     once: bool  # the thread shows the answer whole, once
     asked: int  # answers Open WebUI was asked for
+
+    @property
+    def behind(self) -> float | None:
+        """Seconds the whole answer showed after the model's last token."""
+        if self.complete is None or self.model_done is None:
+            return None
+        return self.complete - self.model_done
 
 
 def _shown(call: slack_server.Call) -> str:
@@ -172,14 +182,16 @@ def cell(values: list[float | None], digits: int = 2) -> str:
 def table(results: dict[tuple[str, float], list[Recovery]]) -> str:
     header = (
         "| replica A | lease, s | runs | to B's first edit, s | to the whole answer, s "
-        "| model's last token, s | whole, once | Open WebUI asked |"
+        "| model's last token, s | whole after the last token, s | whole, once "
+        "| Open WebUI asked |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for (mode, lease), runs in results.items():
         what = "SIGKILL (same machine)" if mode == "kill" else "SIGSTOP (stalled)"
         lines.append(
             f"| {what} | {lease:g} | {len(runs)} | {cell([r.first_edit for r in runs])} "
             f"| {cell([r.complete for r in runs])} | {cell([r.model_done for r in runs])} "
+            f"| {cell([r.behind for r in runs])} "
             f"| {sum(r.once for r in runs)}/{len(runs)} "
             f"| {', '.join(str(r.asked) for r in runs)} |"
         )
