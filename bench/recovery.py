@@ -5,7 +5,8 @@ started from the machine's binaries as the tests start it (a fresh database each
 with the local stand-ins ``bench.load`` uses: Open WebUI (``bench.owui_standin``,
 which keeps generating an answer whoever follows it) and the fake Slack. Replica A is
 started alone and asked one question; once its answer shows in the thread, replica B
-is started, and ``--kill-after`` seconds into the answer A is
+is started, and ``--kill-after`` seconds (plus up to ``--jitter`` at random, so the
+signal falls anywhere in B's 2 s lease round) into the answer A is
   - ``kill``: SIGKILLed. B runs on the same machine, so it sees at its next lease round
     (every 2 s) that A's process is gone and takes the turn over at once;
   - ``stall``: SIGSTOPped. A's process still exists: B takes over only when A's lease
@@ -20,7 +21,7 @@ the answer under way, it does not ask again).
 Cells: median [lowest-highest] over ``--runs``.
 
 Usage: .venv/bin/python -m bench.recovery [--runs 3] [--modes kill,stall] [--leases 5,10]
-           [--rate 10] [--kill-after 3]
+           [--rate 10] [--kill-after 3] [--jitter 2] [--verbose]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import statistics
 import sys
@@ -79,7 +81,7 @@ async def run_once(
     mode: str, lease: float, args: argparse.Namespace, postgres: PostgresServer
 ) -> Recovery:
     # Long enough to be under way when B takes over: the lease, B's round, a margin.
-    seconds = args.kill_after + lease + 2 + 12
+    seconds = args.kill_after + args.jitter + lease + 2 + 12
     tokens = round(args.rate * seconds)
     async with StandIn(tokens=tokens, rate=args.rate) as owui, FakeSlack() as slack:
         slack.scopes = list(SCOPES)
@@ -119,7 +121,9 @@ async def run_once(
             await slack.wait_for(
                 lambda: len(slack._open_sockets()) >= 2, timeout=30, what="B's connection"
             )
-            await asyncio.sleep(max(0.0, shown_at + args.kill_after - time.monotonic()))
+            # A random extra wait: the signal falls anywhere in B's 2 s lease round.
+            wait = args.kill_after + random.uniform(0, args.jitter)
+            await asyncio.sleep(max(0.0, shown_at + wait - time.monotonic()))
             assert owui.answers_finished == 0, "the answer ended before the replica died"
             killed = time.monotonic()
             os.kill(a.proc.pid, signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
@@ -205,6 +209,7 @@ async def main(argv: list[str] | None = None) -> dict[tuple[str, float], list[Re
     parser.add_argument("--leases", default="5,10", help="BRIDGE_LEASE_SECONDS values")
     parser.add_argument("--rate", type=float, default=10.0, help="tokens/s of the answer")
     parser.add_argument("--kill-after", type=float, default=3.0, help="s after its first text")
+    parser.add_argument("--jitter", type=float, default=2.0, help="s added at random to that")
     parser.add_argument("--update-interval", type=float, default=1.0)
     parser.add_argument("--verbose", action="store_true", help="print the thread's calls")
     parser.add_argument("--log", default="/tmp/bench-recovery-bridge.log", help="bridges' stderr")
@@ -215,7 +220,8 @@ async def main(argv: list[str] | None = None) -> dict[tuple[str, float], list[Re
     print(machine())
     print(
         f"one answer at {args.rate:g} tokens/s, replica A signalled {args.kill_after:g} s "
-        f"after its first text; Slack update interval {args.update_interval:g} s"
+        f"(+ 0-{args.jitter:g} s at random) after its first text; Slack update interval "
+        f"{args.update_interval:g} s"
     )
     leases = [float(x) for x in args.leases.split(",")]
     # A killed replica is noticed whatever its lease: measured at the first lease only.
