@@ -1,4 +1,5 @@
-"""The bridge alone under load: many answers streaming at once through ONE bridge process.
+"""The bridge alone under load: many answers streaming at once through one or two bridge
+processes, on SQLite or PostgreSQL.
 
 This process runs the stand-ins: Open WebUI 0.12.x (``bench.owui_standin``: HTTP and
 Socket.IO, answers streamed at ``--rate`` tokens a second each) and the local Slack
@@ -7,6 +8,18 @@ and Discord servers of ``tests/fakes``. The bridge runs in a child process
 the Discord adapter, as ``owui-bridge run`` has them), so its CPU time, RSS and loop
 lag are the bridge's alone. Half the questions are Slack mentions (each in its own
 channel), half Discord mentions (each opens its own thread), all delivered at once.
+
+``--database postgres`` runs the bridge on a PostgreSQL started from the machine's
+binaries as the tests start it (``tests/harness/postgres.py``), a fresh database each
+run. ``--replicas 2`` runs two bridge processes on that one database (PostgreSQL only;
+``BRIDGE_REPLICAS=2``, so each takes half of the platforms' limits). Slack sends each
+event to ONE of an app's Socket Mode connections: the fake takes turns over them
+(``spread_events``). Discord sends a shard's events to every session holding it: both
+replicas hold the one shard and the delivery claim decides which answers. Comma lists
+run each combination (SQLite with two replicas is skipped). With two replicas, CPU is
+the sum over both, RSS the larger peak (and the sum), and each replica's turns are
+counted; an answer "whole" appeared once, complete, in its thread; "Open WebUI answers
+started" counts completions asked for (a turn run twice would ask twice).
 
 Per run it measures, over the window from the first question to the bridge idle:
   - bridge CPU seconds per 1,000 tokens delivered (tokens of answers that arrived
@@ -26,6 +39,9 @@ concurrency arrive in one post at the end: see the per-platform rows.
 
 Usage: .venv/bin/python -m bench.load [--concurrency 50,200,500] [--repeats 2]
            [--tokens 200] [--rate 20] [--platforms slack,discord] [--limits relaxed] [--profile DIR]
+           [--database sqlite|postgres|sqlite,postgres] [--replicas 1|2|1,2]
+e.g.   .venv/bin/python -m bench.load --concurrency 50 --repeats 3 \
+           --database sqlite,postgres --replicas 1,2
 """
 
 from __future__ import annotations
@@ -43,17 +59,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from adapters.slack.app import SCOPES
 from bench.load_bridge import cpu_seconds
 from bench.owui_standin import MODEL, StandIn, bench_jwt
 from tests.fakes import discord_server, slack_server
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_server import FakeSlack
+from tests.harness.postgres import PostgresServer, find_binaries
 
 SLACK_TEXT_CALLS = ("chat.postMessage", "chat.startStream", "chat.appendStream", "chat.update")
 DISCORD_POST = "POST /channels/{channel_id}/messages"
 USERS = 10  # distinct askers per platform (each costs one look-up on Slack)
 DISCORD_CHANNELS = 10
+
+
+@dataclass(frozen=True)
+class Setup:
+    database: str  # "sqlite" or "postgres"
+    replicas: int
+
+    def __str__(self) -> str:
+        name = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[self.database]
+        return f"{name} x{self.replicas}"
 
 
 @dataclass
@@ -72,6 +101,10 @@ class Run:
     stream_seconds: list[float]  # per answer: completion request to last token (stand-in)
     behind_ms: list[float]  # per answer: model's last token to the last platform call
     openwebui_requests: int
+    rss_sum_mb: float = 0.0
+    turns: list[int] = field(default_factory=list)  # per replica: turns it ended
+    taken_over: int = 0
+    answers_started: int = 0
     unknown_routes: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -151,7 +184,27 @@ class Bridge:
                 await self.proc.wait()
 
 
-async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> Run:
+async def fresh_database(postgres: PostgresServer | None, database: str) -> str | None:
+    """A new empty PostgreSQL database (None: each bridge keeps its own SQLite file)."""
+    if database == "sqlite":
+        return None
+    assert postgres is not None
+    name = f"bench_{time.time_ns()}"
+    conn = await asyncpg.connect(postgres.url())
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return postgres.url(name)
+
+
+async def run_once(
+    concurrency: int,
+    args: argparse.Namespace,
+    number: int,
+    setup: Setup = Setup("sqlite", 1),
+    postgres: PostgresServer | None = None,
+) -> Run:
     platforms = [p for p in args.platforms.split(",") if p]
     share = {p: concurrency // len(platforms) for p in platforms}
     share[platforms[0]] += concurrency - sum(share.values())
@@ -161,6 +214,7 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
         FakeDiscord() as discord,
     ):
         slack.scopes = list(SCOPES)
+        slack.spread_events = True  # each event to one of the replicas' connections
         # relaxed: no 429s from either fake; realistic: Slack's tiers and Discord's limits.
         slack.enforce_tiers = args.limits == "realistic"
         discord.enforce_rate_limits = args.limits == "realistic"
@@ -180,6 +234,8 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
             "model": MODEL,
             "max_concurrent_turns": concurrency,
             "update_interval": args.update_interval,
+            "database": await fresh_database(postgres, setup.database),
+            "replicas": setup.replicas,
         }
         if "slack" in platforms:
             config["slack_api_url"] = slack.api_url
@@ -188,19 +244,29 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
                 "discord_api_url": discord.api_url,
                 "discord_gateway_url": discord.gateway_url,
             }
-        if args.profile:
-            config["profile"] = str(Path(args.profile) / f"bridge-{concurrency}-{number}.prof")
-        bridge = await Bridge.start(config, Path(args.log))
+        bridges: list[Bridge] = []
         try:
+            # One after another: the first applies the migrations.
+            for replica in range(setup.replicas):
+                if args.profile:
+                    config["profile"] = str(
+                        Path(args.profile) / f"bridge-{concurrency}-{number}-{replica}.prof"
+                    )
+                bridges.append(await Bridge.start(config, Path(args.log)))
             if "slack" in platforms:
-                await slack.wait_for_socket(timeout=30)
+                await slack.wait_for(
+                    lambda: len(slack._open_sockets()) >= setup.replicas,
+                    timeout=30,
+                    what="a Socket Mode connection per replica",
+                )
             if "discord" in platforms:
-                await discord.wait_for_session(timeout=30)
+                await discord.wait_for_session(setup.replicas, timeout=30)
             await asyncio.sleep(0.5)  # the Discord client is ready a moment after READY
             calls_before = {"slack": len(slack.calls), "discord": len(discord.calls)}
             requests_before = sum(owui.requests.values())
             generator0 = cpu_seconds()
-            bridge.send("mark")
+            for bridge in bridges:
+                bridge.send("mark")
             sent_at: dict[str, dict[str, float]] = {"slack": {}, "discord": {}}
             deliveries = []
             for n in range(share.get("slack", 0)):
@@ -222,7 +288,9 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
             deadline = time.monotonic() + args.tokens / args.rate * 6 + 120
             while True:
                 await asyncio.sleep(0.25)
-                if owui.answers_finished >= concurrency and (await bridge.ask("idle"))["idle"]:
+                if owui.answers_finished >= concurrency and all(
+                    [(await bridge.ask("idle"))["idle"] for bridge in bridges]
+                ):
                     break
                 if time.monotonic() > deadline:
                     print(
@@ -230,10 +298,11 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
                         file=sys.stderr,
                     )
                     break
-            stats = await bridge.ask("stop")
+            ended = [await bridge.ask("stop") for bridge in bridges]
             generator_cpu = cpu_seconds() - generator0
         finally:
-            await bridge.close()
+            for bridge in bridges:
+                await bridge.close()
         first: dict[str, list[float]] = {p: [] for p in platforms}
         calls: dict[str, Counter[str]] = {p: Counter() for p in platforms}
         complete = 0
@@ -283,10 +352,14 @@ async def run_once(concurrency: int, args: argparse.Namespace, number: int) -> R
                     tokens += per_answer
         return Run(
             concurrency=concurrency,
-            cpu=stats["cpu"],
-            wall=stats["wall"],
-            rss_peak_mb=stats["rss_peak_mb"],
-            lag_ms=stats["lag_ms"],
+            cpu=sum(r["cpu"] for r in ended),
+            wall=max(r["wall"] for r in ended),
+            rss_peak_mb=max(r["rss_peak_mb"] for r in ended),
+            rss_sum_mb=sum(r["rss_peak_mb"] for r in ended),
+            turns=[r["turns"] for r in ended],
+            taken_over=sum(r["taken_over"] for r in ended),
+            answers_started=owui.answers_started,
+            lag_ms=[v for r in ended for v in r["lag_ms"]],
             tokens=tokens,
             complete=complete,
             first_text_ms=first,
@@ -310,12 +383,13 @@ def cell(values: list[float], digits: int) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
         return f"{middle:.{digits}f}"
-    return f"{middle:.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
+    return f"{middle:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 ROWS: list[tuple[str, int, Any]] = [
     ("CPU s per 1,000 tokens (= ms/token)", 3, lambda r: r.cpu_per_1k_tokens),
-    ("RSS peak, MB", 0, lambda r: r.rss_peak_mb),
+    ("RSS peak, MB (the larger replica)", 0, lambda r: r.rss_peak_mb),
+    ("RSS peak, all replicas, MB", 0, lambda r: r.rss_sum_mb),
     ("loop lag p99, ms", 1, lambda r: percentile(r.lag_ms, 0.99)),
     ("loop lag max, ms", 0, lambda r: max(r.lag_ms or [0.0])),
     ("first text p50, ms", 0, lambda r: r.first_text(0.5)),
@@ -336,7 +410,10 @@ ROWS: list[tuple[str, int, Any]] = [
     ("  Discord", 1, lambda r: r.calls_per_answer("discord")),
     ("  Slack", 1, lambda r: r.calls_per_answer("slack")),
     ("Open WebUI requests per answer", 1, lambda r: r.openwebui_requests / r.concurrency),
-    ("answers whole on the platform", -2, lambda r: (r.complete, r.concurrency)),
+    ("answers whole on the platform, once", -2, lambda r: (r.complete, r.concurrency)),
+    ("Open WebUI answers started", -2, lambda r: (r.answers_started, r.concurrency)),
+    ("turns ended per replica", -3, lambda r: "+".join(str(t) for t in r.turns)),
+    ("turns taken over", -3, lambda r: str(r.taken_over)),
     ("answer streamed in, s, p50 (stand-in)", 1, lambda r: percentile(r.stream_seconds, 0.5)),
     ("wall time of the run, s", 1, lambda r: r.wall),
     ("tokens/s delivered (all answers)", 0, lambda r: r.tokens / max(r.wall, 1e-9)),
@@ -344,9 +421,16 @@ ROWS: list[tuple[str, int, Any]] = [
 ]
 
 
-def table(runs: dict[int, list[Run]]) -> str:
-    levels = sorted(runs)
-    header = ["", *[f"{n} at once" for n in levels]]
+Column = tuple[Setup, int]
+
+
+def table(runs: dict[Column, list[Run]]) -> str:
+    levels = list(runs)
+    several = len({setup for setup, _ in levels}) > 1
+    header = [
+        "",
+        *[f"{n} at once" + (f", {setup}" if several else "") for setup, n in levels],
+    ]
     lines = []
     for name, digits, get in ROWS:
         if name.startswith("  ") and not all(
@@ -360,6 +444,8 @@ def table(runs: dict[int, list[Run]]) -> str:
                 row.append(" / ".join(cell([v[i] for v in values], 0) for i in (0, 1)))
             elif digits == -2:
                 row.append(", ".join(f"{a}/{b}" for a, b in values))
+            elif digits == -3:
+                row.append(", ".join(values))
             else:
                 row.append(cell(values, digits))
         lines.append(row)
@@ -389,7 +475,7 @@ def machine() -> str:
     )
 
 
-async def main(argv: list[str] | None = None) -> dict[int, list[Run]]:
+async def main(argv: list[str] | None = None) -> dict[Column, list[Run]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", default="50,200,500")
     parser.add_argument("--repeats", type=int, default=2)
@@ -405,8 +491,37 @@ async def main(argv: list[str] | None = None) -> dict[int, list[Run]]:
     )
     parser.add_argument("--profile", help="write a cProfile of each run's bridge here")
     parser.add_argument("--log", default="/tmp/bench-load-bridge.log", help="bridge stderr")
+    parser.add_argument("--database", default="sqlite", help="sqlite, postgres or both")
+    parser.add_argument("--replicas", default="1", help="bridge processes: 1, 2 or 1,2")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.concurrency.split(",")]
+    setups = [
+        Setup(database, int(replicas))
+        for database in args.database.split(",")
+        for replicas in args.replicas.split(",")
+        if database == "postgres" or replicas == "1"
+    ]
+    if not setups or any(s.database not in ("sqlite", "postgres") for s in setups):
+        parser.error("--database sqlite|postgres; two replicas need postgres")
+    postgres: PostgresServer | None = None
+    if any(s.database == "postgres" for s in setups):
+        bindir = find_binaries()
+        if bindir is None:
+            parser.error("PostgreSQL (initdb, pg_ctl) is not installed")
+        postgres = await asyncio.to_thread(PostgresServer.start, bindir)
+    try:
+        return await run_all(args, levels, setups, postgres)
+    finally:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+
+
+async def run_all(
+    args: argparse.Namespace,
+    levels: list[int],
+    setups: list[Setup],
+    postgres: PostgresServer | None,
+) -> dict[Column, list[Run]]:
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     print(machine())
@@ -415,14 +530,15 @@ async def main(argv: list[str] | None = None) -> dict[int, list[Run]]:
         f"{args.platforms}; update interval {args.update_interval:g} s; fakes' rate limits "
         f"{args.limits}; the bridge's own Slack tier budget on; per-person rate limit off"
     )
-    runs: dict[int, list[Run]] = {n: [] for n in levels}
+    runs: dict[Column, list[Run]] = {(s, n): [] for s in setups for n in levels}
     for repeat in range(args.repeats):
-        for n in levels:
-            run = await run_once(n, args, repeat)
-            runs[n].append(run)
+        for setup, n in runs:
+            run = await run_once(n, args, repeat, setup, postgres)
+            runs[setup, n].append(run)
             print(
-                f"  run {repeat + 1}, {n} at once: {run.wall:.1f} s, bridge CPU "
-                f"{run.cpu:.1f} s, {run.complete}/{n} whole, "
+                f"  run {repeat + 1}, {n} at once, {setup}: {run.wall:.1f} s, bridge CPU "
+                f"{run.cpu:.1f} s, {run.complete}/{n} whole, turns "
+                f"{'+'.join(map(str, run.turns))}, "
                 f"lag p99 {percentile(run.lag_ms, 0.99):.1f} ms",
                 flush=True,
             )

@@ -2,12 +2,16 @@
 plus the Slack adapter in Socket Mode and the Discord adapter), and a ticker in its
 event loop measuring how late the loop wakes (loop lag).
 
-Started by ``bench.load`` with one JSON argument (the URLs of the stand-ins and the
-settings); talks over stdin/stdout, one JSON object a line:
-  → ``{"ready": true}`` once both adapters are connected
+Started by ``bench.load`` and ``bench.recovery`` with one JSON argument (the URLs of
+the stand-ins and the settings: ``"database"`` a PostgreSQL URL, else a SQLite file of
+its own; ``"replicas"`` how many bridge processes share the platforms' limits;
+``"lease_seconds"``; ``"slack_bot_token"``, which the fake Slack records on each call);
+talks over stdin/stdout, one JSON object a line:
+  → ``{"ready": true, "pid": …}`` once the adapters are connected and the lease keeper runs
   ← ``mark``   the measured window starts: CPU time noted, lag samples cleared
   ← ``idle``   → ``{"idle": bool}`` (no turn queued or under way)
-  ← ``stop``   → ``{"cpu": s, "rss_peak_mb": …, "lag_ms": […]}`` and the process ends
+  ← ``stop``   → ``{"cpu": s, "rss_peak_mb": …, "lag_ms": […], "turns": n,
+                "taken_over": n}`` and the process ends
 CPU is this process's (all threads) from ``/proc/self/stat``; RSS peak is ``VmHWM``
 from ``/proc/self/status``. ``"profile": "FILE"`` writes a cProfile of the window.
 
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from adapters.discord.app import DiscordAdapter, intents, make_client
@@ -34,6 +39,7 @@ from adapters.discord.settings import DiscordSettings
 from adapters.runtime import open_runtime
 from adapters.slack.app import SlackAdapter
 from adapters.slack.settings import SlackSettings
+from bridge import metrics
 from bridge.config import Settings
 
 LAG_TICK = 0.01  # seconds the ticker asks to sleep
@@ -84,7 +90,8 @@ def settings_from(config: dict[str, Any], db: Path) -> Settings:
         openwebui_api_key=SecretStr(config["openwebui_token"]),
         openwebui_model=config["model"],
         openwebui_follow="events",
-        bridge_database=db,
+        bridge_database=config.get("database") or db,
+        bridge_lease_seconds=float(config.get("lease_seconds", 30.0)),
         bridge_user_rate_limit=0,  # every question is taken: per-person limits off
         bridge_log_level="WARNING",
     )
@@ -110,10 +117,11 @@ async def serve(config: dict[str, Any]) -> None:
             adapters: list[SlackAdapter | DiscordAdapter] = []
             if config.get("slack_api_url"):
                 slack = SlackSettings(
-                    bot_token=SecretStr("xoxb-bench"),
+                    bot_token=SecretStr(config.get("slack_bot_token", "xoxb-bench")),
                     app_token=SecretStr("xapp-bench"),
                     api_url=config["slack_api_url"],
                     update_interval=config["update_interval"],
+                    replicas=int(config.get("replicas", 1)),
                 )
                 adapters.append(SlackAdapter(runtime.bridge, slack))
             if config.get("discord_api_url"):
@@ -122,6 +130,7 @@ async def serve(config: dict[str, Any]) -> None:
                     api_url=config["discord_api_url"],
                     gateway_url=config["discord_gateway_url"],
                     update_interval=config["update_interval"],
+                    replicas=int(config.get("replicas", 1)),
                 )
                 client = make_client(intents(), guild_ready_timeout=0.05)
                 adapters.append(
@@ -129,10 +138,12 @@ async def serve(config: dict[str, Any]) -> None:
                 )
             for adapter in adapters:
                 await adapter.start()
+                # As ``owui-bridge run``: resume what is left, start the lease keeper.
+                await runtime.bridge.resume(adapter.name)
             ticker = LagTicker()
             ticker.start()
             profile = cProfile.Profile() if config.get("profile") else None
-            say({"ready": True})
+            say({"ready": True, "pid": os.getpid()})
             cpu0 = cpu_seconds()
             wall0 = time.monotonic()
             while line := (await reader.readline()).decode().strip():
@@ -153,6 +164,8 @@ async def serve(config: dict[str, Any]) -> None:
                             "wall": time.monotonic() - wall0,
                             "rss_peak_mb": rss_peak_mb(),
                             "lag_ms": [round(s * 1000, 3) for s in ticker.samples],
+                            "turns": _count(metrics.TURNS),
+                            "taken_over": _count(metrics.TAKEN_OVER),
                         }
                     )
                     break
@@ -162,6 +175,17 @@ async def serve(config: dict[str, Any]) -> None:
             await runtime.bridge.drain(5)
             for adapter in adapters:
                 await adapter.close()
+
+
+def _count(counter: Counter) -> int:
+    """A counter's total over its labels (this process's registry)."""
+    total = sum(
+        float(sample.value)
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+    return round(total)
 
 
 def main() -> None:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -255,6 +256,10 @@ class FakeSlack:
         # False: behave like a workspace that ignores markdown_text (so: no_text).
         self.markdown_text_enabled = True
         self.socket_connections = 0  # WebSockets ever accepted (reconnects count)
+        # Slack sends each event to one of an app's open connections (several replicas share
+        # the work); True: any one of them (seeded: runs repeat), False: the newest gets all.
+        self.spread_events = False
+        self._spread = random.Random(0)
         # Slack ends native streams by itself after about five minutes (undocumented; seen in
         # slack-sdk issue 1859). Seconds after chat.startStream; None: never.
         self.stream_max_age: float | None = None
@@ -1526,7 +1531,10 @@ class FakeSlack:
             self.envelopes.append(envelope)
             sent.append(envelope.envelope_id)
             # Slack spreads envelopes over an app's connections; the newest is as good as any.
-            await sockets[-1].send_json(
+            ws = sockets[-1]
+            if self.spread_events:
+                ws = self._spread.choice(sockets)
+            await ws.send_json(
                 {
                     "envelope_id": envelope.envelope_id,
                     "payload": payload,

@@ -845,6 +845,35 @@ async def test_socket_envelopes_not_acked_in_time_are_sent_again(fake: FakeSlack
     assert [(a.retry_num, a.status) for a in fake.deliveries[-1].attempts] == [(0, None), (1, 200)]
 
 
+async def test_spread_events_sends_each_event_to_one_of_the_open_connections(
+    fake: FakeSlack,
+) -> None:
+    fake.spread_events = True  # several replicas of one app: each event goes to one of them
+    got: list[list[str]] = [[], []]
+
+    async def replica(n: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            envelope = frame.json()
+            if envelope.get("type") == "events_api":
+                got[n].append(envelope["payload"]["event"]["text"])
+                await ws.send_json({"envelope_id": envelope["envelope_id"]})
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(fake.socket_url) as first,
+        session.ws_connect(fake.socket_url) as second,
+    ):
+        readers = [asyncio.create_task(replica(n, ws)) for n, ws in enumerate((first, second))]
+        await fake.wait_for(lambda: len(fake._open_sockets()) == 2, what="two connections")
+        for n in range(20):
+            _, message, _ = fake.user_says("C1", "U1", f"question {n}")
+            await fake.send_event(message)
+        for reader in readers:
+            reader.cancel()
+    assert sorted(got[0] + got[1]) == sorted(f"question {n}" for n in range(20))  # each once
+    assert got[0] and got[1]  # both connections had some
+
+
 # -- files ---------------------------------------------------------------------------
 
 
