@@ -142,6 +142,12 @@ class Replicas:
             assert shown(message_text(path[2 * i + 1])) == expected_reply(question)
         return chat
 
+    @property
+    def reads_text_so_far(self) -> bool:
+        """Open WebUI 0.11.1+: a chat read while its answer is written holds the text so
+        far (a replica taking an answer over can read what was already written)."""
+        return tuple(int(p) for p in self.openwebui.version.split(".")) >= (0, 11, 1)
+
     async def tags(self, chat_id: str) -> set[str]:
         response = await asyncio.to_thread(
             admin_request, self.openwebui, "GET", f"/api/v1/chats/{chat_id}/tags"
@@ -221,20 +227,24 @@ async def test_questions_on_both_shards_and_in_a_dm_are_each_answered_once(
 
 async def written_by(world: Replicas, writer: BridgeProcess, question: str) -> str:
     """The thread of a mention on shard 0 whose answer ``writer`` is writing, its first
-    part shown and its next edit held. The other replica may take a question before its
-    shard's replica does (it wakes threads with a turn nobody holds yet): such a thread
-    is answered (once) and the mention asked again in a new one."""
+    part shown and its edits held. The other replica may take a question before its
+    shard's replica does (it wakes threads with a turn nobody holds yet): the mention
+    is then asked again in a new thread (the taken one is left to its answer)."""
     fake = world.fake
     for attempt in range(1, 6):
-        fake.hold(EDIT)
-        text = f"{question} (take {attempt})"
-        thread = world.mention(0, text)
-        await fake.wait_for(lambda: fake.held, timeout=30, what="an edit of the answer")
+        thread = world.mention(0, f"{question} (take {attempt})")
+        # Set before this loop lets the replicas run: no edit of the answer passes.
+        in_thread = f"/channels/{thread}/"
+        fake.hold(EDIT, when=lambda call, where=in_thread: call.path.startswith(where))
+        await fake.wait_for(
+            lambda where=in_thread: any(c.path.startswith(where) for c in fake.held),
+            timeout=30,
+            what="an edit of the answer",
+        )
         [row] = [r for r in await world.rows() if r.question == thread]
         if row.runner_pid == writer.proc.pid:
             return thread
         fake.release(EDIT)
-        await world.wait_shown({thread: [expected_reply(asked(text, NICK))]}, "a taken answer")
     raise AssertionError(f"the other replica took every question:\n{world.output()}")
 
 
@@ -276,3 +286,55 @@ async def test_a_killed_replicas_answer_is_finished_in_place_by_the_other(
     server = world.guild_names[0]
     assert await world.folder_name(chat) == f"Discord · {server} \u203a #general"
     assert await world.tags(rows[0].chat_id) == {"Discord", f"{server} \u203a general", NICK}
+
+
+STOPPED_MARK = "_(stopped)_"  # the line a stopped answer ends with
+
+
+async def test_a_stop_reaches_the_replica_that_took_the_answer_over(world: Replicas) -> None:
+    """⏹ on an answer the other replica took over: the reaction comes on the answer's
+    server's shard, to the replica restarted there, which is not writing it."""
+    fake = world.fake
+    a, b = await world.start(0), await world.start(1)
+    # A few words, then the model goes quiet: the answer stays under way until stopped.
+    thread = await written_by(world, a, "stop me [[words=60]] [[stall]]")
+    fake.release(EDIT)
+    full = expected_reply(asked(question_of(fake, thread), NICK))
+    a.kill()
+    await a.wait(10)
+    [partial] = fake.bot_messages(thread)
+    seen = shown(partial.content)  # what Ada saw of it
+    assert seen and full.startswith(seen) and seen != full
+
+    async def taken_over() -> bool:
+        return [r.runner_pid for r in await world.rows() if r.thread == thread] == [b.proc.pid]
+
+    for _ in range(200):  # the other replica takes the turn over (a few seconds)
+        if await taken_over():
+            break
+        await asyncio.sleep(0.1)
+    assert await taken_over(), world.output()
+    await world.start(0)  # shard 0 again (a restarted pod); the turn stays the other's
+    fake.react(partial.id, world.ada, "⏹️")
+
+    def stopped() -> bool:
+        return fake.bot_messages(thread)[0].content.endswith(STOPPED_MARK)
+
+    try:
+        await fake.wait_for(stopped, timeout=60, what="the answer stopped")
+    except TimeoutError as late:
+        raise AssertionError(f"{world.shown([thread])}\n{world.output()}") from late
+    [message] = fake.bot_messages(thread)
+    assert message.id == partial.id
+    text, _, mark = message.content.rpartition("\n\n")
+    assert mark == STOPPED_MARK and full.startswith(text) and text != full, message.content
+    if world.reads_text_so_far:
+        assert text.startswith(seen)  # what Ada saw stays
+    # Before 0.11.1 a chat read while its answer is written has none of the text yet:
+    # the replica that took it over has nothing to show, and the mark replaces it.
+    [row] = [r for r in await world.rows() if r.thread == thread]
+    assert (row.status, row.runner_pid) == ("stopped", b.proc.pid)
+    assert row.chat_id
+    path = active_path(history_of(await world.chat(row.chat_id)))
+    assert [m.get("role") for m in path] == ["user", "assistant"]
+    assert full.startswith(shown(message_text(path[1])))  # a beginning, as in Discord
