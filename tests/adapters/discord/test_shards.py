@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -145,8 +145,10 @@ async def test_a_turn_taken_over_from_another_shard_is_prepared_as_its_holder_wo
         await fake.wait_for(lambda: len(zero.events) == 2, what="the follow-up on shard 0")
         # Stored by the holder, run by the other process (which never saw it delivered).
         by_other = [await bot_1.prepare(e) for e in zero.events]
+        # An event stored without its place (its thread's parent is looked up too).
+        unplaced = await bot_1.prepare(replace(zero.events[1], place=""))
     assert [e.message_id for e in by_other] == [question.id, follow_up.id]
-    for prepared in (by_holder, *by_other):
+    for prepared in (by_holder, *by_other, unplaced):
         assert (prepared.author_name, prepared.place_name, prepared.link) == (
             "Ada Z.",
             "Zero \u203a #general",
