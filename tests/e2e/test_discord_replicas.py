@@ -1,9 +1,8 @@
 """Two ``owui-bridge run`` replicas on one PostgreSQL database, one Discord shard each
 (``DISCORD_SHARD_COUNT=2``), against the local Discord server and real Open WebUI.
 
-Each replica hears only its shard's servers (shard 0's also the DMs) and stores their
-questions; each question is answered once, by one of the two (the other may take a
-question nobody holds yet, and answers it over REST). When the replica holding shard 0
+Each replica hears only its shard's servers (shard 0's also the DMs), so each question
+is answered once, by the replica holding its shard. When the replica holding shard 0
 is killed mid-answer, the other one (holding only shard 1) finishes that answer in the
 same Discord message and answers the follow-up the dead one had stored.
 """
@@ -213,39 +212,27 @@ async def test_questions_on_both_shards_and_in_a_dm_are_each_answered_once(
     assert world.shown(places) == wanted  # each once: nothing more came meanwhile
     assert all(TOKEN not in r.output() for r in world.replicas.values())
     rows = await world.rows()
-    # One turn per question, done. Which replica ran it is not pinned: the replica
-    # holding the shard stores it, but the other may take it before its holder does
-    # (it wakes any thread with a turn nobody holds), and then answers it over REST.
-    assert sorted((r.thread, r.status) for r in rows) == sorted(
-        (p, "done") for p in places for _ in (1, 2)
-    )
-    assert {r.runner_pid for r in rows} <= {a.proc.pid, b.proc.pid}
+    # One turn per question, done, on the replica holding its shard (DMs: shard 0's).
+    holder = {threads[0]: a.proc.pid, threads[1]: b.proc.pid, world.dm: a.proc.pid}
+    assert sorted((r.thread, r.status, r.runner_pid) for r in rows) == sorted(
+        (p, "done", holder[p]) for p in places for _ in (1, 2)
+    ), rows
     for place in places:
         (chat,) = {row.chat_id for row in rows if row.thread == place}
         await world.assert_chat(chat, asked_in[place])
 
 
 async def written_by(world: Replicas, writer: BridgeProcess, question: str) -> str:
-    """The thread of a mention on shard 0 whose answer ``writer`` is writing, its first
-    part shown and its edits held. The other replica may take a question before its
-    shard's replica does (it wakes threads with a turn nobody holds yet): the mention
-    is then asked again in a new thread (the taken one is left to its answer)."""
+    """The thread of a mention on shard 0 whose answer ``writer`` (holding shard 0) is
+    writing, its first part shown and its edits held."""
     fake = world.fake
-    for attempt in range(1, 6):
-        thread = world.mention(0, f"{question} (take {attempt})")
-        # Set before this loop lets the replicas run: no edit of the answer passes.
-        in_thread = f"/channels/{thread}/"
-        fake.hold(EDIT, when=lambda call, where=in_thread: call.path.startswith(where))
-        await fake.wait_for(
-            lambda where=in_thread: any(c.path.startswith(where) for c in fake.held),
-            timeout=30,
-            what="an edit of the answer",
-        )
-        [row] = [r for r in await world.rows() if r.question == thread]
-        if row.runner_pid == writer.proc.pid:
-            return thread
-        fake.release(EDIT)
-    raise AssertionError(f"the other replica took every question:\n{world.output()}")
+    thread = world.mention(0, question)
+    # Set before this test lets the replicas run: no edit of the answer passes.
+    fake.hold(EDIT, when=lambda call: call.path.startswith(f"/channels/{thread}/"))
+    await fake.wait_for(lambda: fake.held, timeout=30, what="an edit of the answer")
+    [row] = [r for r in await world.rows() if r.question == thread]
+    assert row.runner_pid == writer.proc.pid, world.output()  # its shard's replica has it
+    return thread
 
 
 async def test_a_killed_replicas_answer_is_finished_in_place_by_the_other(
