@@ -52,6 +52,7 @@ from adapters.discord.gateway import (
 from adapters.discord.invite import INTENT_MISSING, message_content_granted
 from adapters.discord.metered import meter
 from adapters.discord.names import NameBook
+from adapters.discord.place_names import PlaceNames
 from adapters.discord.places import DM_PLACE, jump_url, place_name
 from adapters.discord.reactions import reacted_channel
 from adapters.discord.reply import MESSAGE_LIMIT, DiscordChannel, DiscordReply, nonce_base
@@ -108,6 +109,7 @@ class DiscordAdapter:
         # queue in delivery order.
         self._order = asyncio.Lock()
         self._names = NameBook(self.client)
+        self._place_names = PlaceNames(self.client)
         self._threads = Threads(self.client, places, self._names)
         # prepare() → reply() of one turn: the channel its answer goes to instead of
         # its thread (which could not be opened), as replies to the question.
@@ -431,17 +433,13 @@ class DiscordAdapter:
 
     async def _placed(self, event: PlatformEvent) -> PlatformEvent:
         """``event`` with its place as people know it and a link to its thread (or to
-        the question, when its answers go to the channel), from discord.py's cache
-        (ids where it has no name)."""
+        the question, when its answers go to the channel): names from discord.py's
+        cache, or Discord's REST API for a server on a shard another process holds."""
         key = event.thread
         if event.direct or not key.workspace:
             return replace(event, place_name=DM_PLACE, link=jump_url("", key.channel))
-        guild = self.client.get_guild(int(key.workspace))
-        channel = self.client.get_channel(int(event.channel))
-        if isinstance(channel, discord.Thread) and channel.parent is not None:
-            channel = channel.parent  # an event stored without its place
-        guild_name = guild.name if guild is not None else key.workspace
-        channel_name = getattr(channel, "name", None) or event.channel
+        guild_name = await self._place_names.guild(key.workspace)
+        channel_name = await self._place_names.channel(event.channel)
         in_channel = await self._threads.answered_in(key)
         if in_channel is None:
             link = jump_url(key.workspace, key.channel)

@@ -83,17 +83,16 @@ class NameBook:
         on the gateway, else looked up once), else the user's own display name."""
         if isinstance(user, discord.Member) or not guild_id or user.bot:
             return user.display_name
-        guild = self._client.get_guild(int(guild_id))
         key = (guild_id, str(user.id))
-        if guild is None:
-            return self._nicks.peek(key) or user.display_name
 
         async def fetch() -> str | None:
+            # Over REST: the server may be on a shard another process holds (this one
+            # took the turn over), so none of its members came on this one's gateway.
             try:
-                member = await guild.fetch_member(user.id)
+                member = await self._client.http.get_member(int(guild_id), user.id)
             except _FAILURES:
                 return None  # left the server, or Discord said no: not kept
-            return member.display_name
+            return member.get("nick") or user.display_name
 
         return await self._nicks.get(key, fetch) or user.display_name
 

@@ -26,7 +26,8 @@ async def test_two_processes_each_answer_the_servers_of_their_shard_once(
         dm = fake.add_dm(ada)
         bridges = []
         for shard in (0, 1):
-            # Its own database (processes do not share one yet) and HTTP port.
+            # Its own SQLite database and HTTP port: disjoint shards work on separate
+            # databases too (test_discord_replicas has two on one PostgreSQL database).
             env = base_env(openwebui, fake, tmp_path / f"shard{shard}") | {
                 "DISCORD_SHARD_COUNT": "2",
                 "DISCORD_SHARD_IDS": str(shard),

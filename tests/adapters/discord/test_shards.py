@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -122,6 +122,40 @@ async def test_two_instances_each_answer_their_shard_once_and_dms_go_to_shard_0(
     assert thread_of(world, last_0.id) == ["Answer to last zero"]
     assert thread_of(world, last_1.id) == ["Answer to last one"]
     assert [m.content for m in fake.bot_messages(dm)] == ["Answer to in a DM?"]
+
+
+async def test_a_turn_taken_over_from_another_shard_is_prepared_as_its_holder_would(
+    guilds: Guilds,
+) -> None:
+    """A process that took over a turn of a server on a shard it does not hold (its
+    holder died) has nothing of that server from its gateway: it names the asker, the
+    server and the channel as the holder does, for the chat and its Open WebUI folder."""
+    world, fake = guilds.world, guilds.world.fake
+    fake.add_member(guilds.guild_0, world.ada, nick="Ada Z.")  # her name on that server
+    zero, one = Core(), Core()
+    async with (
+        running(sharded(world, count=2, ids=[0]), zero) as bot_0,
+        running(sharded(world, count=2, ids=[1]), one) as bot_1,
+    ):
+        question = fake.user_says(guilds.on_0, world.ada, f"<@{BOT_USER_ID}> one?")
+        await fake.wait_for(lambda: len(zero.events) == 1, what="the question on shard 0")
+        [event] = zero.events
+        by_holder = await bot_0.prepare(event)
+        follow_up = fake.user_says(question.id, world.ada, "and then?")
+        await fake.wait_for(lambda: len(zero.events) == 2, what="the follow-up on shard 0")
+        # Stored by the holder, run by the other process (which never saw it delivered).
+        by_other = [await bot_1.prepare(e) for e in zero.events]
+        # An event stored without its place (its thread's parent is looked up too).
+        unplaced = await bot_1.prepare(replace(zero.events[1], place=""))
+    assert [e.message_id for e in by_other] == [question.id, follow_up.id]
+    for prepared in (by_holder, *by_other, unplaced):
+        assert (prepared.author_name, prepared.place_name, prepared.link) == (
+            "Ada Z.",
+            "Zero \u203a #general",
+            f"https://discord.com/channels/{guilds.guild_0}/{question.id}",
+        )
+    assert by_other[1].text == "and then?"
+    assert one.events == []  # shard 1's process heard nothing of shard 0's server
 
 
 async def test_readyz_names_a_shard_whose_connection_is_down(guilds: Guilds) -> None:
