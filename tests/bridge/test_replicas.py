@@ -17,7 +17,15 @@ from bridge.leases import LeaseTimes
 from bridge.openwebui.organise import Rater
 from bridge.policy import Limits
 from bridge.store import TurnStatus
-from tests.bridge.test_intake import BridgeMaker, Setup, make_bridge, question, submit, until
+from tests.bridge.test_intake import (
+    BridgeMaker,
+    Setup,
+    make_bridge,
+    question,
+    regenerate,
+    submit,
+    until,
+)
 
 pytestmark = pytest.mark.timeout(20)
 __all__ = ["make_bridge"]  # the fixture, shared with test_intake
@@ -103,3 +111,37 @@ async def test_an_edit_on_one_replica_of_a_message_the_other_refused_is_answered
     answer = await b.bridge.edit(replace(long, text="shorter", event_id="ev-edit"))
     assert answer is not None and (await answer).status is TurnStatus.DONE
     assert b.platform.replies[long.message_id].final == "answer to shorter"
+
+
+async def test_another_answer_asked_on_one_replica_replaces_the_others_answer(
+    make_bridge: BridgeMaker,
+) -> None:
+    a, b = await replicas(make_bridge)
+    assert (await (await submit(a, question("q1")))).status is TurnStatus.DONE
+    await a.store.set_reply_ids((await a.turns())[0].id, ["msg-q1"])  # where A showed it
+    chat_id = await a.chat_id()
+    # 🔁 on A's answer reaches B: B writes the new answer into A's message.
+    acted = await b.bridge.act(regenerate("msg-q1", "ev-r1"))
+    assert acted.outcome is Outcome.DONE and acted.answer is not None
+    assert (await acted.answer).status is TurnStatus.DONE
+    assert b.platform.given_ids["q1~ev-r1"] == ("msg-q1",)
+    assert [t.status for t in await b.turns()] == [TurnStatus.DONE, TurnStatus.DONE]
+    # The chat goes on from the new answer (the real tree: tests/contract).
+    assert b.fake.history(chat_id)["currentId"] == (await b.turns())[1].assistant_message_id
+
+
+async def test_the_replica_writing_an_answer_holds_its_lease(make_bridge: BridgeMaker) -> None:
+    # One replica here: the gauge is the process's, and both would set it.
+    a = await make_bridge(leases=QUICK)
+    await a.bridge.resume("test")
+    a.fake.hold()
+    answer = await submit(a, question("q1"))
+    held = await a.fake.next_held()
+
+    def leases() -> float | None:
+        return REGISTRY.get_sample_value("owui_bridge_leases_held")
+
+    await until(lambda: leases() == 1.0)  # /metrics while it writes
+    held.finish("done")
+    assert (await answer).status is TurnStatus.DONE
+    await until(lambda: leases() == 0.0)
