@@ -462,8 +462,8 @@ class Bridge:
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the turns under way and queued, then leave the
-        rest to the next start (clean shutdown; ``drain(0)`` is a crash, as far as the
-        store and Open WebUI can tell)."""
+        rest, their leases let go, to another replica or the next start (clean shutdown;
+        ``drain(0)`` leaves the store and Open WebUI as a crash would, leases apart)."""
         await self._queue.drain(grace)  # the keeper renews the leases meanwhile
         if self._keeper is not None:
             self._keeper.cancel()
