@@ -123,11 +123,9 @@ class Bridge:
             # A copy of a question already taken (a platform retry, or Slack's second
             # event kind for a mention) is no question: no rate limit, bound or notice.
             seen = (event.thread, event.message_id)
-            if (
-                seen in self._refused
-                or await self._store.delivered(event.thread, event.event_id, event.message_id)
-                # Refused by another replica (its copy went there): no second notice.
-                or await self._store.delivered(event.thread, _refusal(event), event.message_id)
+            # ``or_event``: refused by another replica (its copy went there): no second notice.
+            if seen in self._refused or await self._store.delivered(
+                event.thread, event.event_id, event.message_id, or_event=_refusal(event)
             ):
                 log.info("duplicate delivery %s ignored", event.event_id)
                 return None

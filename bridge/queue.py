@@ -98,7 +98,7 @@ class ThreadQueue(Generic[R]):
         for owner in await self._store.lease_owners():
             if owner_dead(owner, self.owner):
                 log.info("lease owner %s is gone; its turns are taken over", owner)
-                await self._store.expire_leases(owner)
+                await self._store.release_leases(owner)
 
     async def keep(
         self, platforms: Callable[[], Iterable[str]], stop: Callable[[int, int], object]
@@ -139,10 +139,10 @@ class ThreadQueue(Generic[R]):
         if self._closing:
             return
         await self.reap()
+        # A question just stored is its own replica's (it holds the question's shard,
+        # say): others step in only once it was left a round.
+        fresh = self._leases.every
         for platform in platforms:
-            # A question just stored is its own replica's (it holds the question's
-            # shard, say): others step in only once it was left a round.
-            fresh = self._leases.every
             for conversation_id in await self._store.open_conversations(
                 platform, self.owner, fresh
             ):

@@ -120,9 +120,12 @@ class Store(Protocol):
         writes nothing) when the thread is full (``NewTurn.limit``)."""
         ...
 
-    async def delivered(self, key: ThreadKey, event_id: str, platform_message_id: str) -> bool:
+    async def delivered(
+        self, key: ThreadKey, event_id: str, platform_message_id: str, *, or_event: str = ""
+    ) -> bool:
         """Whether this delivery, or another delivery of the same platform message, was
-        taken before (the check ``enqueue_turn`` makes, without writing)."""
+        taken before (the check ``enqueue_turn`` makes, without writing); also true when
+        ``or_event`` was claimed (``claim_event``)."""
         ...
 
     # -- the turn queue across processes (``bridge.leases``) ---------------------
@@ -149,16 +152,12 @@ class Store(Protocol):
         now; the turns it still holds (a lease another owner took over is gone)."""
         ...
 
-    async def release_leases(self, owner: str) -> None:
-        """``owner`` lets its open turns go (clean shutdown): anyone may take them now."""
-        ...
-
     async def lease_owners(self) -> list[str]:
         """Owners holding unexpired leases on open turns."""
         ...
 
-    async def expire_leases(self, owner: str) -> None:
-        """``owner`` is known dead: its leases end now."""
+    async def release_leases(self, owner: str) -> None:
+        """``owner``'s leases end now: it shut down cleanly, or is known dead."""
         ...
 
     async def request_stop(self, turn_id: int) -> bool:

@@ -5,7 +5,7 @@ delivery is claimed by ``INSERT … ON CONFLICT DO NOTHING``, a turn is queued i
 transaction that holds its conversation's row lock (so a thread's limit and its
 turns cannot race), and a conditional ``UPDATE … WHERE status = 'queued'`` changes a
 turn only while it waits. Several bridge processes share one database: each open
-turn is leased to one of them (``take_turn`` under the conversation's row lock),
+turn is leased to one of them (``take_turn``, with the thread's open turns locked),
 on the database's clock.
 """
 
@@ -165,15 +165,18 @@ class PostgresStore:
                 raise _Duplicate  # roll back the claim too: nothing is written
             return turn(row)
 
-    async def delivered(self, key: ThreadKey, event_id: str, platform_message_id: str) -> bool:
+    async def delivered(
+        self, key: ThreadKey, event_id: str, platform_message_id: str, *, or_event: str = ""
+    ) -> bool:
         row = await self._fetchrow(
-            "SELECT 1 FROM processed_events WHERE platform = $1 AND event_id = $5"
+            "SELECT 1 FROM processed_events WHERE platform = $1 AND event_id IN ($5, $7)"
             " UNION ALL SELECT 1 FROM turns t JOIN conversations c"
             " ON c.id = t.conversation_id WHERE c.platform = $1 AND c.workspace = $2"
             " AND c.channel = $3 AND c.thread = $4 AND t.platform_message_id = $6 LIMIT 1",
             *_key(key),
             event_id,
             platform_message_id,
+            or_event or event_id,
         )
         return row is not None
 
@@ -248,9 +251,6 @@ class PostgresStore:
         )
         return [held(row) for row in rows]
 
-    async def release_leases(self, owner: str) -> None:
-        await self.expire_leases(owner)
-
     async def lease_owners(self) -> list[str]:
         rows = await self._fetch(
             "SELECT DISTINCT lease_owner FROM turns WHERE status IN ('running', 'queued')"
@@ -258,7 +258,7 @@ class PostgresStore:
         )
         return [str(row[0]) for row in rows]
 
-    async def expire_leases(self, owner: str) -> None:
+    async def release_leases(self, owner: str) -> None:
         await self._write(
             "UPDATE turns SET lease_until = 0 WHERE lease_owner = $1"
             " AND status IN ('running', 'queued')",

@@ -69,10 +69,9 @@ NOT_FRESH = "(t.status = 'running' OR t.lease_owner IS NOT NULL OR t.created_at 
 def pick(rows: list[Any], owner: str, now: float) -> Taken | None:
     """``take_turn``'s choice among a conversation's open turns (``OPEN_TURNS``): the
     first, unless another owner's lease on any of them has not expired."""
-    for row in rows:
-        if row["lease_owner"] not in (None, owner) and row["lease_until"] > now:
-            return None
-    if not rows:
+    if not rows or any(
+        row["lease_owner"] not in (None, owner) and row["lease_until"] > now for row in rows
+    ):
         return None
     first = rows[0]
     running = first["status"] == TurnStatus.RUNNING.value

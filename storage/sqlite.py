@@ -138,16 +138,19 @@ class SqliteStore:
                 turn_id = cur.lastrowid
             return None if turn_id is None else await self._get_turn(turn_id)
 
-    async def delivered(self, key: ThreadKey, event_id: str, platform_message_id: str) -> bool:
+    async def delivered(
+        self, key: ThreadKey, event_id: str, platform_message_id: str, *, or_event: str = ""
+    ) -> bool:
         async with self._lock:
             row = await self._fetchone(
-                "SELECT 1 FROM processed_events WHERE platform = ? AND event_id = ?"
+                "SELECT 1 FROM processed_events WHERE platform = ? AND event_id IN (?, ?)"
                 " UNION ALL SELECT 1 FROM turns JOIN conversations c"
                 " ON c.id = turns.conversation_id WHERE c.platform = ? AND c.workspace = ?"
                 " AND c.channel = ? AND c.thread = ? AND turns.platform_message_id = ? LIMIT 1",
                 (
                     key.platform,
                     event_id,
+                    or_event or event_id,
                     key.platform,
                     key.workspace,
                     key.channel,
@@ -223,9 +226,6 @@ class SqliteStore:
             )
         return [held(row) for row in rows]
 
-    async def release_leases(self, owner: str) -> None:
-        await self.expire_leases(owner)
-
     async def lease_owners(self) -> list[str]:
         async with self._lock:
             rows = await self._fetchall(
@@ -235,7 +235,7 @@ class SqliteStore:
             )
         return [str(row[0]) for row in rows]
 
-    async def expire_leases(self, owner: str) -> None:
+    async def release_leases(self, owner: str) -> None:
         async with self._lock:
             await self._write(
                 "UPDATE turns SET lease_until = 0 WHERE lease_owner = ?"

@@ -98,7 +98,7 @@ async def test_a_released_or_expired_lease_lets_another_replica_take_at_once(
     await a.release_leases(A)  # a clean shutdown
     taken = await b.take_turn(cid, B, 30)
     assert taken is not None and taken.turn.id == running and taken.taken_from == A
-    await b.expire_leases(B)  # B found dead by a process on its machine
+    await b.release_leases(B)  # B found dead by a process on its machine
     again = await a.take_turn(cid, A, 30)
     assert again is not None and again.taken_from == B
 

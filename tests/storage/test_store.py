@@ -487,6 +487,9 @@ async def test_a_delivery_without_a_turn_is_claimed_once(store: Any) -> None:
     assert not await store.claim_event("slack", "ev-edit")
     assert await store.delivered(KEY, "ev-edit", "no-such-message")
     assert await store.claim_event("discord", "ev-edit")  # per platform
+    # Asked beside another delivery (a refusal remembered for every replica).
+    assert await store.delivered(KEY, "ev-other", "no-such-message", or_event="ev-edit")
+    assert not await store.delivered(KEY, "ev-other", "no-such-message", or_event="ev-none")
 
 
 async def test_concurrent_claims_of_one_delivery_from_two_processes_one_wins(
