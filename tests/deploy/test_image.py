@@ -38,6 +38,24 @@ NOBODY = 65534
 SECRET = "image-signing-secret"
 
 
+async def ask(fake: FakeSlack, url: str, text: str, retries: int = 0) -> list[str]:
+    """Alice mentions the bot in C1 through ``url`` (the Slack delivery, then
+    ``retries`` retries of it); the thread's answer once it is complete."""
+    ts, _message, mention = fake.user_says("C1", "UALICE", f"<@{BOT_USER_ID}> {text}")
+    assert mention is not None
+    for retry in range(retries + 1):
+        status, _ = await fake.post_event(
+            f"{url}/slack/events", mention, SECRET, retry_num=retry or None
+        )
+        assert status == 200  # each 200 comes after the replica judged the delivery
+    await fake.wait_for(
+        lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
+        timeout=60,
+        what="the answer",
+    )
+    return [m.text for m in fake.bot_replies("C1", ts)]
+
+
 def _version(v: str) -> tuple[int, ...]:
     return tuple(int(p) for p in v.split("."))
 
@@ -161,18 +179,7 @@ async def test_the_image_answers_a_slack_mention(
             url = bridge.url
             async with httpx.AsyncClient() as client:
                 await bridge.wait_ready("/healthz", 200)
-                ts, _message, mention = fake.user_says(
-                    "C1", "UALICE", f"<@{BOT_USER_ID}> hello from the image"
-                )
-                assert mention is not None
-                status, _ = await fake.post_event(f"{url}/slack/events", mention, SECRET)
-                assert status == 200
-                await fake.wait_for(
-                    lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
-                    timeout=60,
-                    what="the answer",
-                )
-                assert [m.text for m in fake.bot_replies("C1", ts)] == [
+                assert await ask(fake, url, "hello from the image") == [
                     expected_reply("Alice: hello from the image")
                 ]
                 ready = await client.get(f"{url}/readyz")
@@ -277,25 +284,8 @@ async def test_two_replicas_behind_the_load_balancer_answer_each_question_once(
                         await asyncio.sleep(0.25)
                     else:
                         pytest.fail(f"nginx does not answer on {lb}")
-                ts, _message, mention = fake.user_says(
-                    "C1", "UALICE", f"<@{BOT_USER_ID}> hello from the replicas"
-                )
-                assert mention is not None
-                status, _ = await fake.post_event(f"{lb}/slack/events", mention, SECRET)
-                assert status == 200
-                # Slack's retries, round robin: each replica gets one. Each 200 comes
-                # after that replica judged the delivery.
-                for retry in (1, 2):
-                    status, _ = await fake.post_event(
-                        f"{lb}/slack/events", mention, SECRET, retry_num=retry
-                    )
-                    assert status == 200
-                await fake.wait_for(
-                    lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts)),
-                    timeout=60,
-                    what="the answer",
-                )
-                assert [m.text for m in fake.bot_replies("C1", ts)] == [
+                # Slack's retries, round robin: each replica gets a copy.
+                assert await ask(fake, lb, "hello from the replicas", retries=2) == [
                     expected_reply("Alice: hello from the replicas")
                 ]
                 # The three copies went to both replicas (round robin), each taken.
@@ -305,18 +295,7 @@ async def test_two_replicas_behind_the_load_balancer_answer_each_question_once(
                 assert reached == {f"127.0.0.1:{port}" for port in ports}
                 # One replica stops (a rolling restart): the next question reaches the other.
                 assert await replicas[0].stop(grace=60) == 0, replicas[0].output()
-                ts2, _message, mention2 = fake.user_says(
-                    "C1", "UALICE", f"<@{BOT_USER_ID}> still there?"
-                )
-                assert mention2 is not None
-                status, _ = await fake.post_event(f"{lb}/slack/events", mention2, SECRET)
-                assert status == 200
-                await fake.wait_for(
-                    lambda: any(m.stream_state == "stopped" for m in fake.bot_replies("C1", ts2)),
-                    timeout=60,
-                    what="the second answer",
-                )
-                assert [m.text for m in fake.bot_replies("C1", ts2)] == [
+                assert await ask(fake, lb, "still there?") == [
                     expected_reply("Alice: still there?")
                 ]
                 (*_, last) = [r for r in nginx.requests(lb_dir) if r[1] == "/slack/events"]
